@@ -1,0 +1,1 @@
+"""featviz hand-written kernels (installed as featviz.kernels)."""

@@ -1,0 +1,1 @@
+"""featviz model zoo (installed as featviz.zoo)."""
