@@ -1,0 +1,96 @@
+"""``featviz render MODEL SPEC [SPEC ...]``: feature visualizations to PNG."""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+
+from featviz import spec_grammar
+from featviz.cli.common import add_model_arguments, load_model
+from featviz.cli.errors import UsageError, writable_output
+
+_EPILOG = f"""SPEC grammar:
+{spec_grammar.GRAMMAR}
+
+Examples:
+  featviz render efficientnet_lite0 block10:0-7 --out block10.png
+  featviz render mnist_cnn logit:0-9 --size 28 --tv 0.05 --out digits.png
+  featviz render efficientnet_lite0 "0.5*block5:3+0.5*block5:9" logit:goldfish
+"""
+
+
+def register(sub) -> None:
+  p = sub.add_parser("render", help="render images that maximize objectives",
+                     epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+  add_model_arguments(p)
+  p.add_argument("specs", nargs="+", metavar="SPEC", help="objectives (grammar below)")
+  p.add_argument("--steps", type=int, default=512, help="optimization steps (Lucid: 512)")
+  p.add_argument("--size", type=int, default=128, help="image side in pixels (Lucid: 128)")
+  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--batch", type=int, default=None,
+                 help="images per SPEC when it names one unit (different seeds draws)")
+  p.add_argument("--lr", type=float, default=0.05, help="Adam learning rate (Lucid: 0.05)")
+  p.add_argument("--param", choices=["fourier", "pixel"], default="fourier")
+  p.add_argument("--transforms", choices=["standard", "shared", "none"], default="standard",
+                 help="standard: Lucid's preset with a draw per image; shared: one draw for "
+                      "the batch, as Lucid; none")
+  p.add_argument("--input-size", type=int, default=None,
+                 help="resize images to this size before the network (lucent uses 224)")
+  for name, what in [("tv", "total variation"), ("l1", "L1 norm"), ("l2", "L2 norm"),
+                     ("blur", "blur penalty")]:
+    p.add_argument(f"--{name}", type=float, default=0.0, help=f"weight of the {what} penalty")
+  p.add_argument("--diversity", type=float, default=0.0,
+                 help="weight of Lucid's diversity term on the first SPEC's layer")
+  p.add_argument("--out", default="render.png",
+                 help="grid PNG; one PNG per image goes to <out stem>_images/")
+  p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+  p.set_defaults(func=run)
+
+
+def build_objective(args):
+  from featviz import regularizers
+  objective = spec_grammar.parse_all(args.specs)
+  penalties = [(args.tv, regularizers.total_variation()), (args.l1, regularizers.l1()),
+               (args.l2, regularizers.l2()), (args.blur, regularizers.blur())]
+  for weight, penalty in penalties:
+    if weight < 0:
+      raise UsageError("penalty weights are subtracted: give them as positive numbers")
+    if weight:
+      objective = objective - weight * penalty
+  if args.diversity:
+    layers = sorted(spec_grammar.parse(args.specs[0]).layers)
+    if not layers:
+      raise UsageError("--diversity needs a SPEC that reads a layer")
+    objective = objective + args.diversity * regularizers.diversity(layers[0])
+  return objective
+
+
+def run(args) -> int:
+  from featviz import images, render, transforms
+
+  out = writable_output(args.out)
+  for name in ("steps", "size"):
+    if getattr(args, name) < 1:
+      raise UsageError(f"--{name} must be a positive integer")
+  objective = build_objective(args)
+  model = load_model(args)
+  transform = {"standard": transforms.standard(), "shared": transforms.standard(shared=True),
+               "none": transforms.identity()}[args.transforms]
+  result = render.render(
+      model, objective, param=args.param, transforms=transform,
+      optimizer=render.adam(args.lr), steps=args.steps, size=args.size, batch=args.batch,
+      seed=args.seed, input_size=args.input_size, progress_bar=not args.no_progress)
+  final = result.history[-1]
+  captions = [f"{label} ({value:.3g})" for label, value in zip(result.labels, final)]
+  folder = out.with_name(out.stem + "_images")
+  folder.mkdir(exist_ok=True)
+  for i, (image, label) in enumerate(zip(result.images, result.labels)):
+    images.save_png(image, folder / f"{i:04d}_{images.safe_name(label)}.png")
+  scale = max(1, 96 // args.size)
+  title = f"{model.spec.name}, {args.steps} steps, {args.size} px, seed {args.seed}"
+  images.save_png(images.grid(result.images, captions, scale=scale, title=title), out)
+  units_per_s = len(result.labels) / max(result.run_seconds, 1e-9)
+  print(f"wrote {out} and {len(result.labels)} images in {folder}/ "
+        f"({result.run_seconds:.1f} s run, {result.compile_seconds:.1f} s compile, "
+        f"{units_per_s:.2f} images/s)")
+  return 0
