@@ -67,8 +67,11 @@ def bilinear_resample(images: Array, src_y: Array, src_x: Array, fill: float) ->
 def affine_about_center(images: Array, scale: Array, angle: Array, fill: float) -> Array:
   """Scales by ``scale (B,)`` and rotates by ``angle (B,)`` radians about the centre.
 
-  Output size equals input size. Output pixel ``p`` samples the input at
-  ``c + R(-angle) (p - c) / scale``, ``c`` the centre ``((H - 1) / 2, (W - 1) / 2)``.
+  Output size equals input size. Positive angles turn the picture
+  counterclockwise, as TF's ``rotate`` (Lucid) and ``np.rot90`` do. In (row,
+  column) coordinates relative to the centre ``c = ((H - 1) / 2, (W - 1) / 2)``,
+  output pixel ``(y, x)`` samples the input at
+  ``c + (cos a * y + sin a * x, -sin a * y + cos a * x) / scale``.
   """
   _, h, w, _ = images.shape
   cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
@@ -76,8 +79,8 @@ def affine_about_center(images: Array, scale: Array, angle: Array, fill: float) 
                         jnp.arange(w, dtype=jnp.float32) - cx, indexing="ij")
   cos = (jnp.cos(angle) / scale)[:, None, None]
   sin = (jnp.sin(angle) / scale)[:, None, None]
-  src_y = cy + cos * yy - sin * xx
-  src_x = cx + sin * yy + cos * xx
+  src_y = cy + cos * yy + sin * xx
+  src_x = cx - sin * yy + cos * xx
   return bilinear_resample(images, src_y, src_x, fill)
 
 
