@@ -308,20 +308,24 @@ class ClassLogit(Objective):
 
   @property
   def batch(self):
-    return _implied_batch(self.label) if not isinstance(self.label, str) else None
+    if self.index is not None:
+      return _implied_batch(self.index)
+    return None if isinstance(self.label, str) else _implied_batch(self.label)
 
   def bind(self, spec, batch):
     spec.check_layer("logits")
-    labels = [self.label] if np.ndim(self.label) == 0 else list(self.label)
-    index = np.asarray([spec.label_index(
-        x.item() if isinstance(x, np.generic) else x) for x in labels], np.int32)
-    index = index[0] if np.ndim(self.label) == 0 else index
-    label = self.label if isinstance(self.label, str) else tuple(np.ravel(self.label).tolist())
+    scalar = isinstance(self.label, str) or np.ndim(self.label) == 0
+    labels = [self.label] if isinstance(self.label, str) else np.ravel(self.label).tolist()
+    index = np.asarray([spec.label_index(x) for x in labels], np.int32)
+    index = index[0] if scalar else index
+    label = self.label if isinstance(self.label, str) else tuple(labels)
     return ClassLogit(label, np.broadcast_to(index, (batch,)))
 
   def labels(self, batch):
-    idx = np.broadcast_to(np.asarray(self.index if self.index is not None else 0), (batch,))
-    return [f"logit:{int(i)}" for i in idx]
+    if self.index is None:  # not bound yet: show what the user wrote
+      names = [self.label] if isinstance(self.label, str) else np.ravel(self.label).tolist()
+      return [f"logit:{x}" for x in np.broadcast_to(np.asarray(names, object), (batch,))]
+    return [f"logit:{int(i)}" for i in np.broadcast_to(np.asarray(self.index), (batch,))]
 
 
 @_pytree(data=[], meta=["layer"])
@@ -409,6 +413,9 @@ class Sum(Objective):
   terms: tuple
   weights: tuple
 
+  def __post_init__(self):
+    self.batch  # terms over different numbers of units cannot be summed: fail here, early
+
   def score(self, ctx):
     return sum(w * t.score(ctx) for w, t in zip(self.weights, self.terms))
 
@@ -446,6 +453,9 @@ class Product(Objective):
 
   a: Objective
   b: Objective
+
+  def __post_init__(self):
+    self.batch  # fail early on terms over different numbers of units
 
   def score(self, ctx):
     return self.a.score(ctx) * self.b.score(ctx)

@@ -3,11 +3,10 @@
 import os
 import pathlib
 
-import jax
 import pytest
 
-# Strict dtype promotion catches silent float64/int mixing (equinox's conftest does the same).
-jax.config.update("jax_numpy_dtype_promotion", "strict")
+# Not strict dtype promotion (equinox's conftest sets it): optax's own Adam bias correction
+# (`decay ** count`, float ** int32) fails under it with optax 0.2.8.
 
 
 def _shared_dir() -> pathlib.Path | None:
