@@ -140,8 +140,21 @@ def _as_objective(x: Any) -> Objective:
   return Constant(_scalar(x))
 
 
-def _pytree(*, data: Sequence[str], meta: Sequence[str] = ()):
-  """Registers a frozen dataclass as a pytree with the given data and meta fields."""
+def register(*, data: Sequence[str] = (), meta: Sequence[str] = ()):
+  """Makes an :class:`Objective` subclass a frozen dataclass and a pytree.
+
+  ``data`` fields (unit indices, vectors, targets) are traced, so new values reuse
+  the compiled loop; ``meta`` fields (layer names) are static. A custom objective::
+
+    @objectives.register(meta=["layer"])
+    class MeanSquare(objectives.Objective):
+      layer: str
+      def score(self, ctx):
+        return (ctx.acts[self.layer] ** 2).mean(axis=(1, 2, 3))
+      @property
+      def layers(self):
+        return frozenset([self.layer])
+  """
 
   def wrap(cls):
     cls = dataclasses.dataclass(frozen=True, eq=False)(cls)
@@ -169,7 +182,7 @@ def _implied_batch(units: Any) -> int | None:
 # ----------------------------------------------------------------------------- units
 
 
-@_pytree(data=["units"], meta=["layer"])
+@register(data=["units"], meta=["layer"])
 class Channel(Objective):
   """Mean activation of channel ``units[b]`` of ``layer`` over all positions."""
 
@@ -199,7 +212,7 @@ class Channel(Objective):
     return [f"{self.layer}:{int(i)}" for i in u]
 
 
-@_pytree(data=["units", "x", "y"], meta=["layer"])
+@register(data=["units", "x", "y"], meta=["layer"])
 class Neuron(Objective):
   """Activation of channel ``units[b]`` at one position ``(x, y)`` (default: the centre).
 
@@ -243,7 +256,7 @@ class Neuron(Objective):
     return [f"{self.layer}:{int(i)}{where}" for i in u]
 
 
-@_pytree(data=["vector"], meta=["layer", "cossim_pow"])
+@register(data=["vector"], meta=["layer", "cossim_pow"])
 class Direction(Objective):
   """Lucid's ``direction``: mean over positions of ``dot(acts, v)``, times ``cos^p``.
 
@@ -290,7 +303,7 @@ class Direction(Objective):
     return [f"direction:{self.layer}"] * batch
 
 
-@_pytree(data=["index"], meta=["label"])
+@register(data=["index"], meta=["label"])
 class ClassLogit(Objective):
   """The logit of a class, given by index or by name (resolved against the model)."""
 
@@ -328,7 +341,7 @@ class ClassLogit(Objective):
     return [f"logit:{int(i)}" for i in np.broadcast_to(np.asarray(self.index), (batch,))]
 
 
-@_pytree(data=[], meta=["layer"])
+@register(data=[], meta=["layer"])
 class DeepDream(Objective):
   """Mean squared activation of ``layer`` (Lucid's ``deepdream``)."""
 
@@ -350,7 +363,7 @@ class DeepDream(Objective):
     return [f"deepdream:{self.layer}"] * batch
 
 
-@_pytree(data=["target"], meta=["layer"])
+@register(data=["target"], meta=["layer"])
 class Inversion(Objective):
   """Representation inversion (Mahendran and Vedaldi, 2015): match target activations.
 
@@ -395,7 +408,7 @@ class Inversion(Objective):
 # ----------------------------------------------------------------------------- algebra
 
 
-@_pytree(data=["value"])
+@register(data=["value"])
 class Constant(Objective):
   value: Any
 
@@ -406,7 +419,7 @@ class Constant(Objective):
     return [f"{self.value:g}"] * batch
 
 
-@_pytree(data=["terms", "weights"])
+@register(data=["terms", "weights"])
 class Sum(Objective):
   """``sum_i weights[i] * terms[i]``. Terms are static, weights are data."""
 
@@ -447,7 +460,7 @@ class Sum(Objective):
     return out
 
 
-@_pytree(data=["a", "b"])
+@register(data=["a", "b"])
 class Product(Objective):
   """Objective times objective, image by image."""
 
@@ -479,7 +492,7 @@ class Product(Objective):
     return [f"({x})*({y})" for x, y in zip(self.a.labels(batch), self.b.labels(batch))]
 
 
-@_pytree(data=["parts"], meta=["sizes"])
+@register(data=["parts"], meta=["sizes"])
 class Stack(Objective):
   """Different objectives on different images: ``parts[k]`` owns ``sizes[k]`` images."""
 

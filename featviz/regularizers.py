@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from featviz.objectives import Context, Objective, _pytree
+from featviz.objectives import Context, Objective, register
 
 Array = jax.Array
 INPUT = "input"
@@ -42,7 +42,7 @@ class _OnLayer(Objective):
     return [self.name] * batch
 
 
-@_pytree(data=[], meta=["layer"])
+@register(data=[], meta=["layer"])
 class TotalVariation(_OnLayer):
   """``tf.image.total_variation`` per image: sum of absolute neighbour differences."""
 
@@ -56,7 +56,7 @@ class TotalVariation(_OnLayer):
     return dy + dx
 
 
-@_pytree(data=["constant"], meta=["layer"])
+@register(data=["constant"], meta=["layer"])
 class L1(_OnLayer):
   """``sum |x - constant|`` per image (Lucid's ``L1``)."""
 
@@ -69,7 +69,7 @@ class L1(_OnLayer):
     return jnp.abs(x - self.constant).reshape(x.shape[0], -1).sum(axis=1)
 
 
-@_pytree(data=["constant", "epsilon"], meta=["layer"])
+@register(data=["constant", "epsilon"], meta=["layer"])
 class L2(_OnLayer):
   """``sqrt(epsilon + sum (x - constant)^2)`` per image (Lucid's ``L2``, eps 1e-6)."""
 
@@ -102,7 +102,7 @@ def blur3x3(x: Array) -> Array:
   return conv(x) / conv(jnp.ones_like(x[:1]))
 
 
-@_pytree(data=[], meta=["layer"])
+@register(data=[], meta=["layer"])
 class Blur(_OnLayer):
   """Lucid's ``blur_input_each_step`` penalty: ``0.5 sum (x - stop_grad(blur(x)))^2``.
 
@@ -120,7 +120,7 @@ class Blur(_OnLayer):
     return 0.5 * ((x - target) ** 2).sum(axis=(1, 2, 3))
 
 
-@_pytree(data=[], meta=["layer"])
+@register(data=[], meta=["layer"])
 class Diversity(Objective):
   """Lucid's ``diversity``: minus the mean cosine between images' Gram matrices.
 

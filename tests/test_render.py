@@ -1,0 +1,134 @@
+"""The render loop: determinism, one compile per structure, errors, dead units, pruning."""
+
+import dataclasses
+import re
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import tiny_cnn
+from featviz import objectives as O
+from featviz import render, transforms
+from featviz.model import Model, Nonlinearities
+
+MODEL = tiny_cnn.make()
+# Jitter only: the standard preset's resampling takes seconds to compile on CPU.
+FAST = dict(steps=12, size=16, progress_bar=False, transforms=transforms.jitter(2))
+
+
+def test_same_seed_same_images_other_seed_other_images():
+  kw = dict(FAST, transforms=transforms.standard())
+  a = render.render(MODEL, O.channel("conv2", np.arange(3)), seed=4, **kw)
+  b = render.render(MODEL, O.channel("conv2", np.arange(3)), seed=4, **kw)
+  c = render.render(MODEL, O.channel("conv2", np.arange(3)), seed=5, **kw)
+  np.testing.assert_array_equal(a.images, b.images)
+  assert not np.array_equal(a.images, c.images)
+
+
+def test_result_shapes_and_range():
+  r = render.render(MODEL, O.channel("conv3", np.arange(4)), **FAST)
+  assert r.images.shape == (4, 16, 16, 3) and r.history.shape == (12, 4)
+  assert r.images.min() >= 0 and r.images.max() <= 1
+  assert r.labels == [f"conv3:{i}" for i in range(4)]
+
+
+def test_other_units_and_seeds_do_not_recompile():
+  render.render(MODEL, O.channel("conv3", np.arange(8)), **FAST)
+  before = render.trace_count()
+  for seed, units in [(1, np.arange(8)[::-1]), (2, np.array([7, 7, 0, 1, 2, 3, 4, 5]))]:
+    r = render.render(MODEL, O.channel("conv3", units), seed=seed, **FAST)
+    assert r.compile_seconds == 0.0
+  assert render.trace_count() == before
+
+
+def test_batch_defaults_to_units_and_conflicts_are_refused():
+  assert render.render(MODEL, O.channel("conv1", 2), batch=2, **FAST).images.shape[0] == 2
+  with pytest.raises(ValueError, match="one per unit"):
+    render.render(MODEL, O.channel("conv1", [0, 1, 2]), batch=2, **FAST)
+
+
+def test_each_image_is_independent_of_the_others():
+  """Image b of a batch equals a render of b alone when transforms draw the same values."""
+  kw = dict(FAST, transforms=transforms.identity())
+  both = render.render(MODEL, O.channel("conv2", np.array([1, 4])), **kw)
+  other = render.render(MODEL, O.channel("conv2", np.array([1, 5])), **kw)
+  np.testing.assert_allclose(both.images[0], other.images[0], atol=1e-6)
+
+
+def _spy_model(seen):
+  def forward(weights, x, layers, nonlin):
+    seen.append(layers)
+    return MODEL.forward(weights, x, layers, nonlin)
+  return dataclasses.replace(MODEL, forward=forward)
+
+
+def test_only_layers_the_objective_reads_are_requested():
+  seen = []
+  render.render(_spy_model(seen), O.channel("conv1", 0) - 0.1 * O.deepdream("conv1"), **FAST)
+  assert seen and all(layers == ("conv1",) for layers in seen)
+
+
+def test_forward_stops_at_the_deepest_layer():
+  acts = MODEL.activations(np.full((1, 16, 16, 3), 0.5, np.float32), ["conv2"])
+  assert set(acts) == {"conv2"}
+
+
+@O.register()
+class _NaNAfter(O.Objective):
+  """Mean image intensity, with NaN once the image is bright enough (a real blow-up)."""
+
+  def score(self, ctx):
+    m = ctx.image.mean(axis=(1, 2, 3))
+    return jnp.where(m > 0.6, jnp.nan, m)
+
+
+def test_non_finite_error_names_step_and_objective():
+  with pytest.raises(render.NonFiniteError, match=r"non-finite at step (\d+) of 200") as err:
+    render.render(MODEL, _NaNAfter(), steps=200, size=16, param="pixel", progress_bar=False,
+                  transforms=transforms.identity())
+  step = int(re.search(r"step (\d+)", str(err.value)).group(1))
+  assert 0 < step < 200
+  assert "_NaNAfter" in str(err.value)
+
+
+def _dead_model():
+  """conv2 unit 0 is off at the start image (grey) but can be turned on by some image.
+
+  The bias is set from measured pre-activations (``relu`` replaced by identity):
+  0.05 below the unit's largest pre-activation on grey, which random images exceed.
+  """
+  linear = Nonlinearities(relu=lambda x: x)
+  grey = np.full((1, 16, 16, 3), 0.5, np.float32)
+  noise = np.random.default_rng(0).uniform(size=(16, 16, 16, 3)).astype(np.float32)
+  pre_grey = np.asarray(MODEL.activations(grey, ["conv2"], linear)["conv2"][..., 0])
+  pre_noise = np.asarray(MODEL.activations(noise, ["conv2"], linear)["conv2"][..., 0])
+  weights = {k: dict(v) for k, v in MODEL.weights.items()}
+  bias = np.array(weights["conv2"]["b"])
+  bias[0] -= pre_grey.max() + 0.05
+  assert pre_noise.max() > pre_grey.max() + 0.05  # reachable
+  weights["conv2"]["b"] = bias
+  return Model(MODEL.spec, weights, MODEL.forward)
+
+
+def test_redirected_relu_revives_a_dead_unit_and_plain_relu_does_not():
+  model = _dead_model()
+  kw = dict(steps=40, size=16, progress_bar=False, transforms=transforms.identity(),
+            param="pixel")
+  plain = render.render(model, O.channel("conv2", 0), redirect_relu_steps=0, **kw)
+  redirected = render.render(model, O.channel("conv2", 0), redirect_relu_steps=40, **kw)
+  assert plain.history[0, 0] == 0 and plain.history[-1, 0] == 0
+  assert redirected.history[-1, 0] > 0
+
+
+def test_lucid_preset():
+  cfg = render.RenderConfig.lucid()
+  assert (cfg.param, cfg.steps, cfg.size, cfg.learning_rate, cfg.redirect_relu_steps) == (
+      "fourier", 512, 128, 0.05, 16)
+
+
+def test_score_images_matches_activations():
+  images = np.random.default_rng(0).uniform(size=(2, 16, 16, 3)).astype(np.float32)
+  got = render.score_images(MODEL, O.channel("conv2", np.array([0, 3])), images)
+  acts = np.asarray(MODEL.activations(images, ["conv2"])["conv2"]).mean(axis=(1, 2))
+  np.testing.assert_allclose(got, acts[[0, 1], [0, 3]], rtol=1e-5)
