@@ -5,15 +5,16 @@ A SPEC is a weighted sum of terms::
   SPEC  := TERM (("+" | "-") TERM)*
   TERM  := [NUMBER "*"] ATOM
   ATOM  := LAYER ":" UNITS ["@" X "," Y]     channel, or neuron at column X, row Y
-         | "logit:" (INDEX | NAME | "QUOTED NAME")
+         | "logit:" (UNITS | NAME | "QUOTED NAME")     class logits by index or name
          | "deepdream:" LAYER
   UNITS := N | A "-" B                         one unit, or units A..B inclusive
 
 Examples: ``mixed4a:476``, ``block10:0-63`` (64 images), ``conv2:5@3,4``,
-``logit:207``, ``logit:goldfish``, ``deepdream:block5``,
+``logit:207``, ``logit:0-9`` (ten images), ``logit:goldfish``, ``deepdream:block5``,
 ``0.5*block3:1+0.5*block3:2``, ``logit:1-0.2*logit:7``.
 
-A range renders one image per unit; several ranges in one SPEC must have the
+``A-B`` followed by ``*`` reads as unit A minus a weighted term
+(``logit:1-0.2*logit:7``). A range renders one image per unit; several ranges in one SPEC must have the
 same length (they pair up image by image).
 """
 
@@ -32,9 +33,9 @@ _TERM = re.compile(
     rf"""\s*(?P<sign>[+-])?\s*
     (?:(?P<weight>{_NUMBER})\s*\*\s*)?
     (?:
-      logit:(?P<logit>\d+|"[^"]+"|'[^']+'|[A-Za-z_][\w]*)
+      logit:(?:(?P<lstart>\d+)(?:-(?P<lstop>\d+)(?![\d.*eE]))?|(?P<logit>"[^"]+"|'[^']+'|[A-Za-z_][\w]*))
      |deepdream:(?P<dream>[A-Za-z_][\w]*)
-     |(?P<layer>[A-Za-z_][\w]*):(?P<start>\d+)(?:-(?P<stop>\d+))?(?:@(?P<x>\d+),(?P<y>\d+))?
+     |(?P<layer>[A-Za-z_][\w]*):(?P<start>\d+)(?:-(?P<stop>\d+)(?![\d.*eE]))?(?:@(?P<x>\d+),(?P<y>\d+))?
     )\s*""", re.VERBOSE)
 
 
@@ -67,18 +68,24 @@ def parse(spec: str) -> obj_lib.Objective:
 
 def _atom(m: re.Match) -> obj_lib.Objective:
   if m.group("logit") is not None:
-    label = m.group("logit").strip("\"'")
-    return obj_lib.class_logit(int(label) if label.isdigit() else label)
+    return obj_lib.class_logit(m.group("logit").strip("\"'"))
+  if m.group("lstart") is not None:
+    return obj_lib.class_logit(_units(m.group("lstart"), m.group("lstop")))
   if m.group("dream") is not None:
     return obj_lib.deepdream(m.group("dream"))
-  start = int(m.group("start"))
-  stop = int(m.group("stop")) if m.group("stop") else None
-  if stop is not None and stop < start:
-    raise SpecError(f"empty unit range {start}-{stop}: write the smaller unit first")
-  units = np.arange(start, stop + 1) if stop is not None else start
+  units = _units(m.group("start"), m.group("stop"))
   if m.group("x") is not None:
     return obj_lib.neuron(m.group("layer"), units, int(m.group("x")), int(m.group("y")))
   return obj_lib.channel(m.group("layer"), units)
+
+
+def _units(start: str, stop: str | None):
+  """``"3"`` -> 3; ``"3", "5"`` -> [3, 4, 5]."""
+  if stop is None:
+    return int(start)
+  if int(stop) < int(start):
+    raise SpecError(f"empty unit range {start}-{stop}: write the smaller unit first")
+  return np.arange(int(start), int(stop) + 1)
 
 
 def parse_all(specs: list[str]) -> obj_lib.Objective:

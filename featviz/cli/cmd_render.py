@@ -48,8 +48,9 @@ def register(sub) -> None:
 
 
 def build_objective(args):
+  """The SPECs' objective, and that objective with the penalties and diversity added."""
   from featviz import regularizers
-  objective = spec_grammar.parse_all(args.specs)
+  specs = objective = spec_grammar.parse_all(args.specs)
   penalties = [(args.tv, regularizers.total_variation()), (args.l1, regularizers.l1()),
                (args.l2, regularizers.l2()), (args.blur, regularizers.blur())]
   for weight, penalty in penalties:
@@ -62,7 +63,7 @@ def build_objective(args):
     if not layers:
       raise UsageError("--diversity needs a SPEC that reads a layer")
     objective = objective + args.diversity * regularizers.diversity(layers[0])
-  return objective
+  return specs, objective
 
 
 def run(args) -> int:
@@ -72,7 +73,7 @@ def run(args) -> int:
   for name in ("steps", "size"):
     if getattr(args, name) < 1:
       raise UsageError(f"--{name} must be a positive integer")
-  objective = build_objective(args)
+  specs, objective = build_objective(args)
   model = load_model(args)
   transform = {"standard": transforms.standard(), "shared": transforms.standard(shared=True),
                "none": transforms.identity()}[args.transforms]
@@ -80,14 +81,16 @@ def run(args) -> int:
       model, objective, param=args.param, transforms=transform,
       optimizer=render.adam(args.lr), steps=args.steps, size=args.size, batch=args.batch,
       seed=args.seed, input_size=args.input_size, progress_bar=not args.no_progress)
-  final = result.history[-1]
-  captions = [f"{label} ({value:.3g})" for label, value in zip(result.labels, final)]
+  labels = specs.labels(len(result.labels))  # the SPECs alone, without the penalties
+  captions = [f"{label} ({value:.3g})" for label, value in zip(labels, result.history[-1])]
   folder = out.with_name(out.stem + "_images")
   folder.mkdir(exist_ok=True)
-  for i, (image, label) in enumerate(zip(result.images, result.labels)):
+  for i, (image, label) in enumerate(zip(result.images, labels)):
     images.save_png(image, folder / f"{i:04d}_{images.safe_name(label)}.png")
   scale = max(1, 96 // args.size)
-  title = f"{model.spec.name}, {args.steps} steps, {args.size} px, seed {args.seed}"
+  penalties = "".join(f", {name} {getattr(args, name):g}" for name in
+                      ("tv", "l1", "l2", "blur", "diversity") if getattr(args, name))
+  title = f"{model.spec.name}, {args.steps} steps, {args.size} px, seed {args.seed}{penalties}"
   images.save_png(images.grid(result.images, captions, scale=scale, title=title), out)
   units_per_s = len(result.labels) / max(result.run_seconds, 1e-9)
   print(f"wrote {out} and {len(result.labels)} images in {folder}/ "
