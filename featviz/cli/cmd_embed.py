@@ -1,0 +1,79 @@
+"""``featviz embed MODEL --dataset DIR --layer L [--method pca|tsne]``: a map of photos."""
+
+from __future__ import annotations
+
+import argparse
+
+from featviz.cli.common import add_model_arguments, load_model
+from featviz.cli.errors import UsageError, writable_output
+
+_EPILOG = """Examples:
+  featviz embed efficientnet_lite0 --dataset photos/ --layer head --out pca.png
+  featviz embed efficientnet_lite0 --dataset photos/ --layer head --method tsne --out tsne.png
+
+Each photo is placed at its first two principal components (pca), or at its exact t-SNE
+coordinates (van der Maaten and Hinton, 2008; PCA to 30 dimensions first, 1000 iterations).
+"""
+
+
+def register(sub) -> None:
+  p = sub.add_parser("embed", help="PCA or t-SNE map of a folder of photos in a layer",
+                     epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+  add_model_arguments(p)
+  p.add_argument("--dataset", required=True, metavar="DIR", help="a folder of photos")
+  p.add_argument("--layer", required=True, help="the layer whose features are embedded")
+  p.add_argument("--method", choices=["pca", "tsne"], default="pca")
+  p.add_argument("--pool", choices=["mean", "flat"], default="mean",
+                 help="mean: spatial mean per channel (default); flat: every position")
+  p.add_argument("--perplexity", type=float, default=None,
+                 help="t-SNE perplexity (default: 30, the paper's, or (N - 1) / 3 if smaller)")
+  p.add_argument("--iterations", type=int, default=1000, help="t-SNE iterations (paper: 1000)")
+  p.add_argument("--seed", type=int, default=0, help="t-SNE initial map")
+  p.add_argument("--thumb", type=int, default=48, help="thumbnail side in pixels")
+  p.add_argument("--out", default="embed.png", help="figure PNG")
+  p.set_defaults(func=run)
+
+
+def run(args) -> int:
+  import time
+
+  from featviz import images
+  from featviz.analysis import feature_space, photos, tsne
+
+  out = writable_output(args.out)
+  if args.iterations < 1 or args.thumb < 1:
+    raise UsageError("--iterations and --thumb must be positive integers")
+  model = load_model(args)
+  model.spec.check_layer(args.layer)
+  data, paths = photos.load_folder(args.dataset, model.spec.image_size, model.spec.channels)
+  n = len(data)
+  if n < 3:
+    raise UsageError(f"embedding needs at least 3 photos; {args.dataset!r} has {n}")
+  perplexity = args.perplexity if args.perplexity is not None else min(30.0, (n - 1) / 3)
+  if args.method == "tsne" and not 1.0 <= perplexity < n - 1:
+    raise UsageError(f"--perplexity must be at least 1 and below N - 1 = {n - 1} for {n} photos")
+  start = time.perf_counter()
+  feats = feature_space.features(model, data, args.layer, args.pool)
+  featured = time.perf_counter()
+  name = f"{model.spec.name} {args.layer} ({feats.shape[1]}-D {args.pool} features, {n} photos)"
+  if args.method == "pca":
+    fit = feature_space.pca(feats, 2)
+    coords = fit.transform(feats)
+    ratio = fit.explained_variance_ratio
+    axes = (f"PC1 ({ratio[0]:.1%} of variance)", f"PC2 ({ratio[1]:.1%})")
+    summary = f"PCA: PC1 explains {ratio[0]:.1%}, PC2 {ratio[1]:.1%} of the variance"
+    title = f"PCA of {name}"
+  else:
+    result = tsne.tsne(feats, perplexity=perplexity, iterations=args.iterations, seed=args.seed)
+    coords = result.embedding
+    axes = ("t-SNE 1", "t-SNE 2")
+    summary = f"t-SNE: perplexity {perplexity:.3g}, KL(P||Q) {result.kl:.4f}"
+    title = f"t-SNE of {name}, perplexity {perplexity:.3g}"
+  fitted = time.perf_counter()
+  fig = feature_space.scatter(data, coords, thumb=args.thumb, title=title, axes=axes)
+  images.save_png(fig, out)
+  print(f"features {feats.shape} in {featured - start:.1f} s; {args.method} in "
+        f"{fitted - featured:.1f} s")
+  print(summary)
+  print(f"wrote {out}")
+  return 0
