@@ -78,6 +78,8 @@ class _Plan:
   steps: int
   redirect_relu_steps: int
   progress_every: int  # 0: no progress callback
+  # A NamedSharding that splits the batch axis over a mesh's devices; None: one device.
+  batch_sharding: Any = None
 
 
 @dataclasses.dataclass
@@ -127,12 +129,24 @@ def network_input(plan: _Plan, images: jax.Array) -> jax.Array:
   return lo + (hi - lo) * images
 
 
+def _on_batch_axis(plan: _Plan, params):
+  """Pins every params leaf's leading (batch) axis to the plan's devices (no-op on one).
+
+  Each image has its own parameters, so splitting the batch is data parallelism
+  (the only communication is the finiteness check's scalar all-reduces); without
+  the pin XLA could keep the freshly drawn parameters on one device.
+  """
+  if plan.batch_sharding is None:
+    return params
+  return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, plan.batch_sharding), params)
+
+
 def _optimize(plan: _Plan, weights, objective: obj_lib.Objective, key: jax.Array):
   """The compiled loop. Returns final images, history ``(steps, B)``, first bad step."""
   _TRACES[0] += 1
   param = plan.param(plan.size, plan.batch, plan.channels)
   k_init, k_steps = jax.random.split(key)
-  params = param.init(k_init)
+  params = _on_batch_axis(plan, param.init(k_init))
   opt_state = plan.optimizer.init(params)
 
   def loss_fn(params, step_key, step):
@@ -155,7 +169,7 @@ def _optimize(plan: _Plan, weights, objective: obj_lib.Objective, key: jax.Array
     (loss, scores), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, step_key, step)
     with jax.named_scope("optimizer"):
       updates, new_opt_state = plan.optimizer.update(grads, opt_state, params)
-      new_params = optax.apply_updates(params, updates)
+      new_params = _on_batch_axis(plan, optax.apply_updates(params, updates))
     finite = jnp.isfinite(loss) & _all_finite(new_params)
     bad_step = jnp.where((bad_step < 0) & ~finite, step, bad_step)
     keep = bad_step < 0  # once non-finite, freeze: the error names the step afterwards
@@ -192,13 +206,46 @@ def _signature(tree) -> tuple:
   return treedef, tuple((np.shape(x), str(getattr(x, "dtype", type(x)))) for x in leaves)
 
 
+def shardings(plan: _Plan, weights, objective, key):
+  """``(in_shardings, out_shardings)`` of the loop when the plan splits the batch.
+
+  Weights and the key are replicated; objective leaves whose leading axis is the
+  batch (unit indices, per-image vectors) are split like the images; the history
+  ``(steps, B)`` is split on its second axis.
+  """
+  batch = plan.batch_sharding
+  mesh, axes = batch.mesh, batch.spec[0]
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+
+  def leaf(x):
+    return batch if np.ndim(x) >= 1 and np.shape(x)[0] == plan.batch else replicated
+
+  in_shardings = (jax.tree.map(lambda _: replicated, weights), jax.tree.map(leaf, objective),
+                  replicated)
+  history = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, axes))
+  return in_shardings, (batch, history, replicated)
+
+
+def batch_sharding(mesh: jax.sharding.Mesh) -> jax.sharding.NamedSharding:
+  """Splits a leading batch axis over every device of ``mesh`` (all its axes)."""
+  return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(mesh.axis_names))
+
+
 def compiled_loop(plan: _Plan, weights, objective, key):
-  """The compiled program for this plan and argument signature, and its compile time."""
+  """The compiled program for this plan and argument signature, and its compile time.
+
+  With ``plan.batch_sharding`` the program takes and returns arrays laid out as
+  :func:`shardings` says; pass arguments through ``jax.device_put`` to match.
+  """
   signature = (plan, _signature(weights), _signature(objective))
   if signature in _COMPILED:
     return _COMPILED[signature], 0.0
   start = time.perf_counter()
-  fn = jax.jit(_optimize, static_argnums=0).lower(plan, weights, objective, key).compile()
+  layout = {}
+  if plan.batch_sharding is not None:
+    layout = dict(zip(("in_shardings", "out_shardings"),
+                      shardings(plan, weights, objective, key)))
+  fn = jax.jit(_optimize, static_argnums=0, **layout).lower(plan, weights, objective, key).compile()
   _COMPILED[signature] = fn
   return fn, time.perf_counter() - start
 
@@ -222,7 +269,8 @@ def render(model: Model, objective: obj_lib.Objective, *,
            seed: int = 0,
            input_size: int | None = None,
            redirect_relu_steps: int = LUCID.redirect_relu_steps,
-           progress_bar: bool = True) -> RenderResult:
+           progress_bar: bool = True,
+           mesh: jax.sharding.Mesh | None = None) -> RenderResult:
   """Renders images that maximize ``objective`` on ``model``.
 
   Args:
@@ -244,6 +292,9 @@ def render(model: Model, objective: obj_lib.Objective, *,
     redirect_relu_steps: Lucid's redirected ReLU gradient for this many first
       steps (16); 0 turns it off.
     progress_bar: show a progress bar on stderr.
+    mesh: split the batch over this mesh's devices (data parallel: every image
+      has its own parameters, so no device waits for another). ``batch`` must
+      be a multiple of ``mesh.size``. ``None``: the default device.
 
   Returns:
     A :class:`RenderResult` with ``images (B, H, W, C)`` and ``history (steps, B)``.
@@ -265,6 +316,9 @@ def render(model: Model, objective: obj_lib.Objective, *,
   if steps < 1:
     raise ValueError(f"steps must be at least 1, got {steps}")
   every = max(1, steps // 100) if progress_bar else 0
+  if mesh is not None and batch % mesh.size:
+    raise ValueError(f"batch {batch} must be a multiple of the mesh's {mesh.size} devices; "
+                     "pad the batch (featviz.partition.padded_batch)")
   plan = _Plan(
       forward=model.forward,
       value_range=tuple(model.spec.value_range),
@@ -278,15 +332,19 @@ def render(model: Model, objective: obj_lib.Objective, *,
       optimizer=optimizer if optimizer is not None else adam(LUCID.learning_rate),
       steps=int(steps),
       redirect_relu_steps=int(redirect_relu_steps),
-      progress_every=every)
+      progress_every=every,
+      batch_sharding=None if mesh is None else batch_sharding(mesh))
   bound = jax.tree.map(_canonical, bound)
   key = jax.random.key(seed)
   fn, compile_seconds = compiled_loop(plan, model.weights, bound, key)
+  args = (model.weights, bound, key)
+  if mesh is not None:  # committed arrays must arrive as compiled; a no-op when they do
+    args = jax.device_put(args, shardings(plan, *args)[0])
   labels = bound.labels(batch)
   desc = f"render {model.spec.name} {labels[0]}" + (f" (+{batch - 1})" if batch > 1 else "")
   with progress.bar(steps, desc, enabled=progress_bar, images_per_step=batch):
     start = time.perf_counter()
-    images, history, bad_step = fn(model.weights, bound, key)
+    images, history, bad_step = fn(*args)
     images, history, bad_step = jax.device_get((images, history, bad_step))
     run_seconds = time.perf_counter() - start
   if int(bad_step) >= 0:

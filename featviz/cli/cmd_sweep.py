@@ -1,0 +1,105 @@
+"""``featviz sweep MODEL --layers L1,L2 | --all-layers --out DIR``: every unit, resumable."""
+
+from __future__ import annotations
+
+import argparse
+
+from featviz.cli.common import add_model_arguments, load_model
+from featviz.cli.errors import UsageError, writable_dir
+
+_EPILOG = """Renders one image per channel of each layer into DIR (DIR/<layer>/<unit>.png,
+an index, DIR/<layer>_atlas.png, DIR/summary.json). Re-running the same command renders only
+the missing units; other settings are refused (exit 2) with the list of what differs.
+--all-layers means every layer of the model's spec, in forward order (`featviz zoo info MODEL`),
+the flat logits included (a logit's channel is the logit itself).
+
+Several hosts: run the same command on each, sharing DIR, with --distributed (jax.distributed;
+add --coordinator/--num-processes/--process-id outside Slurm, Open MPI and Cloud TPU) or with
+--share I/N (no JAX coordination). Each process renders every N-th chunk.
+
+Examples:
+  featviz sweep efficientnet_lite0 --layers block5,block10 --units 0:16 --out runs/effnet
+  featviz sweep efficientnet_lite0 --all-layers --dataset photos/ --steps 256 --out runs/all
+  featviz sweep mnist_cnn --all-layers --size 28 --batch 32 --out runs/mnist
+"""
+
+
+def register(sub) -> None:
+  p = sub.add_parser("sweep", help="render every unit of some layers, resumable",
+                     epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+  add_model_arguments(p)
+  which = p.add_mutually_exclusive_group(required=True)
+  which.add_argument("--layers", help="comma-separated layer names")
+  which.add_argument("--all-layers", action="store_true", help="every layer of the spec")
+  p.add_argument("--units", default=None,
+                 help="channel range A:B, half-open as in Python (0:8 is units 0-7), clipped "
+                      "to each layer's channels; default: all")
+  p.add_argument("--batch", type=int, default=8,
+                 help="units per compiled call (default 8; raise it on an accelerator)")
+  p.add_argument("--steps", type=int, default=512, help="optimization steps (Lucid: 512)")
+  p.add_argument("--size", type=int, default=128, help="image side in pixels (Lucid: 128)")
+  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--lr", type=float, default=0.05, help="Adam learning rate (Lucid: 0.05)")
+  p.add_argument("--param", choices=["fourier", "pixel"], default="fourier")
+  p.add_argument("--transforms", choices=["standard", "shared", "none"], default="standard",
+                 help="standard: Lucid's preset with a draw per image; shared: one draw for "
+                      "the batch, as Lucid; none")
+  p.add_argument("--dataset", default=None,
+                 help="a folder of photos: score each unit against its best photo")
+  p.add_argument("--out", required=True, help="the store folder")
+  p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+  p.add_argument("--share", default=None, metavar="I/N",
+                 help="render process I's share of N (0-based), without jax.distributed")
+  p.add_argument("--distributed", action="store_true",
+                 help="call jax.distributed.initialize() first; share by process index")
+  p.add_argument("--coordinator", default=None, help="HOST:PORT of process 0 (--distributed)")
+  p.add_argument("--num-processes", type=int, default=None, help="(--distributed)")
+  p.add_argument("--process-id", type=int, default=None, help="(--distributed)")
+  p.set_defaults(func=run)
+
+
+def _share(text: str | None) -> tuple[int, int] | None:
+  if text is None:
+    return None
+  try:
+    i, n = (int(x) for x in text.split("/"))
+  except ValueError:
+    raise UsageError(f"--share {text!r} must look like I/N, e.g. 0/4") from None
+  if n < 1 or not 0 <= i < n:
+    raise UsageError(f"--share {text!r}: need 0 <= I < N")
+  return i, n
+
+
+def run(args) -> int:
+  from featviz import partition, sweep, sweep_quality, sweep_store
+
+  if args.distributed:
+    import jax
+    jax.distributed.initialize(coordinator_address=args.coordinator,
+                               num_processes=args.num_processes, process_id=args.process_id)
+  share = _share(args.share)
+  if share is not None and args.distributed:
+    raise UsageError("--share and --distributed both split the work: give one")
+  for name in ("steps", "size", "batch"):
+    if getattr(args, name) < 1:
+      raise UsageError(f"--{name} must be a positive integer")
+  try:
+    units = partition.parse_units(args.units) if args.units is not None else None
+  except ValueError as e:
+    raise UsageError(str(e)) from None
+  out = writable_dir(args.out)
+  model = load_model(args)
+  layers = list(model.spec.layers) if args.all_layers else [
+      x.strip() for x in args.layers.split(",") if x.strip()]
+  if not layers:
+    raise UsageError("--layers names no layer")
+  try:
+    summary = sweep.sweep(
+        model, layers, out=out, units=units, batch=args.batch, steps=args.steps, size=args.size,
+        seed=args.seed, dataset=args.dataset, progress_bar=not args.no_progress,
+        learning_rate=args.lr, param=args.param, transforms=args.transforms, process=share)
+  except (sweep_store.SettingsMismatchError, sweep_quality.DatasetError) as e:
+    raise UsageError(str(e)) from None
+  print(sweep.table(summary))
+  print(f"wrote {out}/ (summary.json, <layer>_atlas.png, <layer>/<unit>.png)")
+  return 0

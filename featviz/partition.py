@@ -1,0 +1,138 @@
+"""Who renders what: units into chunks, chunks into processes, chunks onto devices.
+
+Pure functions (no JAX), so the multi-host logic is tested on one host.
+
+**Chunks are anchored at unit 0.** With ``B`` units per chunk, chunk ``c`` of a
+layer holds units ``cB .. cB + B - 1`` and unit ``u`` always sits in slot
+``u % B``, whatever ``--units`` range asked for it. A render of unit ``u``
+therefore depends only on the settings and on ``u``: resuming, widening the
+range, or changing the number of processes or devices gives the same images.
+Slots whose unit is not wanted (outside the range, already rendered, or past the
+layer's channel count) are *padding*: they repeat a wanted unit and their
+results are dropped.
+
+**Processes split the full list of chunks, round-robin** (chunk ``i`` of the
+sweep goes to process ``i % count``), not the list of chunks still missing. So
+every process agrees on the split without talking to the others, even while
+they write the store, and no two processes ever render the same chunk.
+
+**Devices split the batch.** A chunk of ``B`` slots runs as one batch of
+:func:`padded_batch` ``(B, devices)`` images: ``B`` rounded up to a multiple of
+the device count; the extra slots are padding too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Mapping, Sequence
+
+from featviz.model import UnitOutOfRangeError
+
+
+@dataclasses.dataclass(frozen=True)
+class Chunk:
+  """One compiled-loop call: ``slots`` units of ``layer`` starting at ``index * slots``.
+
+  Attributes:
+    layer: the layer.
+    index: chunk number within the layer (units ``index * slots ...``).
+    slots: units per chunk (the sweep's ``batch``).
+    units: the wanted units of this chunk, ascending (a subset of its slots).
+  """
+
+  layer: str
+  index: int
+  slots: int
+  units: tuple[int, ...]
+
+  @property
+  def first(self) -> int:
+    """The unit in slot 0."""
+    return self.index * self.slots
+
+
+def parse_units(text: str) -> tuple[int, int]:
+  """``"A:B"`` -> ``(A, B)``, Python's half-open range; ``":8"`` is ``0:8``, ``"4:"`` to the end.
+
+  An open end is returned as ``-1`` (every channel of each layer).
+  """
+  if ":" not in text:
+    raise ValueError(f"units range {text!r} must look like A:B (half-open, e.g. 0:8)")
+  a, b = text.split(":", 1)
+  try:
+    start = int(a) if a.strip() else 0
+    stop = int(b) if b.strip() else -1
+  except ValueError:
+    raise ValueError(f"units range {text!r} must look like A:B with integers") from None
+  if start < 0 or (stop != -1 and stop <= start):
+    raise ValueError(f"units range {text!r} is empty or negative")
+  return start, stop
+
+
+def layer_units(channels: Mapping[str, int], layers: Sequence[str],
+                units: tuple[int, int] | None) -> dict[str, tuple[int, ...]]:
+  """The units to render per layer: ``range(A, min(B, channels))`` of each layer.
+
+  Raises :class:`featviz.model.UnitOutOfRangeError` when ``A`` is past a layer's
+  last channel: a range that selects nothing is a mistake, not a no-op.
+  """
+  out = {}
+  for layer in layers:
+    n = channels[layer]
+    start, stop = units if units is not None else (0, -1)
+    stop = n if stop == -1 else min(stop, n)
+    if start >= n:
+      raise UnitOutOfRangeError(
+          f"units {start}: start past the last channel of layer {layer!r} "
+          f"({n} channels, units 0-{n - 1})")
+    out[layer] = tuple(range(start, stop))
+  return out
+
+
+def chunks(wanted: Mapping[str, Sequence[int]], slots: int) -> list[Chunk]:
+  """Every chunk that holds a wanted unit, layer by layer in the order given."""
+  if slots < 1:
+    raise ValueError(f"batch must be at least 1, got {slots}")
+  out = []
+  for layer, units in wanted.items():
+    by_chunk: dict[int, list[int]] = {}
+    for u in sorted(set(units)):
+      by_chunk.setdefault(u // slots, []).append(u)
+    out.extend(Chunk(layer, c, slots, tuple(us)) for c, us in sorted(by_chunk.items()))
+  return out
+
+
+def for_process(work: Sequence[Chunk], index: int, count: int) -> list[Chunk]:
+  """Process ``index`` of ``count``'s share: chunks ``index, index + count, ...``.
+
+  Round-robin over the whole sweep, so each process gets chunks of every layer
+  (deeper layers cost more per chunk) and the shares differ by at most one chunk.
+  """
+  if count < 1 or not 0 <= index < count:
+    raise ValueError(f"process {index} of {count}: need 0 <= index < count")
+  return list(work[index::count])
+
+
+def padded_batch(slots: int, devices: int) -> int:
+  """``slots`` rounded up to a multiple of ``devices``, so each device gets as many images."""
+  return math.ceil(slots / devices) * devices
+
+
+def slot_units(chunk: Chunk, todo: Sequence[int], batch: int) -> tuple[list[int], list[bool]]:
+  """The unit of every slot of a ``batch``-image render of ``chunk``, and which slots are kept.
+
+  Slot ``j`` holds unit ``chunk.first + j`` when that unit is in ``todo``;
+  every other slot repeats ``todo[0]`` (any valid unit would do: images are
+  independent) and is not kept.
+  """
+  if not todo:
+    raise ValueError(f"chunk {chunk.index} of {chunk.layer!r} has nothing to render")
+  todo_set = set(todo)
+  units, keep = [], []
+  for j in range(batch):
+    u = chunk.first + j
+    wanted = j < chunk.slots and u in todo_set
+    units.append(u if wanted else todo[0])
+    keep.append(wanted)
+  return units, keep

@@ -1,0 +1,310 @@
+"""Sweep: render every unit of some layers, on every local device, resumable.
+
+``sweep(model, ["block5", "block10"], out="runs/effnet")`` renders one image per
+channel (``objectives.channel(layer, units)``, unit indices as data), ``batch``
+units per call of the compiled loop, and commits each chunk to the store
+(``featviz.sweep_store``) before starting the next. Run it again with the same
+settings and it renders only what is missing; with other settings it refuses
+and lists what differs.
+
+**One compile per layer.** Every chunk of a layer has the same batch size (the
+last one is padded by repeating a unit) and differs only in its unit indices,
+which are data: ``render.trace_count()`` rises by one per layer.
+
+**Every local device.** The batch axis is split over ``jax.local_devices()``
+(``render.render(..., mesh=...)``). Each image has its own parameters and Adam
+is elementwise, so images are independent: the only communication is the
+loop's per-step finiteness check (two scalar all-reduces). The random draws do
+not depend on the split either (JAX's partitionable threefry, the default since
+jax 0.5: a value depends on its key and its index only), so a unit's image is
+the same on 1 or N devices up to the rounding of batch-size-dependent kernels
+(``tests/test_sweep_multidevice.py``: bitwise equal on CPU).
+
+**Many hosts.** Start the same command on every host with ``--distributed``
+(which calls ``jax.distributed.initialize()``; on Slurm, Open MPI and Cloud TPU
+it finds its peers itself)::
+
+  # host i of N, all writing to one shared folder:
+  featviz sweep efficientnet_lite0 --all-layers --out /shared/sweep --distributed \\
+      --coordinator host0:12345 --num-processes N --process-id i
+  # or, with no JAX coordination at all (a job array):
+  featviz sweep efficientnet_lite0 --all-layers --out /shared/sweep --share i/N
+
+Process ``jax.process_index()`` of ``jax.process_count()`` takes every
+``count``-th chunk (``featviz.partition``) and renders on its own devices only,
+so hosts never wait for each other. They share ``DIR`` without clashing: a
+chunk's files belong to the one process that renders it.
+
+**Quality.** With ``dataset=`` (a folder of photos) every unit gets the best
+activation any photo gives it, the photo, and the ratio rendered / best
+(``featviz.sweep_quality``); the summary reports the ratio's distribution per
+layer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import sys
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+import featviz
+from featviz import objectives, partition, render, sweep_quality
+from featviz import transforms as tf_lib
+from featviz import sweep_store as store_lib
+from featviz.model import Model
+
+# Units per compiled call. 8 divides every channel count of the zoo's layers (so no padding);
+# on an accelerator raise it until memory is full (throughput grows with the batch).
+DEFAULT_BATCH = 8
+
+
+# The transforms a sweep can name (names, not objects, so the manifest can record them).
+TRANSFORMS = {
+    "standard": tf_lib.standard,  # Lucid's standard_transforms, a draw per image
+    "shared": lambda: tf_lib.standard(shared=True),  # Lucid's: one draw for the batch
+    "none": tf_lib.identity,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """What decides the images; a store is resumed only with equal settings."""
+
+  batch: int = DEFAULT_BATCH
+  steps: int = render.LUCID.steps
+  size: int = render.LUCID.size
+  seed: int = 0
+  param: str = render.LUCID.param
+  learning_rate: float = render.LUCID.learning_rate
+  transforms: str = "standard"  # a key of TRANSFORMS
+  redirect_relu_steps: int = render.LUCID.redirect_relu_steps
+
+
+def manifest(model: Model, settings: Settings, layers: dict[str, tuple[int, ...]],
+             dataset: dict[str, Any] | None) -> dict[str, Any]:
+  """The store's manifest for this run (``sweep_store.COMPARED`` fields must match on resume)."""
+  digest, hashed = store_lib.weights_sha256(model)
+  return {
+      "format": store_lib.FORMAT,
+      "model": model.spec.name,
+      "weights_sha256": digest,
+      "weights_hashed": hashed,
+      "featviz_version": featviz.__version__,
+      "settings": dataclasses.asdict(settings),
+      "dataset": dataset,
+      "layers": {layer: model.spec.layers[layer] for layer in layers},
+      "created": store_lib.now(),
+  }
+
+
+def _dataset_info(folder, settings: Settings) -> dict[str, Any]:
+  files = sweep_quality.dataset_files(folder)
+  return {"files": len(files), "fingerprint": sweep_quality.fingerprint(files),
+          "preprocess": f"shorter side to {settings.size} px (bilinear), centre crop"}
+
+
+def render_chunk(model: Model, chunk: partition.Chunk, todo: Sequence[int], settings: Settings,
+                 mesh: jax.sharding.Mesh, score_layers: Sequence[str] | None = None
+                 ) -> tuple[dict[int, np.ndarray], list[dict[str, Any]]]:
+  """Renders the ``todo`` units of ``chunk`` in one padded batch over ``mesh``.
+
+  ``score_layers`` (default: the chunk's layer) are the layers the final images
+  are scored on; a sweep passes all of its layers, so that one compiled scorer
+  serves every chunk (one forward pass is little next to ``steps`` of them).
+
+  Returns:
+    ``({unit: image (H, W, C)}, rows)``; a row has the unit's slot, its
+    objective at the first and last step (on the transformed image the step
+    optimized), and ``final``: the objective on the final image without
+    transforms, scored as ``sweep_quality`` scores photos.
+  """
+  n = partition.padded_batch(chunk.slots, mesh.size)
+  units, keep = partition.slot_units(chunk, todo, n)
+  result = render.render(
+      model, objectives.channel(chunk.layer, np.asarray(units, np.int32)), param=settings.param,
+      optimizer=render.adam(settings.learning_rate), steps=settings.steps, size=settings.size,
+      seed=settings.seed, transforms=TRANSFORMS[settings.transforms](),
+      redirect_relu_steps=settings.redirect_relu_steps, progress_bar=False,
+      mesh=mesh)
+  means = sweep_quality.channel_means(model, score_layers or [chunk.layer], result.images,
+                                      render.batch_sharding(mesh), batch=n)[chunk.layer]
+  pictures, rows = {}, []
+  for slot, (unit, kept) in enumerate(zip(units, keep)):
+    if not kept:
+      continue
+    pictures[unit] = result.images[slot]
+    rows.append({
+        "layer": chunk.layer, "unit": unit, "chunk": chunk.index, "slot": slot,
+        "seed": settings.seed, "steps": settings.steps, "size": settings.size,
+        "start": float(result.history[0, slot]), "last_step": float(result.history[-1, slot]),
+        "final": float(means[slot, unit]),
+        "chunk_seconds": round(result.run_seconds, 3),
+        "compile_seconds": round(result.compile_seconds, 3),
+        "chunk_units": len(todo), "devices": mesh.size, "finished": store_lib.now()})
+  return pictures, rows
+
+
+def _add_quality(rows, best) -> None:
+  for row in rows:
+    top, photos = best[row["layer"]]
+    row["dataset_max"] = float(top[row["unit"]])
+    row["dataset_argmax"] = photos[row["unit"]]
+    row["ratio"] = sweep_quality.ratio(row["final"], row["dataset_max"])
+
+
+def sweep(model: Model, layers: Sequence[str], *, out: str | pathlib.Path,
+          units: tuple[int, int] | str | None = None, batch: int = DEFAULT_BATCH,
+          steps: int = render.LUCID.steps, size: int = render.LUCID.size, seed: int = 0,
+          dataset: str | pathlib.Path | None = None, progress_bar: bool = True,
+          learning_rate: float = render.LUCID.learning_rate, param: str = render.LUCID.param,
+          transforms: str = "standard", devices: Sequence[jax.Device] | None = None,
+          process: tuple[int, int] | None = None) -> dict[str, Any]:
+  """Renders every unit of ``layers`` into the store ``out``; resumes what is there.
+
+  Args:
+    model: a :class:`featviz.model.Model`.
+    layers: layer names (any order; swept in forward order).
+    out: the store folder (created; see ``featviz.sweep_store``).
+    units: ``(A, B)`` or ``"A:B"``, the half-open channel range per layer
+      (clipped to each layer's channels); ``None``: all channels.
+    batch: units per compiled call (rounded up to a multiple of the devices with
+      padding slots; the images do not depend on the device count).
+    steps, size, seed, learning_rate, param: as :func:`featviz.render.render`;
+      every chunk uses ``seed``, so unit ``u``'s image depends on ``u % batch``.
+    transforms: "standard" (Lucid's, a draw per image), "shared" (one draw for
+      the batch, as Lucid) or "none".
+    dataset: a folder of photos; adds dataset max, argmax and ratio per unit.
+    progress_bar: a bar of units done / total, units/s and time left on stderr.
+    devices: the devices to split each batch over; ``jax.local_devices()``.
+    process: ``(index, count)`` of this process among those sharing the sweep;
+      ``(jax.process_index(), jax.process_count())``.
+
+  Returns:
+    The summary (also in ``out/summary.json``): per layer the units asked and
+    done, the median final activation and, with a dataset, the ratio's
+    min/median/max and fraction above 1.
+
+  Raises:
+    sweep_store.SettingsMismatchError: ``out`` holds a sweep with other settings.
+  """
+  if isinstance(units, str):
+    units = partition.parse_units(units)
+  if transforms not in TRANSFORMS:
+    raise ValueError(f"transforms {transforms!r}: choose one of {', '.join(TRANSFORMS)}")
+  for name, value in (("steps", steps), ("size", size), ("batch", batch)):
+    if value < 1:
+      raise ValueError(f"{name} must be a positive integer, got {value}")
+  layers = model.layers_in_order(layers)
+  if not layers:
+    raise ValueError("name at least one layer to sweep")
+  wanted = partition.layer_units(model.spec.layers, layers, units)
+  settings = Settings(batch=batch, steps=steps, size=size, seed=seed, param=param,
+                      learning_rate=learning_rate, transforms=transforms)
+  devices = list(devices) if devices is not None else jax.local_devices()
+  mesh = jax.sharding.Mesh(np.asarray(devices), ("batch",))
+  index, count = process if process is not None else (jax.process_index(), jax.process_count())
+
+  store = store_lib.Store(out)
+  info = _dataset_info(dataset, settings) if dataset is not None else None
+  store.open(manifest(model, settings, wanted, info), writer=index == 0)
+  if count == 1:  # alone on the store: what a killed run left half-written can go
+    store.remove_temporaries()
+  # Replicate the weights once; each chunk's device_put then finds them in place.
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  model = dataclasses.replace(model, weights=jax.device_put(model.weights, replicated))
+  best = None
+  if dataset is not None:
+    score_batch = partition.padded_batch(sweep_quality.SCORE_BATCH, mesh.size)
+    best = sweep_quality.dataset_best(model, layers, dataset, size,
+                                      render.batch_sharding(mesh), score_batch)
+
+  done = store.rows(layers)
+  work = partition.for_process(partition.chunks(wanted, batch), index, count)
+  total = sum(len(c.units) for c in work)
+  finished = sum((c.layer, u) in done for c in work for u in c.units)
+  atlas_rows: dict[str, int] = {}  # layer -> rows in its atlas when written
+  touched = set()  # layers this process rendered into
+  bar = tqdm(total=total, initial=finished, desc=f"sweep {model.spec.name}", unit="unit",
+             file=sys.stderr, dynamic_ncols=True, disable=not progress_bar)
+  with bar:
+    for i, chunk in enumerate(work):
+      todo = [u for u in chunk.units if (chunk.layer, u) not in done]
+      if todo:
+        bar.set_postfix_str(f"{chunk.layer} units {todo[0]}-{todo[-1]}", refresh=True)
+        pictures, rows = render_chunk(model, chunk, todo, settings, mesh, layers)
+        for row in rows:
+          row["png"] = str(store.png(chunk.layer, row["unit"]).relative_to(store.root))
+          row["process"] = index
+        if best is not None:
+          _add_quality(rows, best)
+        store.commit(chunk.layer, chunk.index, pictures, rows)
+        touched.add(chunk.layer)
+        bar.update(len(todo))
+      last_of_layer = i + 1 == len(work) or work[i + 1].layer != chunk.layer
+      if last_of_layer and chunk.layer in touched:
+        atlas_rows[chunk.layer] = _write_atlas(store, chunk.layer, size)
+
+  for layer in layers:  # atlases of layers this run did not touch (other processes, resume)
+    rows = store.rows([layer])
+    if rows and atlas_rows.get(layer) != len(rows):
+      _write_atlas(store, layer, size)
+  summary = summarize(store, model, wanted, settings)
+  store_lib.write_json(store.root / store_lib.SUMMARY, summary)
+  return summary
+
+
+def _write_atlas(store: store_lib.Store, layer: str, size: int) -> int:
+  rows = store.rows([layer])
+  store.write_atlas(layer, rows.values(), size)
+  return len(rows)
+
+
+def summarize(store: store_lib.Store, model: Model, wanted: dict[str, tuple[int, ...]],
+              settings: Settings) -> dict[str, Any]:
+  """Per-layer statistics over the wanted units found in the store."""
+  rows = store.rows(wanted)
+  per_layer = {}
+  for layer, units in wanted.items():
+    got = [rows[(layer, u)] for u in units if (layer, u) in rows]
+    entry: dict[str, Any] = {"units": len(units), "done": len(got)}
+    if got:
+      entry["final_median"] = float(np.median([r["final"] for r in got]))
+    if got and "ratio" in got[0]:
+      entry["ratio"] = sweep_quality.ratio_stats([r["ratio"] for r in got])
+    per_layer[layer] = entry
+  return {"model": model.spec.name, "out": str(store.root),
+          "settings": dataclasses.asdict(settings), "layers": per_layer,
+          "written": store_lib.now()}
+
+
+def table(summary: dict[str, Any]) -> str:
+  """The summary as a fixed-width text table, one line per layer."""
+  head = (f"{'layer':<14}{'done':>9}{'final med':>11}{'ratio min':>11}{'median':>9}"
+          f"{'max':>9}{'>1':>7}")
+  lines = [head, "-" * len(head)]
+  for layer, e in summary["layers"].items():
+    r = e.get("ratio", {})
+    fmt = lambda k, spec=".2f": format(r[k], spec) if k in r else "-"  # noqa: E731
+    final = format(e["final_median"], ".3g") if "final_median" in e else "-"
+    lines.append(f"{layer:<14}{e['done']:>4}/{e['units']:<4}{final:>11}{fmt('min'):>11}"
+                 f"{fmt('median'):>9}{fmt('max'):>9}{fmt('above_1', '.0%'):>7}")
+  return "\n".join(lines)
+
+
+def check(out: str | pathlib.Path) -> list[str]:
+  """Consistency problems of a store (``sweep_store.Store.check``); empty when sound."""
+  return store_lib.Store(out).check()
+
+
+def load_summary(out: str | pathlib.Path) -> dict[str, Any]:
+  return json.loads((pathlib.Path(out) / store_lib.SUMMARY).read_text())
+
+
+__all__ = ["DEFAULT_BATCH", "Settings", "check", "load_summary", "manifest", "render_chunk",
+           "summarize", "sweep", "table"]

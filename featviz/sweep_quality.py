@@ -1,0 +1,157 @@
+"""How good is a rendered unit? Its activation against the best a real photo gives.
+
+For each unit, the *dataset max* is the highest value of the unit's objective
+(``objectives.channel``: the channel's mean over positions) over a folder of
+photos, and the *ratio* is rendered / dataset max. A ratio above 1 means the
+visualization excites the unit more than any photo did: the usual outcome of a
+working render (Olah et al., "Feature Visualization", Distill 2017, show
+optimized images beating dataset examples).
+
+Both sides are scored the same way: on the image as it is (no random
+transforms), at the same size, by the same jitted function. Photos are resized
+so that their shorter side is the render size (bilinear, with PIL's
+antialiasing), then centre-cropped to a square; a render at 96 px is compared
+with photos at 96 px, not at the network's nominal 224, since a channel's
+response depends on the scale of what it sees.
+
+The ratio is left out (``None``) where the dataset max is not positive: layers
+without a ReLU at their end (EfficientNet's linear bottlenecks) can have a
+negative best mean, and a ratio of two negatives reads backwards.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import pathlib
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image
+
+from featviz.model import STANDARD_NONLIN, Model
+
+SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+# Images per call of the scorer: a fixed batch (the last one padded) so that it compiles once;
+# 32 keeps a 224 px EfficientNet batch's activations well under 1 GB.
+SCORE_BATCH = 32
+
+
+class DatasetError(ValueError):
+  """The dataset folder is missing or holds no images."""
+
+
+def dataset_files(folder: str | pathlib.Path) -> list[pathlib.Path]:
+  """The image files of ``folder`` (not recursive), sorted by name."""
+  folder = pathlib.Path(folder)
+  if not folder.is_dir():
+    raise DatasetError(f"dataset folder {str(folder)!r} does not exist")
+  files = sorted(p for p in folder.iterdir() if p.suffix.lower() in SUFFIXES)
+  if not files:
+    raise DatasetError(f"dataset folder {str(folder)!r} has no images "
+                            f"({', '.join(SUFFIXES)})")
+  return files
+
+
+def fingerprint(files: Sequence[pathlib.Path]) -> str:
+  """sha256 of the files' names and sizes: cheap, and changes when the folder does."""
+  h = hashlib.sha256()
+  for f in files:
+    h.update(f"{f.name}|{f.stat().st_size}\n".encode())
+  return h.hexdigest()
+
+
+def load_photo(path: pathlib.Path, size: int, channels: int) -> np.ndarray:
+  """A photo as ``(size, size, channels)`` in [0, 1]: shorter side to ``size``, centre crop."""
+  with Image.open(path) as im:
+    im = im.convert("L" if channels == 1 else "RGB")
+    w, h = im.size
+    scale = size / min(w, h)
+    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    im = im.resize((nw, nh), Image.BILINEAR)
+    left, top = (nw - size) // 2, (nh - size) // 2
+    im = im.crop((left, top, left + size, top + size))
+    arr = np.asarray(im, np.float32) / 255.0
+  return arr[..., None] if arr.ndim == 2 else arr
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
+def _channel_means(forward, layers, value_range, input_size, weights, images):
+  """``{layer: (B, C)}``: every channel's mean over positions, as ``objectives.Channel``.
+
+  The input path is ``render.network_input``'s: resize to a fixed-size network's
+  input, then map [0, 1] to the network's value range.
+  """
+  if input_size is not None and images.shape[1:3] != (input_size, input_size):
+    b, _, _, c = images.shape
+    images = jax.image.resize(images, (b, input_size, input_size, c), "linear")
+  lo, hi = value_range
+  acts = forward(weights, lo + (hi - lo) * images, layers, STANDARD_NONLIN)
+  out = {}
+  for layer in layers:
+    a = acts[layer]
+    out[layer] = a if a.ndim == 2 else a.mean(axis=(1, 2))
+  return out
+
+
+def channel_means(model: Model, layers: Sequence[str], images: Any,
+                  sharding: jax.sharding.Sharding | None = None,
+                  batch: int = SCORE_BATCH) -> dict[str, np.ndarray]:
+  """Every channel's objective value on ``images (N, H, W, C)``: ``{layer: (N, C)}``.
+
+  Runs in batches of ``batch`` (the last padded), one compile per image shape
+  and layer set. ``sharding`` (``render.batch_sharding(mesh)``) splits each batch
+  over devices; ``batch`` must then be a multiple of the device count.
+  """
+  layers = model.layers_in_order(layers)
+  input_size = model.spec.image_size if model.spec.fixed_size else None
+  images = np.asarray(images, np.float32)
+  n = images.shape[0]
+  parts: dict[str, list[np.ndarray]] = {layer: [] for layer in layers}
+  for start in range(0, n, batch):
+    x = images[start:start + batch]
+    real = x.shape[0]
+    if real < batch:  # pad by repeating the last image; its scores are dropped
+      x = np.concatenate([x, np.repeat(x[-1:], batch - real, axis=0)])
+    if sharding is not None:
+      x = jax.device_put(x, sharding)
+    means = _channel_means(model.forward, layers, tuple(model.spec.value_range), input_size,
+                           model.weights, x)
+    for layer, m in jax.device_get(means).items():
+      parts[layer].append(np.asarray(m)[:real])
+  return {layer: np.concatenate(p) for layer, p in parts.items()}
+
+
+def dataset_best(model: Model, layers: Sequence[str], folder: str | pathlib.Path, size: int,
+                 sharding: jax.sharding.Sharding | None = None,
+                 batch: int = SCORE_BATCH) -> dict[str, tuple[np.ndarray, list[str]]]:
+  """Per layer, each channel's highest mean over the photos, and the photo that gave it.
+
+  Returns:
+    ``{layer: (max (C,), file name of the argmax for each channel)}``.
+  """
+  files = dataset_files(folder)
+  photos = np.stack([load_photo(f, size, model.spec.channels) for f in files])
+  means = channel_means(model, layers, photos, sharding, batch)
+  out = {}
+  for layer, m in means.items():
+    best = m.argmax(axis=0)
+    out[layer] = (m.max(axis=0), [files[i].name for i in best])
+  return out
+
+
+def ratio(rendered: float, dataset_max: float) -> float | None:
+  """rendered / dataset max, or None when the dataset max is not positive."""
+  return float(rendered / dataset_max) if dataset_max > 0 else None
+
+
+def ratio_stats(ratios: Sequence[float | None]) -> dict[str, Any]:
+  """min, median, max and the fraction above 1 of the defined ratios; counts of all."""
+  defined = np.asarray([r for r in ratios if r is not None], np.float64)
+  stats: dict[str, Any] = {"units": len(ratios), "with_ratio": int(defined.size)}
+  if defined.size:
+    stats.update(min=float(defined.min()), median=float(np.median(defined)),
+                 max=float(defined.max()), above_1=float(np.mean(defined > 1.0)))
+  return stats
