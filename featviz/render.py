@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from featviz import callable_module
 from featviz import objectives as obj_lib
 from featviz import param as param_lib
 from featviz import progress
@@ -362,3 +363,6 @@ def score_images(model: Model, objective: obj_lib.Objective, images: Any) -> np.
   bound = objective.bind(model.spec, images.shape[0])
   acts = model.activations(images, sorted(bound.layers))
   return np.asarray(bound(obj_lib.Context(acts, images)))
+
+
+callable_module.make_callable(__name__, "render")  # featviz.render(model, objective, ...)

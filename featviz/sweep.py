@@ -54,7 +54,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import featviz
-from featviz import objectives, partition, render, sweep_quality
+from featviz import callable_module, objectives, partition, render, sweep_quality
 from featviz import transforms as tf_lib
 from featviz import sweep_store as store_lib
 from featviz.model import Model
@@ -308,3 +308,6 @@ def load_summary(out: str | pathlib.Path) -> dict[str, Any]:
 
 __all__ = ["DEFAULT_BATCH", "Settings", "check", "load_summary", "manifest", "render_chunk",
            "summarize", "sweep", "table"]
+
+
+callable_module.make_callable(__name__, "sweep")  # featviz.sweep(model, layers, ...)

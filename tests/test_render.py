@@ -132,3 +132,12 @@ def test_score_images_matches_activations():
   got = render.score_images(MODEL, O.channel("conv2", np.array([0, 3])), images)
   acts = np.asarray(MODEL.activations(images, ["conv2"])["conv2"]).mean(axis=(1, 2))
   np.testing.assert_allclose(got, acts[[0, 1], [0, 3]], rtol=1e-5)
+
+
+def test_featviz_render_is_callable_and_still_the_module():
+  import featviz
+  from featviz import render as render_module
+  r = featviz.render(MODEL, O.channel("conv1", 1), **FAST)
+  assert r.images.shape == (1, 16, 16, 3)
+  assert render_module.render is featviz.render.render
+  assert callable(featviz.sweep) and hasattr(featviz.sweep, "sweep")
