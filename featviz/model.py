@@ -120,6 +120,35 @@ class ImageShapeError(ValueError):
   pass
 
 
+class ActivationRecorder:
+  """Collects the activations a forward pass was asked for, and says when it may stop.
+
+  Architectures call ``keep(name, h)`` after each named layer and return
+  ``out`` as soon as it says True, so layers past the deepest one asked for are
+  never computed::
+
+    keep, out = ActivationRecorder(spec(), layers).start()
+    h = conv1(x)
+    if keep("conv1", h):
+      return out
+  """
+
+  def __init__(self, spec: "ModelSpec", layers: Sequence[str]):
+    for name in layers:
+      spec.check_layer(name)
+    self.wanted = set(layers)
+    self.out: dict[str, jax.Array] = {}
+
+  def keep(self, name: str, h: jax.Array) -> bool:
+    """Records ``h`` if it was asked for; True once every asked layer is recorded."""
+    if name in self.wanted:
+      self.out[name] = h
+    return self.wanted <= self.out.keys()
+
+  def start(self) -> tuple[Callable[[str, jax.Array], bool], dict[str, jax.Array]]:
+    return self.keep, self.out
+
+
 Forward = Callable[[Any, jax.Array, tuple[str, ...], Nonlinearities], dict[str, jax.Array]]
 
 

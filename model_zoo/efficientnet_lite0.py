@@ -128,18 +128,8 @@ class EfficientNetLite0(nn.Module):
     Returns:
       ``{name: activation}`` for exactly ``layers``: NHWC, ``(B, 1000)`` for ``logits``.
     """
-    the_spec = spec()
-    for name in layers:
-      the_spec.check_layer(name)
-    wanted, out = set(layers), {}
-
-    def keep(name: str, h: jax.Array) -> bool:
-      """Records ``h`` if asked for; True once every asked layer is recorded."""
-      if name in wanted:
-        out[name] = h
-      return wanted <= out.keys()
-
-    if not wanted:
+    keep, out = fv_model.ActivationRecorder(spec(), layers).start()
+    if not layers:
       return out
     h = tfl.Conv(STEM, (3, 3), (2, 2), use_bias=False, name="stem")(x)
     h = tfl.BatchNorm(BN_EPS, name="stem_bn")(h)

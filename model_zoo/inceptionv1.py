@@ -119,18 +119,8 @@ class InceptionV1(nn.Module):
     Raises:
       ValueError: ``logits`` asked for an input under 193 px (no 7x7 final map).
     """
-    the_spec = spec()
-    for name in layers:
-      the_spec.check_layer(name)
-    wanted, out = set(layers), {}
-
-    def keep(name: str, h: jax.Array) -> bool:
-      """Records ``h`` if asked for; True once every asked layer is recorded."""
-      if name in wanted:
-        out[name] = h
-      return wanted <= out.keys()
-
-    if not wanted:
+    keep, out = fv_model.ActivationRecorder(spec(), layers).start()
+    if not layers:
       return out
     h = x
     for name, (k, stride, features) in STEM.items():

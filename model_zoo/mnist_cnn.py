@@ -63,18 +63,8 @@ class MnistCNN(nn.Module):
       ``{name: activation}`` for exactly ``layers``: NHWC for conv layers,
       ``(B, C)`` for ``fc`` and ``logits``.
     """
-    the_spec = spec()
-    for name in layers:
-      the_spec.check_layer(name)
-    wanted, out = set(layers), {}
-
-    def keep(name: str, h: jax.Array) -> bool:
-      """Records ``h`` if asked for; True once every asked layer is recorded."""
-      if name in wanted:
-        out[name] = h
-      return wanted <= out.keys()
-
-    if not wanted:
+    keep, out = fv_model.ActivationRecorder(spec(), layers).start()
+    if not layers:
       return out
     h = x
     for name, features in CONV_FEATURES.items():
