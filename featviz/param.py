@@ -65,8 +65,11 @@ class Param:
 
 
 def decorrelate_color(t: jax.Array) -> jax.Array:
-  """Maps decorrelated colour ``(..., 3)`` to RGB: ``t @ (M / max_norm).T`` (Lucid)."""
-  return t @ jnp.asarray(COLOR_MATRIX).T
+  """Maps decorrelated colour ``(..., 3)`` to RGB: ``t @ (M / max_norm).T`` (Lucid).
+
+  Full float32 precision: a GPU's default matmul precision (TF32) would round it.
+  """
+  return jnp.matmul(t, jnp.asarray(COLOR_MATRIX).T, precision=jax.lax.Precision.HIGHEST)
 
 
 def to_valid_rgb(t: jax.Array, decorrelate: bool = True) -> jax.Array:

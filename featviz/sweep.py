@@ -106,7 +106,7 @@ def manifest(model: Model, settings: Settings, layers: dict[str, tuple[int, ...]
 def _dataset_info(folder, settings: Settings) -> dict[str, Any]:
   files = sweep_quality.dataset_files(folder)
   return {"files": len(files), "fingerprint": sweep_quality.fingerprint(files),
-          "preprocess": f"shorter side to {settings.size} px (bilinear), centre crop"}
+          "preprocess": f"shorter side to {settings.size} px (bicubic), centre crop"}
 
 
 def render_chunk(model: Model, chunk: partition.Chunk, todo: Sequence[int], settings: Settings,

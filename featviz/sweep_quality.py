@@ -9,8 +9,8 @@ optimized images beating dataset examples).
 
 Both sides are scored the same way: on the image as it is (no random
 transforms), at the same size, by the same jitted function. Photos are resized
-so that their shorter side is the render size (bilinear, with PIL's
-antialiasing), then centre-cropped to a square; a render at 96 px is compared
+so that their shorter side is the render size, then centre-cropped to a square
+(:func:`featviz.analysis.photos.load_image`, the same crop every technique uses); a render at 96 px is compared
 with photos at 96 px, not at the network's nominal 224, since a channel's
 response depends on the scale of what it sees.
 
@@ -29,52 +29,32 @@ from typing import Any, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from PIL import Image
 
+from featviz.analysis import photos
 from featviz.model import STANDARD_NONLIN, Model
 
-SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 # Images per call of the scorer: a fixed batch (the last one padded) so that it compiles once;
 # 32 keeps a 224 px EfficientNet batch's activations well under 1 GB.
 SCORE_BATCH = 32
 
 
-class DatasetError(ValueError):
-  """The dataset folder is missing or holds no images."""
-
-
 def dataset_files(folder: str | pathlib.Path) -> list[pathlib.Path]:
-  """The image files of ``folder`` (not recursive), sorted by name."""
-  folder = pathlib.Path(folder)
-  if not folder.is_dir():
-    raise DatasetError(f"dataset folder {str(folder)!r} does not exist")
-  files = sorted(p for p in folder.iterdir() if p.suffix.lower() in SUFFIXES)
+  """The photo files of ``folder`` (not recursive), sorted by name; raises if there are none."""
+  if not pathlib.Path(folder).is_dir():
+    raise photos.UnreadableImageError(f"dataset folder {str(folder)!r} does not exist")
+  files = photos.image_files(folder)
   if not files:
-    raise DatasetError(f"dataset folder {str(folder)!r} has no images "
-                            f"({', '.join(SUFFIXES)})")
+    raise photos.EmptyFolderError(
+        f"dataset folder {str(folder)!r} has no images ({', '.join(photos.EXTENSIONS)})")
   return files
 
 
 def fingerprint(files: Sequence[pathlib.Path]) -> str:
-  """sha256 of the files' names and sizes: cheap, and changes when the folder does."""
+  """A hash of the photos' names and sizes: a resumed sweep must score the same dataset."""
   h = hashlib.sha256()
   for f in files:
     h.update(f"{f.name}|{f.stat().st_size}\n".encode())
   return h.hexdigest()
-
-
-def load_photo(path: pathlib.Path, size: int, channels: int) -> np.ndarray:
-  """A photo as ``(size, size, channels)`` in [0, 1]: shorter side to ``size``, centre crop."""
-  with Image.open(path) as im:
-    im = im.convert("L" if channels == 1 else "RGB")
-    w, h = im.size
-    scale = size / min(w, h)
-    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-    im = im.resize((nw, nh), Image.BILINEAR)
-    left, top = (nw - size) // 2, (nh - size) // 2
-    im = im.crop((left, top, left + size, top + size))
-    arr = np.asarray(im, np.float32) / 255.0
-  return arr[..., None] if arr.ndim == 2 else arr
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
@@ -133,8 +113,8 @@ def dataset_best(model: Model, layers: Sequence[str], folder: str | pathlib.Path
     ``{layer: (max (C,), file name of the argmax for each channel)}``.
   """
   files = dataset_files(folder)
-  photos = np.stack([load_photo(f, size, model.spec.channels) for f in files])
-  means = channel_means(model, layers, photos, sharding, batch)
+  images = np.stack([photos.load_image(f, size, model.spec.channels) for f in files])
+  means = channel_means(model, layers, images, sharding, batch)
   out = {}
   for layer, m in means.items():
     best = m.argmax(axis=0)

@@ -15,6 +15,7 @@ from PIL import Image
 
 import tiny_cnn
 from featviz import cli, objectives, render, sweep, sweep_quality
+from featviz.analysis import photos
 from featviz import sweep_store as S
 from featviz.cli import cmd_sweep
 
@@ -126,10 +127,10 @@ def test_photos_are_resized_by_the_shorter_side_and_centre_cropped(tmp_path):
   photo = np.zeros((30, 90, 3), np.uint8)  # landscape: red | green | blue thirds
   photo[:, :30, 0] = photo[:, 30:60, 1] = photo[:, 60:, 2] = 255
   Image.fromarray(photo).save(tmp_path / "wide.png")
-  x = sweep_quality.load_photo(tmp_path / "wide.png", 12, 3)
+  x = photos.load_image(tmp_path / "wide.png", 12, 3)
   assert x.shape == (12, 12, 3) and x.dtype == np.float32
   np.testing.assert_allclose(x[:, 1:-1], np.broadcast_to([0.0, 1.0, 0.0], (12, 10, 3)), atol=0.02)
-  assert sweep_quality.load_photo(tmp_path / "wide.png", 12, 1).shape == (12, 12, 1)
+  assert photos.load_image(tmp_path / "wide.png", 12, 1).shape == (12, 12, 1)
 
 
 def test_dataset_best_names_the_photo_with_the_highest_mean(tmp_path):
@@ -139,8 +140,8 @@ def test_dataset_best_names_the_photo_with_the_highest_mean(tmp_path):
   (tmp_path / "notes.txt").write_text("not an image")
   best = sweep_quality.dataset_best(MODEL, ["conv3"], tmp_path, 16, batch=4)
   top, names = best["conv3"]
-  photos = np.stack([sweep_quality.load_photo(tmp_path / f"{i}.png", 16, 3) for i in range(5)])
-  means = sweep_quality.channel_means(MODEL, ["conv3"], photos)["conv3"]
+  images = np.stack([photos.load_image(tmp_path / f"{i}.png", 16, 3) for i in range(5)])
+  means = sweep_quality.channel_means(MODEL, ["conv3"], images)["conv3"]
   np.testing.assert_allclose(top, means.max(0), rtol=1e-6)
   assert names == [f"{i}.png" for i in means.argmax(0)]
 

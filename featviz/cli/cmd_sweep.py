@@ -71,7 +71,7 @@ def _share(text: str | None) -> tuple[int, int] | None:
 
 
 def run(args) -> int:
-  from featviz import partition, sweep, sweep_quality, sweep_store
+  from featviz import partition, sweep, sweep_store
 
   if args.distributed:
     import jax
@@ -98,7 +98,7 @@ def run(args) -> int:
         model, layers, out=out, units=units, batch=args.batch, steps=args.steps, size=args.size,
         seed=args.seed, dataset=args.dataset, progress_bar=not args.no_progress,
         learning_rate=args.lr, param=args.param, transforms=args.transforms, process=share)
-  except (sweep_store.SettingsMismatchError, sweep_quality.DatasetError) as e:
+  except sweep_store.SettingsMismatchError as e:
     raise UsageError(str(e)) from None
   print(sweep.table(summary))
   print(f"wrote {out}/ (summary.json, <layer>_atlas.png, <layer>/<unit>.png)")
