@@ -8,15 +8,15 @@ Submodules load on first use (PEP 562), so ``import featviz`` stays light:
 ``featviz.render`` (the render loop; the module is callable as the function),
 ``featviz.objectives``, ``featviz.regularizers``, ``featviz.param``,
 ``featviz.transforms``, ``featviz.images``, ``featviz.zoo`` (the model zoo),
-``featviz.sweep`` and ``featviz.analysis``.
+``featviz.sweep``, ``featviz.gallery`` and ``featviz.analysis``.
 """
 
 import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("analysis", "images", "model", "objectives", "param", "regularizers", "render",
-               "sweep", "transforms", "zoo")
+_SUBMODULES = ("analysis", "gallery", "images", "model", "objectives", "param", "regularizers",
+               "render", "sweep", "transforms", "zoo")
 
 __all__ = ["__version__", *_SUBMODULES]
 

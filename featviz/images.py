@@ -18,12 +18,20 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 
+def _umask() -> int:
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[io.IOBase]:
   """Opens a temporary file beside ``path``; renames it onto ``path`` on success."""
   path = pathlib.Path(path)
   fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
   try:
+    # mkstemp makes the file private (0600); give it the permissions open() would.
+    os.fchmod(fd, 0o666 & ~_umask())
     with os.fdopen(fd, mode) as f:
       yield f
       f.flush()

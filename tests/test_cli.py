@@ -118,3 +118,13 @@ def test_spec_grammar(text, labels):
 def test_spec_grammar_rejects(text):
   with pytest.raises(spec_grammar.SpecError, match="grammar"):
     spec_grammar.parse(text)
+
+
+def test_written_files_get_normal_permissions(tmp_path):
+  from featviz import images
+  mask = os.umask(0o022)
+  try:
+    path = images.save_png(np.zeros((2, 2, 3)), tmp_path / "x.png")
+  finally:
+    os.umask(mask)
+  assert (path.stat().st_mode & 0o777) == 0o644
