@@ -1,0 +1,145 @@
+"""Gallery: a static web site of every unit of a sweep, a "Microscope" for any model.
+
+``build(["runs/effnet"], "site")`` turns sweep stores (``featviz.sweep_store``) into plain
+HTML files that open from ``file://``: no server, no network, no framework. Layout of the
+site folder::
+
+  index.html                      every model (one per sweep) and its layers, with the
+                                  ratio summaries when the sweep scored a dataset
+  assets/gallery.css, gallery.js  the look, the search box and the keys (gallery_assets)
+  assets/units.js                 which units exist, for the search box
+  site.json                       what the last run wrote: the memory of incremental runs
+  <model>/<layer>/index.html      every unit of the layer; images load lazily
+  <model>/<layer>/<unit>.html     one unit: its image, numbers, settings, dataset examples
+  <model>/<layer>/<unit>.png      its image: a hard link to the store's PNG, or a copy
+  <model>/<layer>/examples.json   the layer's dataset examples (with ``dataset=``)
+  <model>/<layer>/ex/<unit>-<i>.jpg  the unit's top patches
+  <model>/photos/<photo>.jpg      the dataset photos shown as top images
+
+This module is the entry point; the work is in topic modules:
+
+* :mod:`featviz.gallery_sweep` reads a sweep store (:func:`read_sweep`);
+* :mod:`featviz.gallery_pages` makes the HTML pages, every piece of text HTML-escaped;
+* :mod:`featviz.gallery_examples` adds dataset examples (top photos and patches), scanning
+  a layer's photos again only when something they depend on changed;
+* :mod:`featviz.gallery_files` writes atomically and incrementally: re-running on an
+  unchanged sweep writes nothing, a grown sweep only its new and changed files;
+* :mod:`featviz.gallery_assets` holds the stylesheet and the script.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+from collections.abc import Callable, Sequence
+
+from featviz import gallery_assets, images
+from featviz.gallery_examples import Examples, WeightsMismatchError
+from featviz.gallery_files import FORMAT, Writer
+from featviz.gallery_pages import index_html, layer_html, layer_page, unit_html, unit_page, units_js
+from featviz.gallery_sweep import Layer, NotASweepError, Sweep, natural_key, read_sweep
+from featviz.model import Model
+
+TOP = 8  # dataset examples per unit
+
+
+@dataclasses.dataclass
+class Report:
+  """What a :func:`build` did: site-relative paths written and removed, layers scanned."""
+
+  out: pathlib.Path
+  written: list[str]
+  removed: list[str]
+  unchanged: int
+  scanned: list[str]
+  units: int
+  missing: list[str]
+
+
+def _slugs(sweeps: Sequence[Sweep]) -> None:
+  """Folder names: the model's, or model-folder when two sweeps share a model."""
+  counts: dict[str, int] = {}
+  for s in sweeps:
+    counts[s.model] = counts.get(s.model, 0) + 1
+  taken: set[str] = {"assets"}
+  for s in sweeps:
+    base = images.safe_name(s.model if counts[s.model] == 1 else f"{s.model}-{s.root.name}")
+    slug, n = base, 2
+    while slug in taken:
+      slug, n = f"{base}-{n}", n + 1
+    taken.add(slug)
+    s.slug = slug
+
+
+def build(sweeps: str | os.PathLike | Sweep | Sequence[str | os.PathLike | Sweep],
+          out: str | os.PathLike, *,
+          dataset: str | os.PathLike | None = None,
+          load_model: Callable[[str], Model] | None = None, top: int = TOP, link: bool = True,
+          log: Callable[[str], None] | None = None) -> Report:
+  """Writes (or updates) the static site of ``sweeps`` in folder ``out``.
+
+  Args:
+    sweeps: one sweep store folder or several (one model section each), or what
+      :func:`read_sweep` made of them.
+    out: the site folder (created). Re-running updates it incrementally.
+    dataset: a folder of photos: adds each unit's top photos and patches. Without it, the
+      examples of an earlier run are kept.
+    load_model: ``name -> Model`` for the sweeps' models; needed only when a layer must be
+      scanned (``featviz.zoo.load`` on the command line). Its weights must be the sweep's.
+    top: dataset examples per unit.
+    link: hard-link the unit PNGs into the site (a copy where links fail); False: copy.
+    log: called with a line per layer scanned.
+
+  Returns:
+    A :class:`Report`; ``written`` is empty when nothing changed.
+
+  Raises:
+    NotASweepError: a folder is not a sweep store.
+    WeightsMismatchError: ``load_model`` gives other weights than the sweep used.
+    featviz.analysis.photos.EmptyFolderError, UnreadableImageError: a bad ``dataset``.
+  """
+  paths = [sweeps] if isinstance(sweeps, (str, os.PathLike, Sweep)) else list(sweeps)
+  if top < 1:
+    raise ValueError(f"top must be a positive number of examples, got {top}")
+  read = [p if isinstance(p, Sweep) else read_sweep(p) for p in paths]
+  if not read:
+    raise ValueError("name at least one sweep folder")
+  out = pathlib.Path(out)
+  for s in read:
+    if out.resolve() == s.root.resolve():
+      raise ValueError(f"the site cannot be written into the sweep folder {str(s.root)!r}")
+  _slugs(read)
+  out.mkdir(parents=True, exist_ok=True)
+  writer = Writer(out, link)
+  writer.data("assets/gallery.css", gallery_assets.CSS)
+  writer.data("assets/gallery.js", gallery_assets.JS)
+  scanned, units = [], 0
+  for sweep in read:
+    examples = Examples(sweep, writer, pathlib.Path(dataset) if dataset else None,
+                        load_model, top, log)
+    pages = [(unit_page(sweep, layer, u), f"{layer.name}:{u}")
+             for layer in sweep.layers for u in layer.rows]
+    position = {page: i for i, (page, _) in enumerate(pages)}
+    for layer in sweep.layers:
+      if not layer.rows:
+        continue
+      found = examples.layer(layer)
+      writer.data(layer_page(sweep, layer), layer_html(sweep, layer))
+      for unit, row in layer.rows.items():
+        i = position[unit_page(sweep, layer, unit)]
+        writer.copy(f"{sweep.slug}/{layer.dir}/{unit:04d}.png", sweep.root / row["png"])
+        writer.data(pages[i][0], unit_html(
+            sweep, layer, unit, pages[i - 1] if i else None,
+            pages[i + 1] if i + 1 < len(pages) else None, found.get(unit)))
+        units += 1
+    scanned += examples.scanned
+  writer.data("assets/units.js", units_js(read))
+  writer.data("index.html", index_html(read))
+  removed = writer.finish()
+  return Report(out, writer.written, removed, len(writer.after) - len(writer.written), scanned,
+                units, [f"{s.slug}: {m}" for s in read for m in s.missing])
+
+
+__all__ = ["FORMAT", "TOP", "Layer", "NotASweepError", "Report", "Sweep", "WeightsMismatchError",
+           "build", "natural_key", "read_sweep"]

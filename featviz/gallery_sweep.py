@@ -1,0 +1,108 @@
+"""A sweep store as the gallery reads it: its manifest, and the index rows of done units.
+
+:func:`read_sweep` turns a folder written by ``featviz.sweep`` (``featviz.sweep_store``)
+into a :class:`Sweep` of :class:`Layer` s. Only units whose PNG is on disk become pages;
+rows whose PNG is gone are listed in ``Sweep.missing``, so the site can say so instead
+of linking to nothing. Every way a folder can fail to be a sweep raises
+:class:`NotASweepError` with a message that names what is missing, for the command line
+to print as it is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import re
+from typing import Any
+
+from featviz import images
+from featviz import sweep_store as store_lib
+
+
+class NotASweepError(ValueError):
+  """A folder that is not a sweep store; the message says what is missing."""
+
+
+@dataclasses.dataclass
+class Layer:
+  """One swept layer: ``dir`` is its folder name (the store's and the site's)."""
+
+  name: str
+  dir: str
+  channels: int
+  rows: dict[int, dict[str, Any]]  # unit -> the store's index row, for done units only
+
+
+@dataclasses.dataclass
+class Sweep:
+  """A sweep store as the gallery reads it; ``slug`` is its folder in the site."""
+
+  root: pathlib.Path
+  manifest: dict[str, Any]
+  layers: list[Layer]
+  missing: list[str]  # rows whose PNG is gone (left out of the site)
+  slug: str = ""
+
+  @property
+  def model(self) -> str:
+    return str(self.manifest["model"])
+
+
+def natural_key(name: str) -> list[Any]:
+  """Sort key that puts ``block2`` before ``block10`` (numbers compare as numbers)."""
+  return [int(t) if i % 2 else t.lower() for i, t in enumerate(re.split(r"(\d+)", name))]
+
+
+def read_sweep(path: str | os.PathLike) -> Sweep:
+  """Reads a sweep store's manifest and index rows.
+
+  Layers are in natural name order (a store does not record the forward order; for the zoo's
+  ``block0 .. block15``, ``conv1 .. conv4`` and ``mixed3a .. mixed5b`` the two agree).
+
+  Raises:
+    NotASweepError: ``path`` is missing, or lacks ``manifest.json``, the ``_index/``
+      folder or any index row; the message names what is missing.
+  """
+  root = pathlib.Path(path)
+  if not root.exists():
+    raise NotASweepError(f"sweep folder {str(root)!r} does not exist")
+  if not root.is_dir():
+    raise NotASweepError(f"{str(root)!r} is a file, not a sweep folder")
+  hint = f"(`featviz sweep MODEL ... --out {root}` makes one)"
+  manifest_path = root / store_lib.MANIFEST
+  if not manifest_path.is_file():
+    raise NotASweepError(f"{str(root)!r} is not a sweep: it has no {store_lib.MANIFEST} {hint}")
+  try:
+    manifest = json.loads(manifest_path.read_text())
+  except (ValueError, UnicodeDecodeError) as e:
+    raise NotASweepError(f"{manifest_path} is not valid JSON: {e}") from None
+  lacking = [k for k in ("model", "layers", "settings")
+             if not isinstance(manifest, dict) or k not in manifest]
+  if lacking:
+    raise NotASweepError(f"{manifest_path} is not a sweep manifest: it lacks "
+                         f"{', '.join(repr(k) for k in lacking)} {hint}")
+  if not (root / store_lib.INDEX).is_dir():
+    raise NotASweepError(f"{str(root)!r} is not a sweep: it has no {store_lib.INDEX}/ folder "
+                         f"of index files {hint}")
+  try:
+    rows = store_lib.Store(root).rows()
+  except (ValueError, KeyError) as e:
+    raise NotASweepError(f"{str(root)!r}: an index file under {store_lib.INDEX}/ does not "
+                         f"parse ({e})") from None
+  if not rows:
+    raise NotASweepError(f"{str(root)!r} has no rendered units yet: no rows in "
+                         f"{store_lib.INDEX}/ (a sweep commits them chunk by chunk)")
+  channels = dict(manifest["layers"])
+  by_layer: dict[str, dict[int, dict[str, Any]]] = {name: {} for name in channels}
+  missing = []
+  for (layer, unit), row in rows.items():
+    if (root / row["png"]).is_file():
+      by_layer.setdefault(layer, {})[unit] = row
+    else:
+      missing.append(f"{layer}:{unit} ({row['png']})")
+  layers = [Layer(name, images.safe_name(name), int(channels.get(name, len(units))),
+                  dict(sorted(units.items())))
+            for name, units in sorted(by_layer.items(), key=lambda kv: natural_key(kv[0]))]
+  return Sweep(root, manifest, layers, sorted(missing))
