@@ -29,7 +29,7 @@ from featviz import objectives as obj_lib
 from featviz import param as param_lib
 from featviz import progress
 from featviz import transforms as tf_lib
-from featviz.model import STANDARD_NONLIN, Model
+from featviz.model import STANDARD_NONLIN, Model, cast_kernels, run_forward
 from featviz.redirected_relu import LUCID_REDIRECT_STEPS, redirecting
 
 
@@ -81,6 +81,8 @@ class _Plan:
   progress_every: int  # 0: no progress callback
   # A NamedSharding that splits the batch axis over a mesh's devices; None: one device.
   batch_sharding: Any = None
+  # The network's arithmetic dtype (e.g. "bfloat16"); None: float32. Parameters stay float32.
+  compute_dtype: str | None = None
 
 
 @dataclasses.dataclass
@@ -145,6 +147,8 @@ def _on_batch_axis(plan: _Plan, params):
 def _optimize(plan: _Plan, weights, objective: obj_lib.Objective, key: jax.Array):
   """The compiled loop. Returns final images, history ``(steps, B)``, first bad step."""
   _TRACES[0] += 1
+  if plan.compute_dtype is not None:  # once, outside the loop; run_forward's cast is then a no-op
+    weights = cast_kernels(weights, plan.compute_dtype)
   param = plan.param(plan.size, plan.batch, plan.channels)
   k_init, k_steps = jax.random.split(key)
   params = _on_batch_axis(plan, param.init(k_init))
@@ -159,7 +163,8 @@ def _optimize(plan: _Plan, weights, objective: obj_lib.Objective, key: jax.Array
     if plan.redirect_relu_steps:
       nonlin = redirecting(step < plan.redirect_relu_steps)
     with jax.named_scope("model"):
-      acts = plan.forward(weights, network_input(plan, x), plan.layers, nonlin)
+      acts = run_forward(plan.forward, weights, network_input(plan, x), plan.layers, nonlin,
+                         plan.compute_dtype)
     with jax.named_scope("objective"):
       scores = objective(obj_lib.Context(acts, image))
     return -jnp.sum(scores), scores
@@ -271,7 +276,8 @@ def render(model: Model, objective: obj_lib.Objective, *,
            input_size: int | None = None,
            redirect_relu_steps: int = LUCID.redirect_relu_steps,
            progress_bar: bool = True,
-           mesh: jax.sharding.Mesh | None = None) -> RenderResult:
+           mesh: jax.sharding.Mesh | None = None,
+           compute_dtype: str | None = None) -> RenderResult:
   """Renders images that maximize ``objective`` on ``model``.
 
   Args:
@@ -296,6 +302,10 @@ def render(model: Model, objective: obj_lib.Objective, *,
     mesh: split the batch over this mesh's devices (data parallel: every image
       has its own parameters, so no device waits for another). ``batch`` must
       be a multiple of ``mesh.size``. ``None``: the default device.
+    compute_dtype: "bfloat16" multiplies in bf16 inside the network's convolutions
+      (kernels cast once, float32 accumulation; see ``model.run_forward``);
+      activations, gradients, optimizer state and image parameters stay float32.
+      ``None``: float32 throughout.
 
   Returns:
     A :class:`RenderResult` with ``images (B, H, W, C)`` and ``history (steps, B)``.
@@ -334,7 +344,8 @@ def render(model: Model, objective: obj_lib.Objective, *,
       steps=int(steps),
       redirect_relu_steps=int(redirect_relu_steps),
       progress_every=every,
-      batch_sharding=None if mesh is None else batch_sharding(mesh))
+      batch_sharding=None if mesh is None else batch_sharding(mesh),
+      compute_dtype=None if compute_dtype is None else jnp.dtype(compute_dtype).name)
   bound = jax.tree.map(_canonical, bound)
   key = jax.random.key(seed)
   fn, compile_seconds = compiled_loop(plan, model.weights, bound, key)

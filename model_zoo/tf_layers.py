@@ -6,7 +6,8 @@ unevenly when the total is odd (one more pixel after than before). PyTorch ports
 the pads for 224 px inputs; here they are recomputed for every input size, so feature
 visualizations at 128 or 320 px see the same arithmetic the original graph would.
 
-All tensors are NHWC float32. Kernels are HWIO (Flax's ``nn.Conv`` layout): a plain conv
+All tensors are NHWC, float32 (or bfloat16 when the render loop asks for it; constants
+here are Python floats so that they keep the input's dtype). Kernels are HWIO (Flax's ``nn.Conv`` layout): a plain conv
 ``(kh, kw, C_in, C_out)``, a depthwise conv ``(kh, kw, 1, C)`` with ``groups=C``.
 """
 
@@ -80,11 +81,15 @@ class Conv(nn.Module):
     kernel = self.param("kernel", nn.initializers.lecun_normal(),
                         (*self.kernel_size, c_in // self.groups, self.features), jnp.float32)
     pads = _same_pads(x.shape, self.kernel_size, self.strides)
+    # Multiply in the kernel's dtype (bfloat16 when the render loop asks for it), accumulate
+    # and return float32.
+    x = x.astype(kernel.dtype)
     if self.groups == c_in == self.features and jax.default_backend() == "cpu":
       y = depthwise_shifted(x, kernel, self.strides, pads)
     else:
       y = lax.conv_general_dilated(x, kernel, window_strides=self.strides, padding=pads,
-                                   dimension_numbers=_NHWC, feature_group_count=self.groups)
+                                   dimension_numbers=_NHWC, feature_group_count=self.groups,
+                                   preferred_element_type=jnp.float32)
     if self.use_bias:
       y = y + self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
     return y
@@ -118,7 +123,7 @@ def depthwise_shifted(x: jax.Array, kernel: jax.Array, strides: tuple[int, int],
       window = lax.slice(xp, (0, u, v, 0),
                          (xp.shape[0], u + (oh - 1) * sh + 1, v + (ow - 1) * sw + 1, xp.shape[3]),
                          (1, sh, sw, 1))
-      term = window * kernel[u, v, 0]
+      term = window.astype(jnp.float32) * kernel[u, v, 0].astype(jnp.float32)
       y = term if y is None else y + term
   return y
 
@@ -144,7 +149,7 @@ class BatchNorm(nn.Module):
     bias = self.param("bias", nn.initializers.zeros, shape, jnp.float32)
     mean = self.param("mean", nn.initializers.zeros, shape, jnp.float32)
     var = self.param("var", nn.initializers.ones, shape, jnp.float32)
-    return (x - mean) * (scale * lax.rsqrt(var + jnp.float32(self.eps))) + bias
+    return (x - mean) * (scale * lax.rsqrt(var + float(self.eps))) + bias
 
 
 def max_pool_same(x: jax.Array, window: int, stride: int) -> jax.Array:
@@ -170,7 +175,7 @@ def avg_pool_valid(x: jax.Array, window: int, stride: int = 1) -> jax.Array:
   zero = np.array(0, x.dtype)  # Concrete, as in max_pool_same: a differentiable window sum.
   summed = lax.reduce_window(x, zero, lax.add, (1, window, window, 1), (1, stride, stride, 1),
                              "VALID")
-  return summed / jnp.float32(window * window)
+  return summed / float(window * window)
 
 
 def lrn(x: jax.Array, depth_radius: int = 5, bias: float = 2.0, alpha: float = 1e-4,
@@ -189,5 +194,6 @@ def lrn(x: jax.Array, depth_radius: int = 5, bias: float = 2.0, alpha: float = 1
   zero = np.array(0, x.dtype)  # Concrete, as in max_pool_same: a differentiable window sum.
   squares = lax.reduce_window(x * x, zero, lax.add, (1, 1, 1, window), (1, 1, 1, 1),
                               [(0, 0), (0, 0), (0, 0), (depth_radius, depth_radius)])
-  return x * (jnp.float32(bias) + jnp.float32(alpha) * squares) ** jnp.float32(-beta)
+  # Python floats are weakly typed: they keep the input's dtype (float32, or bfloat16).
+  return x * (float(bias) + float(alpha) * squares) ** float(-beta)
 

@@ -10,8 +10,9 @@ LAYERS = {"conv1": 4, "conv2": 6, "conv3": 8, "logits": 5}
 
 
 def _conv(x, w, b, stride=1):
-  y = jax.lax.conv_general_dilated(x, w, (stride, stride), "SAME",
-                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  y = jax.lax.conv_general_dilated(x.astype(w.dtype), w, (stride, stride), "SAME",
+                                   dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                   preferred_element_type=jnp.float32)
   return y + b
 
 
