@@ -190,7 +190,8 @@ def test_sigkill_mid_sweep_then_resume_leaves_every_unit_once(tmp_path):
       from featviz import sweep
       sweep.sweep(tiny_cnn.make(), ["conv3"], out={str(out)!r}, progress_bar=False, **{KILL!r})
       """)
-  proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE)
+  # cwd=tmp_path: from the repo root, `python -c` would import the source folders.
+  proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, cwd=tmp_path)
   index = out / S.INDEX / "conv3"
   deadline = time.monotonic() + 240
   try:

@@ -308,4 +308,6 @@ def test_reader_never_imports_torch(tmp_path):
           "assert 'torch' not in sys.modules, 'torch was imported'")
   path = tmp_path / "x.pth"
   path.write_bytes(b"junk")
-  subprocess.run([sys.executable, "-c", code, str(path)], check=True)
+  # cwd: `python -c` puts the working folder on sys.path; the repo root would shadow the
+  # installed package with the source folders.
+  subprocess.run([sys.executable, "-c", code, str(path)], check=True, cwd=tmp_path)
