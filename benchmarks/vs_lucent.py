@@ -1,0 +1,230 @@
+"""featviz against lucent (torch-lucent 0.1.8) on InceptionV1 ``mixed4a``, same machine, same run.
+
+Each library at its own defaults:
+
+* lucent: ``render.render_vis(model, objective)`` with everything else default: 128 px
+  Fourier image, ``standard_transforms`` (one draw for the batch), Adam 0.05, the image
+  upsampled to 224 px before the network (``render_vis`` does that below 224), the whole
+  network run on every step (lucent hooks layers, it never stops early). Batch 1:
+  ``"mixed4a:476"``; batch 8: ``param.image(128, batch=8)`` and
+  ``sum(objectives.channel("mixed4a", c, batch=i))`` for 8 channels. The model's weights
+  are frozen (``requires_grad_(False)``), which saves lucent the weight gradients it would
+  compute with a plain ``inceptionv1(pretrained=True).eval()``: the comparison favours lucent.
+* featviz: ``render(model, objectives.channel("mixed4a", c))`` at Lucid's defaults (128 px,
+  the network sees the 140 px transformed image, stops at mixed4a); batch 8 is
+  ``channel("mixed4a", [c0..c7])``. Also with lucent's effective input size
+  (``input_size=224``).
+
+Lucent runs in a subprocess with the lucent venv's Python (``--lucent-python``; set it up as
+``benchmarks/README.md`` says), featviz in this process; the two alternate round by round
+(lucent, then featviz, ``--repeats`` rounds), so load changes on a shared machine hit both.
+Both sides do the same number of steps per timed call (``--steps``; 512 is Lucid's, fewer
+is fine on CPU) after a warm-up, and report seconds per step; units/s are rescaled to 512
+steps. The ratio is featviz units/s over lucent units/s. Process CPU seconds per step are
+reported too (less sensitive to other jobs on the machine than wall time).
+
+  python benchmarks/vs_lucent.py --steps 16 --repeats 3 \\
+      --lucent-python /tmp/lucentenv/bin/python --torch-home /tmp/lucent_torch_home
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+LAYER = "mixed4a"
+UNIT = 476
+BATCH8_UNITS = tuple(range(476, 484))
+LUCID_STEPS = 512
+
+
+# ----------------------------------------------------------------------------- lucent side
+# Runs under the lucent venv's Python: imports torch and lucent only, never jax.
+
+
+def lucent_worker(steps: int, batches: list[int], warmup: int) -> dict:
+  import warnings
+  warnings.filterwarnings("ignore")
+  import torch
+  import lucent
+  from lucent.modelzoo import inceptionv1
+  from lucent.optvis import objectives, param, render
+
+  torch.manual_seed(0)
+  model = inceptionv1(pretrained=True).eval()
+  for p in model.parameters():
+    p.requires_grad_(False)
+  out = {"torch": torch.__version__, "lucent": getattr(lucent, "__version__", "0.1.8"),
+         "threads": torch.get_num_threads(), "runs": {}}
+  for b in batches:
+    if b == 1:
+      obj, param_f = f"{LAYER}:{UNIT}", None
+    else:
+      units = BATCH8_UNITS[:b] if b <= len(BATCH8_UNITS) else range(b)
+      obj = sum(objectives.channel(LAYER, int(c), batch=i) for i, c in enumerate(units))
+      param_f = (lambda b=b: param.image(128, batch=b))
+
+    def call(n):
+      render.render_vis(model, obj, param_f=param_f, thresholds=(n,), show_image=False,
+                        progress=False)
+
+    call(warmup)
+    c0, t0 = time.process_time(), time.perf_counter()
+    call(steps)
+    out["runs"][str(b)] = {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0}
+  return out
+
+
+def run_lucent(python: str, torch_home: str | None, steps: int, batches: list[int],
+               warmup: int) -> dict:
+  env = dict(os.environ)
+  if torch_home:
+    env["TORCH_HOME"] = torch_home
+  cmd = [python, os.path.abspath(__file__), "--lucent-worker", "--steps", str(steps),
+         "--batches", ",".join(map(str, batches)), "--warmup", str(warmup)]
+  proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+  if proc.returncode != 0:
+    raise RuntimeError(f"lucent worker failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def lucent_available(python: str | None) -> bool:
+  if not python or not os.path.exists(python):
+    return False
+  proc = subprocess.run([python, "-c", "import torch, lucent.optvis.render"],
+                        capture_output=True, text=True)
+  return proc.returncode == 0
+
+
+# ----------------------------------------------------------------------------- featviz side
+
+
+def featviz_runs(model, steps: int, batches: list[int], input_sizes: list[int | None]
+                 ) -> dict:
+  import numpy as np
+  from featviz import objectives, render
+  out = {}
+  for b in batches:
+    units = UNIT if b == 1 else np.asarray(BATCH8_UNITS[:b] if b <= 8 else range(b), np.int32)
+    obj = objectives.channel(LAYER, units)
+    for size in input_sizes:
+      key = f"{b}@{size or 'native'}"
+      first = render.render(model, obj, steps=steps, progress_bar=False, input_size=size)
+      c0 = time.process_time()
+      r = render.render(model, obj, steps=steps, progress_bar=False, input_size=size)
+      out[key] = {"wall_s": r.run_seconds, "cpu_s": time.process_time() - c0,
+                  "compile_s": first.compile_seconds}
+  return out
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main(argv=None) -> int:
+  ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  ap.add_argument("--steps", type=int, default=LUCID_STEPS)
+  ap.add_argument("--batches", default="1,8")
+  ap.add_argument("--repeats", type=int, default=3, help="alternating rounds")
+  ap.add_argument("--warmup", type=int, default=2, help="lucent warm-up steps per round")
+  ap.add_argument("--lucent-python", default=os.environ.get("LUCENT_PYTHON",
+                                                            "/tmp/lucentenv/bin/python"))
+  ap.add_argument("--torch-home", default=os.environ.get("TORCH_HOME"))
+  ap.add_argument("--lucent-worker", action="store_true", help=argparse.SUPPRESS)
+  ap.add_argument("--json", default=None)
+  ap.add_argument("--no-results", action="store_true")
+  args = ap.parse_args(argv)
+  batches = [int(b) for b in args.batches.split(",")]
+
+  if args.lucent_worker:
+    print(json.dumps(lucent_worker(args.steps, batches, args.warmup)))
+    return 0
+
+  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+  import common
+
+  first_load = os.getloadavg()[0]
+  have_lucent = lucent_available(args.lucent_python)
+  if not have_lucent:
+    print(f"lucent not importable with {args.lucent_python}: featviz side only "
+          "(benchmarks/README.md says how to make the lucent venv)")
+  model = common.load_model("inceptionv1")
+  sizes = [None, 224]
+  luc_rounds, fv_rounds, luc_info = [], [], {}
+  for r in range(args.repeats):
+    if have_lucent:
+      res = run_lucent(args.lucent_python, args.torch_home, args.steps, batches, args.warmup)
+      luc_info = {k: res[k] for k in ("torch", "lucent", "threads")}
+      luc_rounds.append(res["runs"])
+    fv_rounds.append(featviz_runs(model, args.steps, batches, sizes))
+    print(f"round {r + 1}/{args.repeats} done", flush=True)
+
+  extra = {"torch": luc_info["torch"], "lucent": luc_info["lucent"]} if luc_info else {}
+  env = common.environment(extra)
+  start_load = env.load
+  # Measured here: with the 2 cores oversubscribed (load 7-8) torch's OpenMP threads spin,
+  # and lucent's CPU time per step rose 10x (2.47 s against 0.24 s at load 1): such a run
+  # says nothing about lucent. Flag it in the row.
+  valid = not (start_load > env.cores or first_load > env.cores)
+
+  def med(rounds, key, field):
+    return statistics.median(x[key][field] for x in rounds) / args.steps
+
+  rows, summary = [], {}
+  if not valid:
+    print(f"WARNING: load {max(first_load, start_load):.1f} > {env.cores} cores: torch's "
+          "threads spin when the cores are oversubscribed and lucent's times are not valid; "
+          "run again on a quiet machine")
+  print(f"\n{env.device}, {env.cores} cores, load {env.load}, commit {env.commit}; "
+        f"{args.steps} steps per timed call, medians of {args.repeats} alternating rounds")
+  if luc_info:
+    print(f"lucent {luc_info['lucent']} torch {luc_info['torch']} "
+          f"({luc_info['threads']} threads)")
+  print(f"{'side':34s} {'B':>3s} {'ms/step':>9s} {'cpu-ms/st':>9s} {'img-st/s':>9s} "
+        f"{'units/s':>9s} {'x lucent':>8s} {'x (cpu)':>8s}")
+  for b in batches:
+    fig = {}
+    luc = None
+    if luc_rounds:
+      luc = (med(luc_rounds, str(b), "wall_s"), med(luc_rounds, str(b), "cpu_s"))
+      print(f"{'lucent defaults (224 px, full net)':34s} {b:3d} {luc[0] * 1e3:9.1f} "
+            f"{luc[1] * 1e3:9.1f} {b / luc[0]:9.2f} {b / luc[0] / LUCID_STEPS:9.4f}")
+      fig.update({"lucent ms/step": luc[0] * 1e3, "lucent units/s": b / luc[0] / LUCID_STEPS})
+    for size in sizes:
+      key = f"{b}@{size or 'native'}"
+      fv = (med(fv_rounds, key, "wall_s"), med(fv_rounds, key, "cpu_s"))
+      label = ("featviz Lucid defaults (128 px)" if size is None
+               else f"featviz input_size={size}")
+      ratio = luc[0] / fv[0] if luc else float("nan")
+      ratio_cpu = luc[1] / fv[1] if luc else float("nan")
+      print(f"{label:34s} {b:3d} {fv[0] * 1e3:9.1f} {fv[1] * 1e3:9.1f} {b / fv[0]:9.2f} "
+            f"{b / fv[0] / LUCID_STEPS:9.4f} {ratio:8.2f} {ratio_cpu:8.2f}")
+      tag = "featviz" if size is None else f"featviz@{size}"
+      fig.update({f"{tag} ms/step": fv[0] * 1e3, f"{tag} units/s": b / fv[0] / LUCID_STEPS,
+                  f"{tag} x lucent": ratio, f"{tag} x lucent (cpu-s)": ratio_cpu})
+    summary[b] = fig
+    settings = {"layer": f"{LAYER}:{UNIT}" if b == 1 else f"{LAYER}:{BATCH8_UNITS[0]}+{b - 1}",
+                "batch": b, "steps": args.steps, "rounds": args.repeats,
+                "how": "lucent subprocess and featviz alternating, same machine, back to back",
+                "lucent threads": luc_info.get("threads", "-"),
+                "lucent weights": "frozen (requires_grad False; only helps lucent)",
+                "valid": "yes" if valid else
+                         f"NO: load {max(first_load, start_load):.1f} > {env.cores} cores "
+                         "(torch threads spin; see README)"}
+    if args.steps != LUCID_STEPS:
+      settings["note"] = f"{args.steps} steps timed on both sides; units/s rescaled to 512"
+    rows.append(common.format_row(env, "vs_lucent", settings, fig))
+  common.write_json(args.json, {"env": env.as_dict(), "lucent": luc_rounds,
+                                "featviz": fv_rounds, "summary": summary})
+  if not args.no_results:
+    common.append_rows(rows)
+    print(f"\nappended {len(rows)} rows to {common.RESULTS}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
