@@ -182,8 +182,23 @@ def _implied_batch(units: Any) -> int | None:
 # ----------------------------------------------------------------------------- units
 
 
+class _UnitsOfLayer(Objective):
+  """An objective on ``units`` of one ``layer``: one image per unit when units is an array."""
+
+  layer: str
+  units: Any
+
+  @property
+  def layers(self):
+    return frozenset([self.layer])
+
+  @property
+  def batch(self):
+    return _implied_batch(self.units)
+
+
 @register(data=["units"], meta=["layer"])
-class Channel(Objective):
+class Channel(_UnitsOfLayer):
   """Mean activation of channel ``units[b]`` of ``layer`` over all positions."""
 
   layer: str
@@ -195,14 +210,6 @@ class Channel(Objective):
     units = _per_image(self.units, acts.shape[0])
     return jnp.take_along_axis(mean, units[:, None], axis=1)[:, 0]
 
-  @property
-  def layers(self):
-    return frozenset([self.layer])
-
-  @property
-  def batch(self):
-    return _implied_batch(self.units)
-
   def bind(self, spec, batch):
     spec.check_units(self.layer, self.units)
     return Channel(self.layer, np.broadcast_to(np.asarray(self.units, np.int32), (batch,)))
@@ -213,7 +220,7 @@ class Channel(Objective):
 
 
 @register(data=["units", "x", "y"], meta=["layer"])
-class Neuron(Objective):
+class Neuron(_UnitsOfLayer):
   """Activation of channel ``units[b]`` at one position ``(x, y)`` (default: the centre).
 
   ``x`` is the column and ``y`` the row, as in Lucid's ``neuron``; the default
@@ -232,14 +239,6 @@ class Neuron(Objective):
     y = _per_image(h // 2 if self.y is None else self.y, b)
     units = _per_image(self.units, b)
     return acts[jnp.arange(b), jnp.clip(y, 0, h - 1), jnp.clip(x, 0, w - 1), units]
-
-  @property
-  def layers(self):
-    return frozenset([self.layer])
-
-  @property
-  def batch(self):
-    return _implied_batch(self.units)
 
   def bind(self, spec, batch):
     spec.check_units(self.layer, self.units)
