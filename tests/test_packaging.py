@@ -5,7 +5,6 @@ import tomllib
 
 import pytest
 
-import featviz
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FOLDERS = {"featviz": "featviz", "model_zoo": "featviz.zoo", "kernels": "featviz.kernels"}

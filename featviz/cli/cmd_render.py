@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import pathlib
 
 from featviz import spec_grammar
 from featviz.cli.common import add_model_arguments, load_model
