@@ -126,8 +126,9 @@ def irfft2_by_matmul(real: jax.Array, imag: jax.Array, h: int, w: int) -> jax.Ar
   """``irfft2(real + i imag, s=(h, w))`` over the last two axes, by DFT matmuls.
 
   Full float32 precision (``Precision.HIGHEST``: no TF32 or bf16 passes on GPUs).
-  XLA's CPU FFT gradient takes seconds to compile; these matmuls take
-  milliseconds and map onto tensor cores.
+  Four small matmuls per image and channel map onto tensor cores and fuse with
+  the spectrum scale; whether they beat ``jnp.fft.irfft2`` on a GPU has not been
+  measured yet (``kernels/fourier_decode`` holds the fused candidate).
   """
   ch, sh, cw, sw = (jnp.asarray(m) for m in inverse_dft_matrices(h, w))
   mm = functools.partial(jnp.einsum, precision=jax.lax.Precision.HIGHEST)
