@@ -7,8 +7,11 @@ item whose ordinary ReLU gradient is entirely zero, it lets the upstream
 gradient through, except where it would push a negative input further down.
 
 Here the override is a ``custom_vjp`` whose switch ``active`` is a traced
-boolean, so it turns off at step 16 inside the one compiled loop. Signs follow
-Lucid's: ``g`` is the gradient of the *loss* (minus the objective).
+boolean, so it turns off at step 16 inside the one compiled loop. The switch is a
+``lax.cond``, not a ``where``: the 496 steps after the 16 run only the plain ReLU
+gradient instead of computing both and selecting (``benchmarks/README.md`` has
+what that saved). Signs follow Lucid's: ``g`` is the gradient of the *loss*
+(minus the objective).
 """
 
 from __future__ import annotations
@@ -40,13 +43,21 @@ def _relu_fwd(x, active):
   return jnp.maximum(x, 0), (x, active)
 
 
+def _redirect(x, g, relu_grad, blocked):
+  """Lucid's choice per batch item: the ReLU gradient if any of it is non-zero, else ``g``
+  except where ``blocked``. Runs only while the override is active."""
+  def on():
+    redirected = jnp.where(blocked(x, g), 0, g)
+    return jnp.where(_per_item_has_grad(relu_grad), relu_grad, redirected)
+  return on
+
+
 def _relu_bwd(res, g):
   x, active = res
   relu_grad = jnp.where(x > 0, g, 0)
   # Lucid: neg_pushing_lower = x < 0 and grad > 0 (descent would lower x further).
-  redirected = jnp.where((x < 0) & (g > 0), 0, g)
-  result = jnp.where(_per_item_has_grad(relu_grad), relu_grad, redirected)
-  return jnp.where(active, result, relu_grad), None
+  blocked = lambda x, g: (x < 0) & (g > 0)
+  return jax.lax.cond(active, _redirect(x, g, relu_grad, blocked), lambda: relu_grad), None
 
 
 redirected_relu.defvjp(_relu_fwd, _relu_bwd)
@@ -65,10 +76,8 @@ def _relu6_bwd(res, g):
   x, active = res
   relu_grad = jnp.where((x > 0) & (x < 6), g, 0)
   # Lucid's redirected_relu6_grad: also block pushing x > 6 higher.
-  blocked = ((x < 0) & (g > 0)) | ((x > 6) & (g < 0))
-  redirected = jnp.where(blocked, 0, g)
-  result = jnp.where(_per_item_has_grad(relu_grad), relu_grad, redirected)
-  return jnp.where(active, result, relu_grad), None
+  blocked = lambda x, g: ((x < 0) & (g > 0)) | ((x > 6) & (g < 0))
+  return jax.lax.cond(active, _redirect(x, g, relu_grad, blocked), lambda: relu_grad), None
 
 
 redirected_relu6.defvjp(_relu6_fwd, _relu6_bwd)
