@@ -16,6 +16,10 @@ Differences from Lucid, on purpose:
   does not cover take ``fill`` (0.5, Lucid's pad colour).
 * :class:`RandomRotate` converts degrees with the exact pi (Lucid uses 3.14)
   and samples bilinearly (TF 1.15's ``contrib.image.rotate`` defaults to nearest).
+* :func:`standard` applies Lucid's five transforms as **one** bilinear resample
+  per image (:class:`StandardOnePass`): the same draws and the same geometry,
+  one interpolation instead of two (scale, then rotate), so slightly less blur.
+  ``standard(one_pass=False)`` is the five steps one after another.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+
+from featviz.kernels import affine_resample
 
 Array = jax.Array
 
@@ -215,8 +221,46 @@ STANDARD_SCALES = tuple(1 + (i - 5) / 50.0 for i in range(11))
 STANDARD_ANGLES = tuple(float(a) for a in list(range(-10, 11)) + 5 * [0])
 
 
-def standard(shared: bool = False) -> Compose:
-  """Lucid's ``standard_transforms``: pad 12 (constant 0.5), jitter 8, scale, rotate, jitter 4."""
+@dataclasses.dataclass(frozen=True)
+class StandardOnePass:
+  """Lucid's ``standard_transforms`` as one bilinear resample per image.
+
+  Pad 12 (0.5), jitter 8, scale, rotate and jitter 4 are all affine in the pixel
+  coordinates, so they compose into one map per image
+  (``featviz.kernels.affine_resample.standard``): one gather forward and one
+  scatter-add backward instead of a pad, two crops and two resamples, each with
+  its transpose. Same key, same draws as ``standard(one_pass=False)``; the output
+  differs from the five steps only by interpolation (one bilinear pass instead of
+  two; ``tests/test_kernels_affine_resample.py`` bounds it) and keeps both fill
+  colours: grey where the pad and the zoom reach, black in the corners the
+  rotation uncovers. Measured in the render loop (InceptionV1 ``mixed4a``,
+  128 px, 2 CPU cores): ``benchmarks/README.md``.
+
+  ``implementation`` is the kernel switch: ``"xla"``, ``"pallas"``, or ``None``
+  (Pallas only on devices where ``benchmarks/kernels_bench.py`` measured it
+  faster; none yet, so XLA).
+  """
+
+  implementation: str | None = None
+
+  def __call__(self, key: Array, images: Array) -> Array:
+    return affine_resample.standard(key, images, implementation=self.implementation)
+
+
+def standard(shared: bool = False, one_pass: bool = True,
+             implementation: str | None = None) -> StandardOnePass | Compose:
+  """Lucid's ``standard_transforms``: pad 12 (constant 0.5), jitter 8, scale, rotate, jitter 4.
+
+  Args:
+    shared: one draw for the whole batch, as Lucid (step by step: the one-pass
+      map draws per image).
+    one_pass: compose the five into one resample (:class:`StandardOnePass`);
+      ``False``: apply them one after another (a :class:`Compose`).
+    implementation: the one-pass resample's kernel switch (see
+      :class:`StandardOnePass`).
+  """
+  if one_pass and not shared:
+    return StandardOnePass(implementation)
   return compose([
       pad(12, mode="constant", value=0.5, shared=shared),
       jitter(8, shared=shared),

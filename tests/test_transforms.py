@@ -73,7 +73,8 @@ def test_scale_two_samples_the_centre(images):
   np.testing.assert_allclose(out[:, 12, 12], np.asarray(images)[:, 11, 11], atol=1e-6)
 
 
-@pytest.mark.parametrize("transform", [T.standard(), T.standard(shared=True), T.jitter(3),
+@pytest.mark.parametrize("transform", [T.standard(), T.standard(shared=True),
+                                       T.standard(one_pass=False), T.jitter(3),
                                        T.random_rotate([-10, 10]), T.random_scale([0.9, 1.1]),
                                        T.pad(4, "constant", "uniform")])
 def test_deterministic_per_key_and_jittable(images, transform):
@@ -91,7 +92,7 @@ def test_transforms_have_finite_gradients(images):
 
 
 def test_standard_is_lucids_preset():
-  pad, jit8, scale, rotate, jit4 = T.standard().transforms
+  pad, jit8, scale, rotate, jit4 = T.standard(one_pass=False).transforms
   assert (pad.width, pad.mode, pad.value) == (12, "constant", 0.5)
   assert (jit8.d, jit4.d) == (8, 4)
   np.testing.assert_allclose(scale.scales, [0.9, 0.92, 0.94, 0.96, 0.98, 1.0, 1.02, 1.04, 1.06,
@@ -103,6 +104,19 @@ def test_standard_is_lucids_preset():
 def test_standard_output_size_for_lucids_128():
   out = T.standard()(jax.random.key(0), jnp.zeros((2, 128, 128, 3)))
   assert out.shape == (2, 128 + 24 - 8 - 4, 128 + 24 - 8 - 4, 3)
+
+
+def test_standard_is_one_pass_unless_shared_or_asked_step_by_step(images):
+  assert isinstance(T.standard(), T.StandardOnePass)
+  assert isinstance(T.standard(shared=True), T.Compose)  # one draw per batch: step by step
+  # Same key, same draws, same output size: with a smooth image the two differ only by
+  # interpolation (one bilinear pass against two), a few hundredths at most.
+  smooth = jax.image.resize(images, (images.shape[0], 96, 96, 3), "cubic")
+  one = np.asarray(T.standard()(jax.random.key(5), smooth))
+  steps = np.asarray(T.standard(one_pass=False)(jax.random.key(5), smooth))
+  assert one.shape == steps.shape
+  inner = (slice(None), slice(20, -20), slice(20, -20))
+  assert np.abs(one - steps)[inner].mean() < 0.02
 
 
 def test_equal_settings_are_equal_transforms():
