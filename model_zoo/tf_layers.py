@@ -334,5 +334,8 @@ def lrn(x: jax.Array, depth_radius: int = 5, bias: float = 2.0, alpha: float = 1
   squares = lax.reduce_window(x * x, zero, lax.add, (1, 1, 1, window), (1, 1, 1, 1),
                               [(0, 0), (0, 0), (0, 0), (depth_radius, depth_radius)])
   # Python floats are weakly typed: they keep the input's dtype (float32, or bfloat16).
-  return x * (float(bias) + float(alpha) * squares) ** float(-beta)
+  norm = float(bias) + float(alpha) * squares
+  if beta == 0.5:  # InceptionV1's value: rsqrt, and its derivative, cost less than pow's exp/log
+    return x * lax.rsqrt(norm)
+  return x * norm ** float(-beta)
 
