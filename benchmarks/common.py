@@ -237,6 +237,28 @@ class Timing:
     return statistics.median(self.cpu)
 
 
+# Lucid's defaults that a timed run scales down: 512 steps, the first 16 with the redirected
+# ReLU gradient (featviz.render.LUCID, lucid/optvis/overrides/redirected_relu_grad.py).
+LUCID_STEPS = 512
+LUCID_REDIRECT_STEPS = 16
+
+
+def redirect_steps_for(steps: int) -> int:
+  """The redirected-ReLU window for a timed run of ``steps`` steps: the default render's share.
+
+  A 512-step render runs the redirected gradient (a ``lax.cond`` branch that costs more) for
+  16 steps, 1 in 32. A timed run of fewer steps keeps that share, so its mean step time is the
+  default render's; timing 8 steps all inside the window would overstate it. ``steps`` must be
+  a multiple of 32.
+  """
+  window = steps * LUCID_REDIRECT_STEPS / LUCID_STEPS
+  if window != int(window):
+    raise SystemExit(f"--steps {steps}: use a multiple of {LUCID_STEPS // LUCID_REDIRECT_STEPS} "
+                     f"so the redirected-ReLU share ({LUCID_REDIRECT_STEPS} of {LUCID_STEPS} "
+                     "steps) is the default render's")
+  return int(window)
+
+
 def timed(fn: Callable[[], Any], repeats: int) -> Timing:
   """Runs ``fn`` (which must block until its result is ready) ``repeats`` times."""
   wall, cpu = [], []

@@ -54,7 +54,7 @@ from featviz.redirected_relu import redirecting  # noqa: E402
 INCEPTION_LAYERS = ("mixed3a", "mixed3b", "mixed4a", "mixed4b", "mixed4c", "mixed4d",
                     "mixed4e", "mixed5a", "mixed5b")
 EFFNET_LAYERS = tuple(f"block{i}" for i in range(16))
-LUCID_STEPS = 512
+LUCID_STEPS = common.LUCID_STEPS
 
 
 def default_layers(model_name: str) -> tuple[str, ...]:
@@ -71,7 +71,7 @@ def measure(model, layer: str, batch: int, steps: int, repeats: int, counting: s
             input_size: int | None = None, compute_dtype: str | None = None) -> dict:
   """Compiles and times one configuration through ``render.render``."""
   obj = channel_objective(layer, batch, model.spec.layers[layer])
-  kw = {"input_size": input_size}
+  kw = {"input_size": input_size, "redirect_relu_steps": common.redirect_steps_for(steps)}
   if compute_dtype:  # only passed when asked: older render() has no such argument
     kw["compute_dtype"] = compute_dtype
   before = dict(render._COMPILED)
@@ -481,7 +481,8 @@ def main(argv=None) -> int:
                    "repeats": args.repeats, "peak_GFLOP/s": peak["tflops"] * 1e3,
                    "peak_dtype": peak["dtype"], "compute_dtype": args.compute_dtype or "float32"}
   if args.steps != LUCID_STEPS:
-    settings_base["note"] = f"{args.steps} steps timed, not 512; units/s rescaled to 512"
+    settings_base["note"] = (f"{args.steps} steps timed, not 512; units/s rescaled to 512; "
+                             f"redirected ReLU on for {common.redirect_steps_for(args.steps)} of them")
 
   results, rows = [], []
   if args.profile:

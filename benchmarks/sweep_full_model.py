@@ -14,7 +14,7 @@ Two measurements:
    end, to show what it adds over bare render calls. Skipped, and said so, if
    ``featviz.sweep`` is missing or fails.
 
-  python benchmarks/sweep_full_model.py --batch 8 --chunks 2 --steps 4        # CPU subset
+  python benchmarks/sweep_full_model.py --batch 8 --chunks 2 --steps 32       # CPU subset
   python benchmarks/sweep_full_model.py --batch 256 --chunks 0 --steps 512    # GPU, all
 """
 
@@ -36,13 +36,14 @@ import common  # noqa: E402
 
 LAYERS = ("mixed3a", "mixed3b", "mixed4a", "mixed4b", "mixed4c", "mixed4d", "mixed4e",
           "mixed5a", "mixed5b")
-LUCID_STEPS = 512
+LUCID_STEPS = common.LUCID_STEPS
 
 
 def direct(model, layers, batch: int, chunks: int, steps: int, counting: str,
            compute_dtype: str | None = None) -> dict:
   from featviz import objectives, render
   kw = {"compute_dtype": compute_dtype} if compute_dtype else {}
+  kw["redirect_relu_steps"] = common.redirect_steps_for(steps)  # the 512-step render's share
   per_layer = {}
   for layer in layers:
     n = model.spec.layers[layer]
@@ -93,7 +94,7 @@ def main(argv=None) -> int:
   ap.add_argument("--batch", type=int, default=None, help="units per chunk (CPU 8, GPU 256)")
   ap.add_argument("--chunks", type=int, default=None,
                   help="chunks per layer to run (0: all; default 2 on CPU, 0 on GPU)")
-  ap.add_argument("--steps", type=int, default=None, help="steps per chunk (CPU 4, GPU 512)")
+  ap.add_argument("--steps", type=int, default=None, help="steps per chunk, a multiple of 32 (CPU 32, GPU 512)")
   ap.add_argument("--layers", default=",".join(LAYERS))
   ap.add_argument("--compute-dtype", default=None,
                   help="render(compute_dtype=...), e.g. bfloat16; the featviz.sweep pass is "
@@ -105,7 +106,7 @@ def main(argv=None) -> int:
   gpu = common.on_gpu()
   batch = args.batch or (256 if gpu else 8)
   chunks = args.chunks if args.chunks is not None else (0 if gpu else 2)
-  steps = args.steps or (LUCID_STEPS if gpu else 4)
+  steps = args.steps or (LUCID_STEPS if gpu else 32)
   layers = tuple(args.layers.split(","))
 
   model = common.load_model("inceptionv1")

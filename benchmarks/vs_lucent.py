@@ -107,16 +107,20 @@ def lucent_available(python: str | None) -> bool:
 def featviz_runs(model, steps: int, batches: list[int], input_sizes: list[int | None]
                  ) -> dict:
   import numpy as np
+
+  import common
   from featviz import objectives, render
+  redirect = common.redirect_steps_for(steps)  # the default render's share of redirected steps
   out = {}
   for b in batches:
     units = UNIT if b == 1 else np.asarray(BATCH8_UNITS[:b] if b <= 8 else range(b), np.int32)
     obj = objectives.channel(LAYER, units)
     for size in input_sizes:
       key = f"{b}@{size or 'native'}"
-      first = render.render(model, obj, steps=steps, progress_bar=False, input_size=size)
+      kw = {"input_size": size, "redirect_relu_steps": redirect}
+      first = render.render(model, obj, steps=steps, progress_bar=False, **kw)
       c0 = time.process_time()
-      r = render.render(model, obj, steps=steps, progress_bar=False, input_size=size)
+      r = render.render(model, obj, steps=steps, progress_bar=False, **kw)
       out[key] = {"wall_s": r.run_seconds, "cpu_s": time.process_time() - c0,
                   "compile_s": first.compile_seconds}
   return out
@@ -216,7 +220,9 @@ def main(argv=None) -> int:
                          f"NO: load {max(first_load, start_load):.1f} > {env.cores} cores "
                          "(torch threads spin; see README)"}
     if args.steps != LUCID_STEPS:
-      settings["note"] = f"{args.steps} steps timed on both sides; units/s rescaled to 512"
+      settings["note"] = (f"{args.steps} steps timed on both sides; units/s rescaled to 512; "
+                          f"featviz's redirected ReLU on for {common.redirect_steps_for(args.steps)}"
+                          f" of them (16 of 512 in a default render)")
     rows.append(common.format_row(env, "vs_lucent", settings, fig))
   common.write_json(args.json, {"env": env.as_dict(), "lucent": luc_rounds,
                                 "featviz": fv_rounds, "summary": summary})
