@@ -25,6 +25,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from featviz.kernels import choose_implementation
+from featviz.kernels.fourier_decode import api as fourier_kernel
+
 # Lucid's colour correlation matrix: the square root of the ImageNet colour
 # covariance from an SVD (lucid/optvis/param/color.py, color_correlation_svd_sqrt).
 COLOR_CORRELATION_SVD_SQRT = np.asarray(
@@ -139,7 +142,7 @@ def irfft2_by_matmul(real: jax.Array, imag: jax.Array, h: int, w: int) -> jax.Ar
 
 def fourier(size: int | tuple[int, int], batch: int = 1, channels: int = 3, *,
             decay_power: float = 1.0, sd: float = DEFAULT_SD,
-            decorrelate: bool = True) -> Param:
+            decorrelate: bool = True, implementation: str | None = None) -> Param:
   """Lucid's Fourier parameterization (``fft_image`` + ``to_valid_rgb``).
 
   Params are ``(B, 2, C, H, W // 2 + 1)`` float32: real and imaginary parts of
@@ -156,17 +159,29 @@ def fourier(size: int | tuple[int, int], batch: int = 1, channels: int = 3, *,
     decay_power: spectrum decay exponent (Lucid 1).
     sd: standard deviation of the initial spectrum (Lucid 0.01).
     decorrelate: apply Lucid's colour decorrelation (RGB only).
+    implementation: the decode's kernel switch. ``"xla"``: the code below;
+      ``"pallas"``: ``featviz.kernels.fourier_decode``'s fused kernel (the same
+      maths; powers-of-two sizes); ``None``: Pallas only on devices where
+      ``benchmarks/kernels_bench.py`` measured it faster (none yet), else XLA.
 
   Returns:
     A :class:`Param` whose images are ``(B, H, W, C)`` in ``(0, 1)``.
   """
   h, w = (size, size) if isinstance(size, int) else size
+  use_kernel = implementation is not None and implementation != "xla"
+  if implementation is None:
+    use_kernel = choose_implementation(None, fourier_kernel.PALLAS_WINS_ON) == "pallas"
   scale = fourier_scale(h, w, decay_power)
 
   def init(key: jax.Array) -> jax.Array:
     return sd * normal(key, (batch, 2, channels) + scale.shape)
 
   def to_image(params: jax.Array) -> jax.Array:
+    if use_kernel:  # falls back to XLA for sizes the kernel does not take, unless forced
+      with jax.named_scope("fourier_image"):
+        return fourier_kernel.fourier_decode(params, decay_power=decay_power,
+                                             decorrelate=decorrelate, width=w,
+                                             implementation=implementation)
     with jax.named_scope("fourier_image"):
       scale_ = jnp.asarray(scale)
       image = irfft2_by_matmul(params[:, 0] * scale_, params[:, 1] * scale_, h, w)  # (B,C,H,W)

@@ -82,3 +82,17 @@ def test_decay_power_shapes_the_spectrum():
 def test_unknown_parameterization_lists_choices():
   with pytest.raises(ValueError, match="fourier, pixel"):
     param.factory("cppn")
+
+
+def test_fourier_pallas_switch_gives_the_same_image_and_gradient():
+  """``implementation="pallas"`` (interpreted on CPU) against the XLA path; auto is XLA here."""
+  xla = param.fourier(32, 2, implementation="xla")
+  kernel = param.fourier(32, 2, implementation="pallas")
+  auto = param.fourier(32, 2)
+  params = xla.init(jax.random.key(0)) * 50  # large enough that the sigmoid bends
+  np.testing.assert_array_equal(auto.to_image(params), xla.to_image(params))
+  np.testing.assert_allclose(kernel.to_image(params), xla.to_image(params), atol=1e-6)
+  weights = jax.random.normal(jax.random.key(1), (2, 32, 32, 3))
+  grads = [jax.grad(lambda p, f=f: jnp.sum(f.to_image(p) * weights))(params)
+           for f in (xla, kernel)]
+  np.testing.assert_allclose(grads[1], grads[0], rtol=1e-5, atol=1e-6)
