@@ -45,6 +45,19 @@ def test_render_mnist_writes_grid_and_one_png_per_image(capsys, out_dir):
   assert "wrote" in stdout
 
 
+def test_render_kernels_pallas_matches_xla(capsys, out_dir):
+  """``--kernels pallas`` (interpreted on CPU) renders what ``--kernels xla`` renders."""
+  pngs = {}
+  for impl in ("xla", "pallas"):
+    out = out_dir / f"{impl}.png"
+    code, stdout, _ = run(capsys, "render", "mnist_cnn", "logit:3", "--steps", "4", "--size",
+                          "32", "--kernels", impl, "--no-progress", "--out", str(out))
+    assert code == 0, stdout
+    pngs[impl] = np.asarray(Image.open(out_dir / f"{impl}_images" / "0000_logit_3.png"), float)
+  # Same draws and maths; float32 rounding can move a pixel by one 8-bit level at most.
+  assert np.abs(pngs["pallas"] - pngs["xla"]).max() <= 1
+
+
 @pytest.mark.parametrize("argv,needle", [
     (["render", "no_such_model", "a:1"], "mnist_cnn, inceptionv1, efficientnet_lite0"),
     (["render", "mnist_cnn", "conv9:1"], "valid layers: conv1"),

@@ -33,6 +33,10 @@ def register(sub) -> None:
   p.add_argument("--transforms", choices=["standard", "shared", "none"], default="standard",
                  help="standard: Lucid's preset with a draw per image; shared: one draw for "
                       "the batch, as Lucid; none")
+  p.add_argument("--kernels", choices=["auto", "xla", "pallas"], default="auto",
+                 help="the one-pass transforms' and the Fourier decode's implementation: "
+                      "auto picks the Pallas kernels only where measured faster (no device "
+                      "yet, so XLA); pallas forces them (interpreted, slowly, off a GPU)")
   p.add_argument("--input-size", type=int, default=None,
                  help="resize images to this size before the network (lucent uses 224)")
   for name, what in [("tv", "total variation"), ("l1", "L1 norm"), ("l2", "L2 norm"),
@@ -66,7 +70,10 @@ def build_objective(args):
 
 
 def run(args) -> int:
+  import functools
+
   from featviz import images, render, transforms
+  from featviz import param as param_lib
 
   out = writable_output(args.out)
   for name in ("steps", "size"):
@@ -74,10 +81,15 @@ def run(args) -> int:
       raise UsageError(f"--{name} must be a positive integer")
   specs, objective = build_objective(args)
   model = load_model(args)
-  transform = {"standard": transforms.standard(), "shared": transforms.standard(shared=True),
+  impl = None if args.kernels == "auto" else args.kernels
+  transform = {"standard": transforms.standard(implementation=impl),
+               "shared": transforms.standard(shared=True),
                "none": transforms.identity()}[args.transforms]
+  param = args.param
+  if param == "fourier" and impl is not None:
+    param = functools.partial(param_lib.fourier, implementation=impl)
   result = render.render(
-      model, objective, param=args.param, transforms=transform,
+      model, objective, param=param, transforms=transform,
       optimizer=render.adam(args.lr), steps=args.steps, size=args.size, batch=args.batch,
       seed=args.seed, input_size=args.input_size, progress_bar=not args.no_progress)
   labels = specs.labels(len(result.labels))  # the SPECs alone, without the penalties
