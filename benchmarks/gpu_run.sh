@@ -10,7 +10,8 @@
 #   bash benchmarks/gpu_run.sh profile      # stage breakdown (ablation) of mixed4a
 #   bash benchmarks/gpu_run.sh sweep        # all 5,484 InceptionV1 channels, for real
 #   bash benchmarks/gpu_run.sh sweep_bf16   # the same with bf16 network math
-#   bash benchmarks/gpu_run.sh all          # everything above in order (about 30 min)
+#   bash benchmarks/gpu_run.sh kernels      # kernels/: XLA vs Pallas per op, and end to end
+#   bash benchmarks/gpu_run.sh all          # everything above in order (about 35 min)
 #
 # Each stage prints its table and appends rows to benchmarks/RESULTS.md; copies of the JSON
 # and logs go to $OUT (the lent machines' output folder) or benchmarks/gpu_out. On the lent
@@ -18,7 +19,7 @@
 # first in each (the machine keeps nothing between starts; setup takes seconds when jax
 # is already there), e.g. `bash benchmarks/gpu_run.sh setup peak sweep`. With 30 minutes of
 # device time, in order of value: `setup peak sweep`, `setup inception_a`,
-# `setup inception_b`, `setup inception_bf16 sweep_bf16`, `setup profile effnet`.
+# `setup inception_b`, `setup inception_bf16 sweep_bf16`, `setup kernels`, `setup profile effnet`.
 # render_throughput appends each row as soon as it is measured: a stage cut short keeps its
 # rows.
 #
@@ -125,15 +126,21 @@ sweep_bf16() {
     --compute-dtype bfloat16 --json "$OUTDIR/sweep_bf16.json" 2>&1 | tee "$OUTDIR/sweep_bf16.log"
 }
 
+kernels() {
+  log "kernels_bench (per op, batches 1, 8, 64; then the render loop end to end)"
+  $PY benchmarks/kernels_bench.py --json "$OUTDIR/kernels.json" 2>&1 | tee "$OUTDIR/kernels.log"
+}
+
 stages=("$@")
 [ ${#stages[@]} -eq 0 ] && stages=(all)
 for s in "${stages[@]}"; do
   case "$s" in
-    all) setup && peak && inception && inception_bf16 && effnet && profile && sweep && sweep_bf16 ;;
-    setup|peak|inception|inception_a|inception_b|inception_bf16|effnet|profile|sweep|sweep_bf16)
+    all) setup && peak && inception && inception_bf16 && effnet && profile && sweep && sweep_bf16 \
+           && kernels ;;
+    setup|peak|inception|inception_a|inception_b|inception_bf16|effnet|profile|sweep|sweep_bf16|kernels)
       "$s" || { echo "stage $s failed"; exit 1; } ;;
     *) echo "unknown stage $s (setup peak inception inception_bf16 effnet profile sweep"\
-            " sweep_bf16 all)"; exit 2 ;;
+            " sweep_bf16 kernels all)"; exit 2 ;;
   esac
 done
 cp benchmarks/RESULTS.md "$OUTDIR/RESULTS.md" 2>/dev/null || true

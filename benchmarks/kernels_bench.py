@@ -33,12 +33,21 @@ The Pallas backward's weights are continuous in the coordinate, so it has no suc
 that emulates the kernel). Those numbers show only that the kernels run; they say nothing about
 GPU speed. On a GPU the kernels compile through Triton and the rows are real.
 
+**End to end** (``--end-to-end``, default on a GPU): the render loop itself
+(``featviz.render``, InceptionV1 ``mixed4a``, Lucid's defaults, ``--e2e-steps`` steps with the
+default render's share of redirected-ReLU steps) with the transforms and the Fourier decode
+switched between: the five transforms step by step (what the loop ran before ``kernels/``), the
+one-pass resample on XLA (the default everywhere today), and on a GPU the Pallas kernels (each
+alone and both). ms per step and units/s, and each variant against the step-by-step one. On CPU
+only the XLA variants run (interpreted Pallas says nothing about speed).
+
 Rows go to ``benchmarks/RESULTS.md`` (one per op, size and mode) on a GPU, or with
 ``--append`` elsewhere; ``--json`` keeps everything. The line ``device_kind`` is the key that
 ``kernels/<op>/api.py``'s ``PALLAS_WINS_ON`` takes once the kernel wins forward + VJP.
 
   python benchmarks/kernels_bench.py                      # GPU: batches 1, 8, 64
   python benchmarks/kernels_bench.py --batches 1 --repeats 3    # CPU: it runs (interpreted)
+  python benchmarks/kernels_bench.py --ops none --end-to-end --batches 1,8   # CPU: XLA variants
 """
 
 from __future__ import annotations
@@ -50,6 +59,7 @@ import os
 import statistics
 import sys
 import time
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -182,6 +192,52 @@ def measure(case: dict, sets: int, repeats: int) -> dict:
   return result
 
 
+# ----------------------------------------------------------------------------- end to end
+
+E2E_LAYER = "mixed4a"  # the layer of the issue's CPU target and of vs_lucent.py
+
+
+def e2e_variants(gpu: bool) -> list[tuple[str, Any, str]]:
+  """(label, transforms, Fourier implementation) for the render loop."""
+  from featviz import transforms as tf_lib
+  variants = [("five steps, xla", tf_lib.standard(one_pass=False), "xla"),
+              ("one pass, xla (default)", tf_lib.standard(implementation="xla"), "xla")]
+  if gpu:
+    variants += [("one pass pallas", tf_lib.standard(implementation="pallas"), "xla"),
+                 ("fourier pallas", tf_lib.standard(implementation="xla"), "pallas"),
+                 ("both pallas", tf_lib.standard(implementation="pallas"), "pallas")]
+  return variants
+
+
+def end_to_end(batches: list[int], steps: int, repeats: int, gpu: bool) -> list[dict]:
+  """ms per step of the whole render loop for each variant; see the module docstring."""
+  from featviz import objectives, render
+  from featviz import param as param_lib
+  model = common.load_model("inceptionv1")
+  redirect = common.redirect_steps_for(steps)
+  records = []
+  for batch in batches:
+    obj = objectives.channel(E2E_LAYER, np.arange(batch, dtype=np.int32))
+    base = None
+    for label, transforms, fourier_impl in e2e_variants(gpu):
+      param = functools.partial(param_lib.fourier, implementation=fourier_impl)
+      kw = {"steps": steps, "progress_bar": False, "transforms": transforms, "param": param,
+            "redirect_relu_steps": redirect}
+      first = render.render(model, obj, **kw)
+      runs = [render.render(model, obj, **kw).run_seconds for _ in range(repeats)]
+      ms = 1e3 * statistics.median(runs) / steps
+      base = base or ms
+      rec = {"batch": batch, "variant": label, "ms_per_step": ms,
+             "units_per_s_512": batch / (ms / 1e3) / common.LUCID_STEPS,
+             "vs_five_steps": base / ms, "compile_s": first.compile_seconds,
+             "run_s": runs, "steps": steps}
+      records.append(rec)
+      print(f"end to end {E2E_LAYER} B{batch:<3} {label:<26} {ms:9.2f} ms/step "
+            f"{rec['units_per_s_512']:9.4f} units/s  x{rec['vs_five_steps']:.2f} vs five steps",
+            flush=True)
+  return records
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--batches", default=None,
@@ -196,6 +252,10 @@ def main(argv=None) -> int:
   parser.add_argument("--append", action="store_true",
                       help="append RESULTS.md rows off a GPU too (they say interpret=True)")
   parser.add_argument("--json", default=None, help="write every number here")
+  parser.add_argument("--end-to-end", action=argparse.BooleanOptionalAction, default=None,
+                      help="also time the render loop per variant (default: on a GPU)")
+  parser.add_argument("--e2e-steps", type=int, default=None,
+                      help="render steps per timed call, a multiple of 32 (GPU 512, CPU 32)")
   args = parser.parse_args(argv)
 
   gpu = common.on_gpu()
@@ -213,6 +273,8 @@ def main(argv=None) -> int:
   rng = np.random.default_rng(0)
   configs = []
   for op_name in args.ops.split(","):
+    if op_name == "none":
+      continue
     if op_name == "fourier_decode":
       configs.append(("fourier_decode", lambda b: fourier_case(b, rng, args.rows),
                       {"rows": args.rows}))
@@ -272,12 +334,25 @@ def main(argv=None) -> int:
     else:
       print(f"{op_name}: pallas fwd+vjp not faster at every batch; auto stays on XLA")
 
+  e2e = []
+  if args.end_to_end if args.end_to_end is not None else gpu:
+    e2e_steps = args.e2e_steps or (common.LUCID_STEPS if gpu else 32)
+    e2e = end_to_end(batches, e2e_steps, 3, gpu)  # whole renders: 3 timed calls each
+    for batch in batches:
+      figures = {f"{r['variant']} ms/step": r["ms_per_step"] for r in e2e if r["batch"] == batch}
+      figures.update({f"{r['variant']} x five steps": r["vs_five_steps"]
+                      for r in e2e if r["batch"] == batch and r["vs_five_steps"] != 1.0})
+      rows.append(({"op": "end to end (render loop)", "layer": E2E_LAYER, "batch": batch,
+                    "steps": e2e_steps, "redirected steps": common.redirect_steps_for(e2e_steps),
+                    "size": SIZE, "param": "fourier", "pallas": "compiled" if gpu else "not run"},
+                   figures))
+
   if gpu or args.append:
     for settings, figures in rows:
       common.append_row(env, "kernels_bench.py", settings, figures)
     print(f"appended {len(rows)} rows to {common.RESULTS}")
   common.write_json(args.json, {"env": env.as_dict(), "device_kind": kind,
-                                "interpret": interpret, "records": records})
+                                "interpret": interpret, "records": records, "end_to_end": e2e})
   return 0
 
 
