@@ -214,12 +214,19 @@ def test_one_pass_differs_from_two_passes_by_interpolation_only():
   grey = (reads_fused < 1e-6) & (reads_steps < 1e-6)
 
   e_f = amplitude * (k[0] ** 2 + k[1] ** 2) / 8
-  bound = e_f * (2 + 1 / np.asarray(draws.scale)[:, None, None, None] ** 2)
+  # The fused map's coefficients are rounded to multiples of 2**-12 (api.on_exact_grid): a
+  # source point moves by at most q = 2**-13 (|y| + |x| + 1) px per axis, which moves the
+  # image's value by at most amplitude (k0 + k1) q and the canvas coverage (a product of two
+  # 1-Lipschitz ramps) by at most 2 q.
+  out_h, out_w = fused.shape[1:3]
+  q = ar.api.MAP_QUANTUM / 2 * (out_h + out_w - 1)
+  bound = (e_f * (2 + 1 / np.asarray(draws.scale)[:, None, None, None] ** 2)
+           + amplitude * (k[0] + k[1]) * q)
   diff = np.abs(np.asarray(fused) - np.asarray(steps))
   slack = 1e-5  # float32 coordinates (~1e-5 px) times the image's slope (amplitude |k| < 0.08)
   assert content.mean() > 0.3 and grey.mean() > 0.05
   assert np.all(np.where(content, diff - bound, 0) <= slack), diff[content].max()
-  assert np.all(np.where(grey, diff, 0) <= slack)
+  assert np.all(np.where(grey, diff, 0) <= slack + 0.5 * 2 * q), diff[grey].max()
   print(f"content {content.mean():.2f} grey {grey.mean():.2f} max diff {diff[content].max():.4f} "
         f"bound {bound.max():.4f} band max {diff[~content & ~grey].max():.3f}")
   assert diff[content].max() > 0.05 * bound.max()  # the interpolations do differ: bound is real
