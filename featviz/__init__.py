@@ -15,8 +15,8 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("analysis", "gallery", "images", "model", "objectives", "param", "regularizers",
-               "render", "sweep", "transforms", "zoo")
+_SUBMODULES = ("analysis", "compile_cache", "gallery", "images", "model", "objectives", "param",
+               "regularizers", "render", "sweep", "transforms", "zoo")
 
 __all__ = ["__version__", *_SUBMODULES]
 

@@ -1,9 +1,10 @@
-"""Progress bars that a compiled loop can drive.
+"""Progress bars for loops of compiled programs.
 
-The render loop runs every step inside one ``jit``; to show progress it calls
-:func:`tick` through ``jax.debug.callback`` every few steps. The callback is a
-module-level function, so it never changes the compiled program; it updates
-whichever bar :func:`bar` has opened.
+The render loop runs its steps as compiled chunks called from Python and calls
+:func:`tick` after each chunk (never from compiled code: a host callback would
+keep the program out of JAX's persistent compilation cache, and showing a bar
+or not would be two programs). :func:`tick` updates whichever bar :func:`bar`
+has opened, and shows image-steps/s beside the steps/s.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ class _State:
   bar = None
 
 
-# A module global, not thread-local: XLA runs host callbacks on its own threads.
+# A module global, not thread-local: a bar opened on one thread may be advanced on another.
 _state = _State()
 
 
@@ -44,7 +45,7 @@ def bar(total: int, desc: str, unit: str = "step", enabled: bool = True,
 
 
 def tick(step) -> None:
-  """Advances the open bar to ``step + 1`` steps done (called from compiled code)."""
+  """Advances the open bar to ``step + 1`` steps done."""
   pbar = getattr(_state, "bar", None)
   if pbar is None:
     return

@@ -4,6 +4,8 @@ Each subcommand lives in its own module ``featviz/cli/cmd_<name>.py`` with a
 ``register(subparsers)`` function; :func:`main` discovers them, so adding a
 subcommand touches no other file. Bad input exits with code 2 and a message
 that names the problem and the valid choices; a failed optimization exits 1.
+Every command runs with JAX's persistent compilation cache on
+(``featviz.compile_cache``).
 """
 
 from __future__ import annotations
@@ -29,8 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
   parser = build_parser()
   args = parser.parse_args(argv)
+  from featviz import compile_cache
   try:
-    return int(args.func(args) or 0)
+    # Around every compile: a second run with the same settings loads its programs from disk.
+    # FEATVIZ_COMPILE_CACHE=0 opts out; a JAX cache folder the user set is kept.
+    with compile_cache.enabled():
+      return int(args.func(args) or 0)
   except USAGE_ERRORS as e:
     print(f"featviz {args.command}: error: {e}", file=sys.stderr)
     return EXIT_USAGE
