@@ -297,16 +297,16 @@ def scan_body_counting() -> str:
   return "once" if abs(f7 - f3) < 0.01 * f3 else "per-iteration"
 
 
-def flops_per_step(compiled, steps: int, counting: str) -> float:
-  """FLOPs of one optimization step of a compiled render loop of ``steps`` steps.
+def flops_per_step(compiled, scan_length: int, counting: str) -> float:
+  """FLOPs of one optimization step of a compiled chunk program of the render loop.
 
-  With the body counted once, the program's total is one step plus the work outside the
-  loop (drawing the initial spectrum, the final image): that is well under 1 % of a step
-  for the networks here (measured: InceptionV1 mixed4a, batch 1: 0.04 GFLOP of 5.9), so
-  the total is taken as the step. Counted per iteration, the total is divided by ``steps``.
+  ``scan_length`` is the program's number of steps (``render.chunk_lengths(steps)[0]``).
+  With the body counted once, the program's total is one step (the initial draw and the
+  final image are programs of their own). Counted per iteration, the total is divided by
+  ``scan_length``.
   """
   total = cost_flops(compiled)
-  return total / steps if counting == "per-iteration" else total
+  return total / scan_length if counting == "per-iteration" else total
 
 
 # ----------------------------------------------------------------------------- peak

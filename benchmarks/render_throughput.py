@@ -77,8 +77,8 @@ def measure(model, layer: str, batch: int, steps: int, repeats: int, counting: s
   before = dict(render._COMPILED)
   first = render.render(model, obj, steps=steps, progress_bar=False, **kw)
   compiled = common.new_compiled(before)
-  flops = common.flops_per_step(compiled, steps, counting) if compiled is not None else float(
-      "nan")
+  flops = (common.flops_per_step(compiled, render.chunk_lengths(steps)[0], counting)
+           if compiled is not None else float("nan"))
   runs, cpus = [], []
   for _ in range(repeats):
     c0 = time.process_time()

@@ -57,7 +57,7 @@ def direct(model, layers, batch: int, chunks: int, steps: int, counting: str,
                         progress_bar=False, **kw)
       compiled = common.new_compiled(before)
       if compiled is not None:
-        flops = common.flops_per_step(compiled, steps, counting)
+        flops = common.flops_per_step(compiled, render.chunk_lengths(steps)[0], counting)
       compile_s += r.compile_seconds
       run_s.append(r.run_seconds)
     chunk_s = statistics.median(run_s)
