@@ -19,6 +19,19 @@ from PIL import Image, ImageDraw, ImageFont
 
 
 def _umask() -> int:
+  """The process's umask, read without changing it where the kernel reports it.
+
+  ``os.umask`` can only read the mask by setting it, and for that moment every file any other
+  thread of the caller's program creates gets mode 0666/0777. Linux (4.7+) reports the mask
+  in ``/proc/self/status``; elsewhere the set-and-restore remains.
+  """
+  try:
+    with open("/proc/self/status", encoding="ascii") as status:
+      for line in status:
+        if line.startswith("Umask:"):
+          return int(line.split()[1], 8)
+  except (OSError, ValueError, IndexError):
+    pass
   mask = os.umask(0)
   os.umask(mask)
   return mask
