@@ -17,8 +17,9 @@ Differences from Lucid, on purpose:
 * :class:`RandomRotate` converts degrees with the exact pi (Lucid uses 3.14)
   and samples bilinearly (TF 1.15's ``contrib.image.rotate`` defaults to nearest).
 * :func:`standard` applies Lucid's five transforms as **one** bilinear resample
-  per image (:class:`StandardOnePass`): the same draws and the same geometry,
-  one interpolation instead of two (scale, then rotate), so slightly less blur.
+  per image (:class:`StandardOnePass`): the same draws and the same geometry (to
+  0.04 px), one interpolation instead of two (scale, then rotate), so slightly
+  less blur.
   ``standard(one_pass=False)`` is the five steps one after another.
 """
 
@@ -230,10 +231,13 @@ class StandardOnePass:
   (``featviz.kernels.affine_resample.standard``): one gather forward and one
   scatter-add backward instead of a pad, two crops and two resamples, each with
   its transpose. Same key, same draws as ``standard(one_pass=False)``; the output
-  differs from the five steps only by interpolation (one bilinear pass instead of
-  two; ``tests/test_kernels_affine_resample.py`` bounds it) and keeps both fill
-  colours: grey where the pad and the zoom reach, black in the corners the
-  rotation uncovers. Measured in the render loop (InceptionV1 ``mixed4a``,
+  differs from the five steps by interpolation (one bilinear pass instead of two)
+  and by the map's coefficients being rounded to multiples of 2**-12, which moves
+  a source point by at most 0.04 px and keeps a render on 4 CPU devices bitwise
+  equal to one on a single device (``tests/test_kernels_affine_resample.py``
+  bounds the difference; ``tests/test_sweep_multidevice.py`` checks the devices).
+  It keeps both fill colours: grey where the pad and the zoom reach, black in the
+  corners the rotation uncovers. Measured in the render loop (InceptionV1 ``mixed4a``,
   128 px, 2 CPU cores): ``benchmarks/README.md``.
 
   ``implementation`` is the kernel switch: ``"xla"``, ``"pallas"``, or ``None``
