@@ -119,7 +119,9 @@ def ablation(model, layer: str, batch: int, steps: int, repeats: int) -> dict:
   Nfb_plain the same with the plain ReLU gradient (the redirect's own cost);
   G   the whole loss, forward and backward (P, T, network, objective together);
   S   the real loop's step (G + Adam + finiteness checks), through render().
-  Also PT with scale and rotation fused into one resample (a candidate engine change).
+  Also PT with the five transforms step by step (``standard(one_pass=False)``, what the
+  loop ran before the one-pass map). The redirected ReLU is on for the first
+  ``common.redirect_steps_for(steps)`` steps of every scan, the default render's share.
   """
   size = render.LUCID.size
   param = param_lib.fourier(size, batch, model.spec.channels)
@@ -136,8 +138,10 @@ def ablation(model, layer: str, batch: int, steps: int, repeats: int) -> dict:
     acts = model.forward(weights, lo + (hi - lo) * x, layers, nonlin)
     return jnp.sum(obj(objectives.Context(acts, x)))
 
+  window = common.redirect_steps_for(steps)
+
   def redirect(step):
-    return redirecting(step < render.LUCID.redirect_relu_steps)
+    return redirecting(step < window)
 
   def grad_step(f):
     def step(p, s):
@@ -145,8 +149,7 @@ def ablation(model, layer: str, batch: int, steps: int, repeats: int) -> dict:
       return p + 1e-6 * g
     return step
 
-  fused = tf_lib.compose([tf_lib.pad(12, mode="constant", value=0.5), tf_lib.jitter(8),
-                          _FusedScaleRotate(), tf_lib.jitter(4)])
+  five_steps = tf_lib.standard(one_pass=False)
   x0 = jax.nn.sigmoid(jax.random.normal(jax.random.key(3), x_shape))
   n = steps
   out = {}
@@ -154,8 +157,8 @@ def ablation(model, layer: str, batch: int, steps: int, repeats: int) -> dict:
                          repeats)
   out["PT"] = _scan_timer(grad_step(lambda p, k, s: jnp.sum(tf(k, param.to_image(p)) ** 2)),
                           p0, n, repeats)
-  out["PT_fused_affine"] = _scan_timer(
-      grad_step(lambda p, k, s: jnp.sum(fused(k, param.to_image(p)) ** 2)), p0, n, repeats)
+  out["PT_five_steps"] = _scan_timer(
+      grad_step(lambda p, k, s: jnp.sum(five_steps(k, param.to_image(p)) ** 2)), p0, n, repeats)
   out["Nf"] = _scan_timer(lambda x, s: x + 1e-9 * net_score(x, s, redirect(s)), x0, n, repeats)
   out["Nfb"] = _scan_timer(
       lambda x, s: x + 1e-6 * jax.grad(net_score)(x, s, redirect(s)), x0, n, repeats)
@@ -166,9 +169,10 @@ def ablation(model, layer: str, batch: int, steps: int, repeats: int) -> dict:
       repeats)
   runs = []
   obj_u = channel_objective(layer, batch, model.spec.layers[layer])
-  render.render(model, obj_u, steps=steps, progress_bar=False)
+  kw = {"steps": steps, "progress_bar": False, "redirect_relu_steps": window}
+  render.render(model, obj_u, **kw)
   for _ in range(repeats):
-    runs.append(render.render(model, obj_u, steps=steps, progress_bar=False).run_seconds)
+    runs.append(render.render(model, obj_u, **kw).run_seconds)
   out["S"] = statistics.median(runs) / steps
   stages = {
       "param (fwd+bwd)": out["P"],
@@ -184,110 +188,18 @@ def ablation(model, layer: str, batch: int, steps: int, repeats: int) -> dict:
           "transformed_input": list(x_shape)}
 
 
-class _FusedScaleRotate:
-  """Scale and rotation drawn as ``standard`` draws them, applied in one bilinear resample.
-
-  Not the engine's transform (which resamples twice, filling each pass's border); used only
-  to measure what fusing the two would save. Border fill is the rotation's 0 everywhere.
-  """
-
-  def __hash__(self):
-    return hash(type(self))
-
-  def __eq__(self, other):
-    return type(self) is type(other)
-
-  def __call__(self, key, images):
-    k1, k2 = jax.random.split(key)
-    b = images.shape[0]
-    scale = tf_lib._draw(k1, tf_lib.STANDARD_SCALES, b, False)
-    angle = tf_lib._draw(k2, tf_lib.STANDARD_ANGLES, b, False) * (np.pi / 180.0)
-    return tf_lib.affine_about_center(images, scale, angle, 0.0)
-
-
 # ----------------------------------------------------------------------------- what-if
 
 
-class _LaxShim:
-  """``jax.lax`` with ``conv_general_dilated`` replaced; patched into ``tf_layers`` only."""
-
-  def __init__(self, conv):
-    self._conv = conv
-
-  def __getattr__(self, name):
-    if name == "conv_general_dilated":
-      return self._conv
-    return getattr(jax.lax, name)
-
-
-def _conv_materialized_transpose(x, kernel, *, window_strides, padding, dimension_numbers,
-                                 feature_group_count=1, preferred_element_type=None):
-  """A conv whose input gradient is a forward conv with a physically flipped, I/O-swapped
-  kernel (``HWIO`` again), instead of XLA's reversed kernel read as ``01oi``.
-
-  What-if only: returns a zero kernel cotangent (the render loop never differentiates the
-  weights) and handles ``feature_group_count == 1`` (others fall through unchanged).
-  """
-  from jax._src.lax import convolution as conv_impl
-  kw_out = {} if preferred_element_type is None else {
-      "preferred_element_type": preferred_element_type}
-  if feature_group_count != 1:
-    return jax.lax.conv_general_dilated(x, kernel, window_strides=window_strides,
-                                        padding=padding, dimension_numbers=dimension_numbers,
-                                        feature_group_count=feature_group_count, **kw_out)
-  strides = tuple(window_strides)
-
-  def fwd_conv(x, k):
-    return jax.lax.conv_general_dilated(x, k, window_strides=strides, padding=padding,
-                                        dimension_numbers=dimension_numbers, **kw_out)
-
-  @jax.custom_vjp
-  def conv(x, k):
-    return fwd_conv(x, k)
-
-  def conv_fwd(x, k):
-    return fwd_conv(x, k), (k,)
-
-  def conv_bwd(res, g):
-    (k,) = res
-    kh, kw = k.shape[:2]
-    pads = conv_impl._conv_general_vjp_lhs_padding(
-        x.shape[1:3], (kh, kw), strides, g.shape[1:3], padding, (1, 1), (1, 1))
-    kt = jnp.swapaxes(jnp.flip(k, (0, 1)), 2, 3)
-    dx = jax.lax.conv_general_dilated(g.astype(kt.dtype), kt, window_strides=(1, 1),
-                                      padding=pads, lhs_dilation=strides,
-                                      dimension_numbers=dimension_numbers, **kw_out)
-    return dx.astype(x.dtype), jnp.zeros_like(k)
-
-  conv.defvjp(conv_fwd, conv_bwd)
-  return conv(x, kernel)
-
-
-def _max_pool_shifted(x, window, stride):
-  """Max pool as the max of ``window**2`` strided slices of the ``-inf``-padded input: its
-  gradient is elementwise selects, with no reduce-window and no scatter."""
-  from featviz.zoo import tf_layers as tfl
-  pads = tfl._same_pads(x.shape, (window, window), (stride, stride))
-  xp = jnp.pad(x, [(0, 0), *pads, (0, 0)], constant_values=-jnp.inf)
-  oh = (xp.shape[1] - window) // stride + 1
-  ow = (xp.shape[2] - window) // stride + 1
-  y = None
-  for u in range(window):
-    for v in range(window):
-      s = jax.lax.slice(xp, (0, u, v, 0), (xp.shape[0], u + (oh - 1) * stride + 1,
-                                           v + (ow - 1) * stride + 1, xp.shape[3]),
-                        (1, stride, stride, 1))
-      y = s if y is None else jnp.maximum(y, s)
-  return y
-
-
 def whatif(model, layer: str, batch: int, steps: int, repeats: int) -> dict:
-  """The whole step (through render) and the network's forward+backward with candidate
-  engine changes patched into ``featviz.zoo.tf_layers`` for this process only:
-  ``conv_bwd`` (materialized transposed kernel), ``maxpool`` (shifted-slice max pool),
-  and both. Also the gradient's relative difference from the unpatched loop's."""
+  """The whole step (through render) and the network's forward + backward with each of
+  ``featviz.zoo.tf_layers.REWRITES`` switched the other way from where this device has it
+  (on a CPU: off; on a GPU: on), then all of them; this process only. Also each variant's
+  gradient's relative difference from the shipped one's (the rewrites are exact up to
+  float32 rounding and summation order)."""
   from featviz.zoo import tf_layers as tfl
-  orig_lax, orig_pool = tfl.lax, tfl.max_pool_same
+  shipped = tfl.use_rewrite
+  default = {name: shipped(name) for name in tfl.REWRITES}
   obj = channel_objective(layer, batch, model.spec.layers[layer])
   bound = obj.bind(model.spec, batch)
   lo, hi = model.spec.value_range
@@ -305,26 +217,29 @@ def whatif(model, layer: str, batch: int, steps: int, repeats: int) -> dict:
       return jnp.sum(bound(objectives.Context(acts, x)))
     return jax.grad(score)(x)
 
-  variants = {"baseline": (orig_lax, orig_pool),
-              "conv_bwd": (_LaxShim(_conv_materialized_transpose), orig_pool),
-              "maxpool": (orig_lax, _max_pool_shifted),
-              "conv_bwd+maxpool": (_LaxShim(_conv_materialized_transpose), _max_pool_shifted)}
+  variants = {"shipped": set()}
+  for name in tfl.REWRITES:
+    variants[f"{name} {'off' if default[name] else 'on'}"] = {name}
+  variants["all switched"] = set(tfl.REWRITES)
   out, ref = {}, None
   try:
-    for name, (lax_mod, pool) in variants.items():
-      tfl.lax, tfl.max_pool_same = lax_mod, pool
+    for label, flipped in variants.items():
+      tfl.use_rewrite = lambda name, flipped=flipped: default[name] != (name in flipped)
       render._COMPILED.clear()
-      jax.clear_caches()  # jit's trace caches would otherwise hand back the unpatched program
+      jax.clear_caches()  # jit's trace caches would otherwise hand back the other program
       g = np.asarray(jax.jit(grad_x)(x0, jnp.int32(100)))
       ref = g if ref is None else ref
       rel = float(np.linalg.norm(g - ref) / max(np.linalg.norm(ref), 1e-30))
       nfb = _scan_timer(lambda x, s: x + 1e-6 * grad_x(x, s), x0, steps, repeats)
-      render.render(model, obj, steps=steps, progress_bar=False)
-      runs = [render.render(model, obj, steps=steps, progress_bar=False).run_seconds
-              for _ in range(repeats)]
-      out[name] = {"Nfb_s": nfb, "S_s": statistics.median(runs) / steps, "grad_rel_diff": rel}
+      kw = {"steps": steps, "progress_bar": False,
+            "redirect_relu_steps": common.redirect_steps_for(steps)}
+      render.render(model, obj, **kw)
+      runs = [render.render(model, obj, **kw).run_seconds for _ in range(repeats)]
+      out[label] = {"Nfb_s": nfb, "S_s": statistics.median(runs) / steps, "grad_rel_diff": rel}
+      print(f"whatif {layer} B{batch} {label:<32} step {out[label]['S_s'] * 1e3:8.1f} ms  "
+            f"net f+b {nfb * 1e3:8.1f} ms  grad rel diff {rel:.1e}", flush=True)
   finally:
-    tfl.lax, tfl.max_pool_same = orig_lax, orig_pool
+    tfl.use_rewrite = shipped
     render._COMPILED.clear()
     jax.clear_caches()
   return out
@@ -393,13 +308,15 @@ def hlo_index(compiled) -> dict[str, tuple[str, str]]:
 def trace_profile(model, layer: str, batch: int, steps: int) -> dict:
   """Per-stage and per-op-kind sums of the real loop's thunk times (jax.profiler trace)."""
   obj = channel_objective(layer, batch, model.spec.layers[layer])
+  kw = {"steps": steps, "progress_bar": False,
+        "redirect_relu_steps": common.redirect_steps_for(steps)}
   before = dict(render._COMPILED)
-  render.render(model, obj, steps=steps, progress_bar=False)
+  render.render(model, obj, **kw)
   compiled = common.new_compiled(before) or list(render._COMPILED.values())[-1]
   index = hlo_index(compiled)
   folder = tempfile.mkdtemp(prefix="featviz_trace_")
   jax.profiler.start_trace(folder, create_perfetto_trace=True)
-  r = render.render(model, obj, steps=steps, progress_bar=False)
+  r = render.render(model, obj, **kw)
   jax.profiler.stop_trace()
   path = sorted(glob.glob(os.path.join(folder, "**", "perfetto_trace.json.gz"),
                           recursive=True))[-1]

@@ -23,9 +23,21 @@ import numpy as np
 from jax import lax
 
 __all__ = ("same_padding", "Conv", "depthwise_shifted", "BatchNorm", "max_pool_same",
-           "max_pool_shifted", "avg_pool_valid", "lrn")
+           "max_pool_shifted", "avg_pool_valid", "lrn", "REWRITES", "use_rewrite")
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+# The rewrites of XLA ops that were measured faster on CPU (benchmarks/README.md), by name.
+REWRITES = ("conv_flipped_backward", "depthwise_shifted", "max_pool_shifted")
+
+
+def use_rewrite(name: str) -> bool:
+  """Whether ``name`` (one of :data:`REWRITES`) replaces XLA's op: on CPU only, where it was
+  measured; nowhere else has been. Read at trace time;
+  ``benchmarks/render_throughput.py --whatif`` swaps this function to time each rewrite
+  switched the other way."""
+  return jax.default_backend() == "cpu"
 
 
 def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -85,10 +97,9 @@ class Conv(nn.Module):
     # Multiply in the kernel's dtype (bfloat16 when the render loop asks for it), accumulate
     # and return float32.
     x = x.astype(kernel.dtype)
-    on_cpu = jax.default_backend() == "cpu"
-    if self.groups == c_in == self.features and on_cpu:
+    if self.groups == c_in == self.features and use_rewrite("depthwise_shifted"):
       y = depthwise_shifted(x, kernel, self.strides, pads)
-    elif self.groups == 1 and on_cpu:
+    elif self.groups == 1 and use_rewrite("conv_flipped_backward"):
       y = conv_flipped_backward(x, kernel, tuple(self.strides), tuple(map(tuple, pads)))
     else:
       y = lax.conv_general_dilated(x, kernel, window_strides=self.strides, padding=pads,
@@ -217,7 +228,7 @@ def max_pool_same(x: jax.Array, window: int, stride: int) -> jax.Array:
   :func:`max_pool_shifted`, which has that gradient without the argmax
   reduce-window and scatter XLA:CPU makes of it.
   """
-  if jax.default_backend() == "cpu":
+  if use_rewrite("max_pool_shifted"):
     return max_pool_shifted(x, window, stride)
   pads = _same_pads(x.shape, (window, window), (stride, stride))
   # A concrete (NumPy) init value lets JAX recognise a max pool, which it can differentiate.
