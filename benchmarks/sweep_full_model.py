@@ -83,7 +83,7 @@ def with_sweep(model, layers, batch: int, chunks: int, steps: int) -> dict:
   t0 = time.perf_counter()
   try:
     sweep_lib.sweep(model, list(layers), out=out, units=units, batch=batch, steps=steps,
-                    progress_bar=False)
+                    progress_bar=False, redirect_relu_steps=common.redirect_steps_for(steps))
   except Exception:  # another engineer is writing sweep.py right now: report, don't die
     return {"error": traceback.format_exc(limit=3)}
   return {"wall_s": time.perf_counter() - t0, "out": out}

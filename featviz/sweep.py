@@ -164,7 +164,8 @@ def sweep(model: Model, layers: Sequence[str], *, out: str | pathlib.Path,
           dataset: str | pathlib.Path | None = None, progress_bar: bool = True,
           learning_rate: float = render.LUCID.learning_rate, param: str = render.LUCID.param,
           transforms: str = "standard", devices: Sequence[jax.Device] | None = None,
-          process: tuple[int, int] | None = None) -> dict[str, Any]:
+          process: tuple[int, int] | None = None,
+          redirect_relu_steps: int = render.LUCID.redirect_relu_steps) -> dict[str, Any]:
   """Renders every unit of ``layers`` into the store ``out``; resumes what is there.
 
   Args:
@@ -175,7 +176,8 @@ def sweep(model: Model, layers: Sequence[str], *, out: str | pathlib.Path,
       (clipped to each layer's channels); ``None``: all channels.
     batch: units per compiled call (rounded up to a multiple of the devices with
       padding slots; the images do not depend on the device count).
-    steps, size, seed, learning_rate, param: as :func:`featviz.render.render`;
+    steps, size, seed, learning_rate, param, redirect_relu_steps: as
+      :func:`featviz.render.render`;
       every chunk uses ``seed``, so unit ``u``'s image depends on ``u % batch``.
     transforms: "standard" (Lucid's, a draw per image), "shared" (one draw for
       the batch, as Lucid) or "none".
@@ -205,7 +207,8 @@ def sweep(model: Model, layers: Sequence[str], *, out: str | pathlib.Path,
     raise ValueError("name at least one layer to sweep")
   wanted = partition.layer_units(model.spec.layers, layers, units)
   settings = Settings(batch=batch, steps=steps, size=size, seed=seed, param=param,
-                      learning_rate=learning_rate, transforms=transforms)
+                      learning_rate=learning_rate, transforms=transforms,
+                      redirect_relu_steps=int(redirect_relu_steps))
   devices = list(devices) if devices is not None else jax.local_devices()
   mesh = jax.sharding.Mesh(np.asarray(devices), ("batch",))
   index, count = process if process is not None else (jax.process_index(), jax.process_count())
