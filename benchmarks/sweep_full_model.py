@@ -75,7 +75,7 @@ def direct(model, layers, batch: int, chunks: int, steps: int, counting: str,
 
 def with_sweep(model, layers, batch: int, chunks: int, steps: int) -> dict:
   try:
-    from featviz import sweep as sweep_lib
+    from featviz._sweep import run as sweep_lib
   except ImportError as e:
     return {"error": f"featviz.sweep not importable: {e}"}
   out = tempfile.mkdtemp(prefix="featviz_sweep_bench_")

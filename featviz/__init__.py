@@ -22,6 +22,8 @@ __all__ = ["__version__", *_SUBMODULES]
 
 
 def __getattr__(name: str):
+  if name == "sweep":
+    return importlib.import_module(f"{__name__}._sweep.run")
   if name in _SUBMODULES:
     return importlib.import_module(f"{__name__}.{name}")
   raise AttributeError(f"module 'featviz' has no attribute {name!r}")

@@ -523,7 +523,7 @@ def render(model: Model, objective: obj_lib.Objective, *,
   lengths = chunk_lengths(steps, chunk)  # raises on steps < 1
   if mesh is not None and batch % mesh.size:
     raise ValueError(f"batch {batch} must be a multiple of the mesh's {mesh.size} devices; "
-                     "pad the batch (featviz.partition.padded_batch)")
+                     "pad the batch (featviz._sweep.partition.padded_batch)")
   plan = _Plan(
       forward=model.forward,
       value_range=tuple(model.spec.value_range),

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from featviz import spec_grammar
+from featviz.cli import spec_grammar
 from featviz.cli import main
 
 

@@ -16,7 +16,7 @@ from PIL import Image
 
 import tiny_cnn
 from featviz import cli, gallery, images
-from featviz import sweep_store as S
+from featviz._sweep import store as S
 from featviz.cli import cmd_gallery
 
 SETTINGS = {"batch": 8, "steps": 4, "size": 8, "seed": 0, "param": "fourier",

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from featviz import partition
+from featviz._sweep import partition
 from featviz.model import UnitOutOfRangeError
 
 CHANNELS = {"a": 10, "b": 3, "c": 33}

@@ -3,7 +3,8 @@ ImageNet sample photos does, scored the same way (channel mean, no transforms)."
 
 import numpy as np
 
-from featviz import objectives, render, sweep_quality, zoo
+from featviz import objectives, render, zoo
+from featviz._sweep import quality as sweep_quality
 
 LAYER, UNITS, SIZE, STEPS = "block8", np.arange(4), 96, 96
 

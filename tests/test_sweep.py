@@ -14,9 +14,11 @@ import pytest
 from PIL import Image
 
 import tiny_cnn
-from featviz import cli, objectives, render, sweep, sweep_quality
+from featviz import cli, objectives, render
+from featviz._sweep import quality as sweep_quality
+from featviz._sweep import run as sweep
 from featviz.analysis import photos
-from featviz import sweep_store as S
+from featviz._sweep import store as S
 from featviz.cli import cmd_sweep
 
 MODEL = tiny_cnn.make()
@@ -187,7 +189,7 @@ def test_sigkill_mid_sweep_then_resume_leaves_every_unit_once(tmp_path):
       import sys
       sys.path.insert(0, {str(TESTS)!r})
       import tiny_cnn
-      from featviz import sweep
+      from featviz._sweep import run as sweep
       sweep.sweep(tiny_cnn.make(), ["conv3"], out={str(out)!r}, progress_bar=False, **{KILL!r})
       """)
   # cwd=tmp_path: from the repo root, `python -c` would import the source folders.

@@ -26,8 +26,9 @@ SCRIPT = textwrap.dedent("""
     sys.path.insert(0, sys.argv[1])
     out = sys.argv[2]
     import jax, numpy as np, tiny_cnn
-    from featviz import objectives, render, sweep
-    from featviz import sweep_store as S
+    from featviz import objectives, render
+    from featviz._sweep import run as sweep
+    from featviz._sweep import store as S
 
     model = tiny_cnn.make()
     devices = jax.devices()

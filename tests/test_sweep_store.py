@@ -9,7 +9,7 @@ from PIL import Image
 
 import tiny_cnn
 from featviz import images
-from featviz import sweep_store as S
+from featviz._sweep import store as S
 
 MANIFEST = {"format": S.FORMAT, "model": "tiny_cnn", "weights_sha256": "ab" * 32,
             "featviz_version": "0.1.0", "dataset": None, "layers": {"conv1": 4},

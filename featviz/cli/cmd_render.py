@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from featviz import spec_grammar
+from featviz.cli import spec_grammar
 from featviz.cli.common import add_model_arguments, load_model
 from featviz.cli.errors import UsageError, writable_output
 

@@ -71,7 +71,8 @@ def _share(text: str | None) -> tuple[int, int] | None:
 
 
 def run(args) -> int:
-  from featviz import partition, sweep, sweep_store
+  from featviz._sweep import partition, store as sweep_store
+  from featviz._sweep import run as sweep
 
   if args.distributed:
     import jax

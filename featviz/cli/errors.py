@@ -7,7 +7,7 @@ import pathlib
 
 from featviz.model import ImageShapeError, UnitOutOfRangeError, UnknownLabelError
 from featviz.model import UnknownLayerError
-from featviz.spec_grammar import SpecError
+from featviz.cli.spec_grammar import SpecError
 
 EXIT_USAGE = 2  # argparse's own exit code for bad arguments
 EXIT_FAILED = 1

@@ -1,6 +1,6 @@
 """Gallery: a static web site of every unit of a sweep, a "Microscope" for any model.
 
-``build(["runs/effnet"], "site")`` turns sweep stores (``featviz.sweep_store``) into plain
+``build(["runs/effnet"], "site")`` turns sweep stores (``featviz._sweep.store``) into plain
 HTML files that open from ``file://``: no server, no network, no framework. Layout of the
 site folder::
 
@@ -18,13 +18,13 @@ site folder::
 
 This module is the entry point; the work is in topic modules:
 
-* :mod:`featviz.gallery_sweep` reads a sweep store (:func:`read_sweep`);
-* :mod:`featviz.gallery_pages` makes the HTML pages, every piece of text HTML-escaped;
-* :mod:`featviz.gallery_examples` adds dataset examples (top photos and patches), scanning
+* :mod:`featviz.gallery.read` reads a sweep store (:func:`read_sweep`);
+* :mod:`featviz.gallery.pages` makes the HTML pages, every piece of text HTML-escaped;
+* :mod:`featviz.gallery.examples` adds dataset examples (top photos and patches), scanning
   a layer's photos again only when something they depend on changed;
-* :mod:`featviz.gallery_files` writes atomically and incrementally: re-running on an
+* :mod:`featviz.gallery.files` writes atomically and incrementally: re-running on an
   unchanged sweep writes nothing, a grown sweep only its new and changed files;
-* :mod:`featviz.gallery_assets` holds the stylesheet and the script.
+* :mod:`featviz.gallery.assets` holds the stylesheet and the script.
 """
 
 from __future__ import annotations
@@ -34,11 +34,12 @@ import os
 import pathlib
 from collections.abc import Callable, Sequence
 
-from featviz import gallery_assets, images
-from featviz.gallery_examples import Examples, WeightsMismatchError
-from featviz.gallery_files import FORMAT, Writer
-from featviz.gallery_pages import index_html, layer_html, layer_page, unit_html, unit_page, units_js
-from featviz.gallery_sweep import Layer, NotASweepError, Sweep, natural_key, read_sweep
+from featviz import images
+from featviz.gallery import assets as gallery_assets
+from featviz.gallery.examples import Examples, WeightsMismatchError
+from featviz.gallery.files import FORMAT, Writer
+from featviz.gallery.pages import index_html, layer_html, layer_page, unit_html, unit_page, units_js
+from featviz.gallery.read import Layer, NotASweepError, Sweep, natural_key, read_sweep
 from featviz.model import Model
 
 TOP = 8  # dataset examples per unit

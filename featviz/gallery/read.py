@@ -1,6 +1,6 @@
 """A sweep store as the gallery reads it: its manifest, and the index rows of done units.
 
-:func:`read_sweep` turns a folder written by ``featviz.sweep`` (``featviz.sweep_store``)
+:func:`read_sweep` turns a folder written by ``featviz.sweep`` (``featviz._sweep.store``)
 into a :class:`Sweep` of :class:`Layer` s. Only units whose PNG is on disk become pages;
 rows whose PNG is gone are listed in ``Sweep.missing``, so the site can say so instead
 of linking to nothing. Every way a folder can fail to be a sweep raises
@@ -18,7 +18,7 @@ import re
 from typing import Any
 
 from featviz import images
-from featviz import sweep_store as store_lib
+from featviz._sweep import store as store_lib
 
 
 class NotASweepError(ValueError):

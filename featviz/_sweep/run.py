@@ -3,7 +3,7 @@
 ``sweep(model, ["block5", "block10"], out="runs/effnet")`` renders one image per
 channel (``objectives.channel(layer, units)``, unit indices as data), ``batch``
 units per call of the compiled loop, and commits each chunk to the store
-(``featviz.sweep_store``) before starting the next. Run it again with the same
+(``featviz._sweep.store``) before starting the next. Run it again with the same
 settings and it renders only what is missing; with other settings it refuses
 and lists what differs.
 
@@ -31,13 +31,13 @@ it finds its peers itself)::
   featviz sweep efficientnet_lite0 --all-layers --out /shared/sweep --share i/N
 
 Process ``jax.process_index()`` of ``jax.process_count()`` takes every
-``count``-th chunk (``featviz.partition``) and renders on its own devices only,
+``count``-th chunk (``featviz._sweep.partition``) and renders on its own devices only,
 so hosts never wait for each other. They share ``DIR`` without clashing: a
 chunk's files belong to the one process that renders it.
 
 **Quality.** With ``dataset=`` (a folder of photos) every unit gets the best
 activation any photo gives it, the photo, and the ratio rendered / best
-(``featviz.sweep_quality``); the summary reports the ratio's distribution per
+(``featviz._sweep.quality``); the summary reports the ratio's distribution per
 layer.
 """
 
@@ -54,9 +54,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import featviz
-from featviz import callable_module, objectives, partition, render, sweep_quality
+from featviz import callable_module, objectives, render
+from featviz._sweep import partition
+from featviz._sweep import quality as sweep_quality
 from featviz import transforms as tf_lib
-from featviz import sweep_store as store_lib
+from featviz._sweep import store as store_lib
 from featviz.model import Model
 
 # Units per compiled call. 8 divides every channel count of the zoo's layers (so no padding);
@@ -171,7 +173,7 @@ def sweep(model: Model, layers: Sequence[str], *, out: str | pathlib.Path,
   Args:
     model: a :class:`featviz.model.Model`.
     layers: layer names (any order; swept in forward order).
-    out: the store folder (created; see ``featviz.sweep_store``).
+    out: the store folder (created; see ``featviz._sweep.store``).
     units: ``(A, B)`` or ``"A:B"``, the half-open channel range per layer
       (clipped to each layer's channels); ``None``: all channels.
     batch: units per compiled call (rounded up to a multiple of the devices with

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from featviz import sweep_quality
-from featviz.gallery_sweep import Layer, Sweep
+from featviz._sweep import quality as sweep_quality
+from featviz.gallery.read import Layer, Sweep
 
 
 def esc(value: Any) -> str:

@@ -27,10 +27,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from featviz import images, sweep_quality
-from featviz import sweep_store as store_lib
-from featviz.gallery_files import Writer
-from featviz.gallery_sweep import Layer, Sweep
+from featviz import images
+from featviz._sweep import quality as sweep_quality
+from featviz._sweep import store as store_lib
+from featviz.gallery.files import Writer
+from featviz.gallery.read import Layer, Sweep
 from featviz.model import Model
 
 EXAMPLES_FORMAT = 1  # bump when the examples' computation or files change

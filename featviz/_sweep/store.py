@@ -15,7 +15,7 @@ killed at any instant leaves either a chunk with rows and PNGs, or PNGs without
 rows (rendered again on resume, and overwritten), never a row without its PNG.
 
 **Processes never write the same file.** An index file belongs to one chunk and
-a chunk to one process (``featviz.partition.for_process``), so processes of
+a chunk to one process (``featviz._sweep.partition.for_process``), so processes of
 one sweep share ``DIR`` without locks; readers merge every index file.
 Re-rendering part of a chunk (a resumed or widened sweep) rewrites that chunk's
 index file with the old rows and the new ones.
