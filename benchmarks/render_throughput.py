@@ -48,8 +48,8 @@ import common  # noqa: E402
 from featviz import objectives, render  # noqa: E402
 from featviz import param as param_lib  # noqa: E402
 from featviz import transforms as tf_lib  # noqa: E402
-from featviz.model import STANDARD_NONLIN  # noqa: E402
-from featviz.redirected_relu import redirecting  # noqa: E402
+from featviz.model import STANDARD_OPS  # noqa: E402
+from featviz.nonlin import redirecting  # noqa: E402
 
 INCEPTION_LAYERS = ("mixed3a", "mixed3b", "mixed4a", "mixed4b", "mixed4c", "mixed4d",
                     "mixed4e", "mixed5a", "mixed5b")
@@ -134,8 +134,8 @@ def ablation(model, layer: str, batch: int, steps: int, repeats: int) -> dict:
   key0 = jax.random.key(2)
   x_shape = jax.eval_shape(lambda p: tf(key0, param.to_image(p)), p0).shape
 
-  def net_score(x, step, nonlin):
-    acts = model.forward(weights, lo + (hi - lo) * x, layers, nonlin)
+  def net_score(x, step, ops):
+    acts = model.forward(weights, lo + (hi - lo) * x, layers, ops)
     return jnp.sum(obj(objectives.Context(acts, x)))
 
   window = common.redirect_steps_for(steps)
@@ -163,7 +163,7 @@ def ablation(model, layer: str, batch: int, steps: int, repeats: int) -> dict:
   out["Nfb"] = _scan_timer(
       lambda x, s: x + 1e-6 * jax.grad(net_score)(x, s, redirect(s)), x0, n, repeats)
   out["Nfb_plain"] = _scan_timer(
-      lambda x, s: x + 1e-6 * jax.grad(net_score)(x, s, STANDARD_NONLIN), x0, n, repeats)
+      lambda x, s: x + 1e-6 * jax.grad(net_score)(x, s, STANDARD_OPS), x0, n, repeats)
   out["G"] = _scan_timer(
       grad_step(lambda p, k, s: net_score(tf(k, param.to_image(p)), s, redirect(s))), p0, n,
       repeats)

@@ -1,10 +1,10 @@
 """What a model is to featviz: weights, a pure forward function, and a spec.
 
 A model maps images ``(B, H, W, C)`` in ``[0, 1]`` to a dict of named activations.
-The forward function is pure: ``forward(weights, x, layers, nonlin) -> {name: array}``
+The forward function is pure: ``forward(weights, x, layers, ops) -> {name: array}``
 where ``x`` is already in the network's own value range, ``layers`` is a tuple of
 layer names (static) and the forward pass may stop after the deepest of them.
-``nonlin`` carries the ReLU functions the architecture must use, so that the
+``ops`` carries the ReLU functions the architecture must use, so that the
 render loop can swap in gradient-redirecting versions (Lucid's trick) without
 the model knowing about optimisation.
 
@@ -14,21 +14,15 @@ Activations are NHWC for spatial layers and ``(B, C)`` for flat ones (logits).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-
-class Nonlinearities(NamedTuple):
-  """The activation functions an architecture calls; swapped by the render loop."""
-
-  relu: Callable[[jax.Array], jax.Array] = jax.nn.relu
-  relu6: Callable[[jax.Array], jax.Array] = jax.nn.relu6
+from featviz.nonlin import STANDARD_OPS, Ops
 
 
-STANDARD_NONLIN = Nonlinearities()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,7 +168,7 @@ def cast_kernels(tree: Any, dtype: Any) -> Any:
 
 
 def run_forward(forward: "Forward", weights: Any, x: jax.Array, layers: tuple[str, ...],
-                nonlin: Nonlinearities, compute_dtype: Any = None) -> dict[str, jax.Array]:
+                ops: Ops, compute_dtype: Any = None) -> dict[str, jax.Array]:
   """``forward``, optionally with its kernels in ``compute_dtype`` (e.g. bfloat16).
 
   The dense kernels are cast to ``compute_dtype`` (:func:`cast_kernels`); the
@@ -184,19 +178,19 @@ def run_forward(forward: "Forward", weights: Any, x: jax.Array, layers: tuple[st
   ("bf16 compute with float32 parameters").
   """
   if compute_dtype is None:
-    return forward(weights, x, layers, nonlin)
-  acts = forward(cast_kernels(weights, compute_dtype), x, layers, nonlin)
+    return forward(weights, x, layers, ops)
+  acts = forward(cast_kernels(weights, compute_dtype), x, layers, ops)
   return {name: a.astype(jnp.float32) for name, a in acts.items()}
 
 
-Forward = Callable[[Any, jax.Array, tuple[str, ...], Nonlinearities], dict[str, jax.Array]]
+Forward = Callable[[Any, jax.Array, tuple[str, ...], Ops], dict[str, jax.Array]]
 
 
 @dataclasses.dataclass(frozen=True)
 class Model:
   """A network: its weights (a pytree), a pure forward function and a spec.
 
-  ``forward(weights, x, layers, nonlin)`` takes ``x`` in the network's value
+  ``forward(weights, x, layers, ops)`` takes ``x`` in the network's value
   range. Use :meth:`activations` for images in ``[0, 1]``.
   """
 
@@ -235,14 +229,14 @@ class Model:
             f"[{np.nanmin(arr):.4g}, {np.nanmax(arr):.4g}] (divide uint8 images by 255)")
 
   def activations(self, images: Any, layers: Sequence[str] | None = None,
-                  nonlin: Nonlinearities = STANDARD_NONLIN,
+                  ops: Ops = STANDARD_OPS,
                   compute_dtype: Any = None) -> dict[str, jax.Array]:
     """Named activations for images ``(B, H, W, C)`` in ``[0, 1]``.
 
     Args:
       images: a batch in ``[0, 1]``, channels last.
       layers: the layers to return; ``None`` means every layer in the spec.
-      nonlin: the ReLU functions to use (the render loop's business).
+      ops: the ReLU functions to use (the render loop's business).
       compute_dtype: e.g. ``jnp.bfloat16`` to run the network in bf16 (see
         :func:`run_forward`); activations come back as float32.
 
@@ -252,5 +246,5 @@ class Model:
     self.check_images(images)
     names = self.layers_in_order(layers if layers is not None else tuple(self.spec.layers))
     x = self.spec.to_input(jnp.asarray(images, jnp.float32))
-    out = run_forward(self.forward, self.weights, x, names, nonlin, compute_dtype)
+    out = run_forward(self.forward, self.weights, x, names, ops, compute_dtype)
     return {name: out[name] for name in names}

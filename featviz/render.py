@@ -42,8 +42,8 @@ from featviz import objectives as obj_lib
 from featviz import param as param_lib
 from featviz import progress
 from featviz import transforms as tf_lib
-from featviz.model import STANDARD_NONLIN, Model, cast_kernels, run_forward
-from featviz.redirected_relu import LUCID_REDIRECT_STEPS, redirecting
+from featviz.model import STANDARD_OPS, Model, cast_kernels, run_forward
+from featviz.nonlin import LUCID_REDIRECT_STEPS, redirecting
 
 
 @dataclasses.dataclass(frozen=True)
@@ -272,11 +272,11 @@ def _optimize_chunk(plan: _Plan, weights, objective: obj_lib.Objective, key: jax
       image = param.to_image(params)
     with jax.named_scope("transforms"):
       x = plan.transforms(step_key, image)
-    nonlin = STANDARD_NONLIN
+    ops = STANDARD_OPS
     if plan.redirect_relu_steps:
-      nonlin = redirecting(step < plan.redirect_relu_steps)
+      ops = redirecting(step < plan.redirect_relu_steps)
     with jax.named_scope("model"):
-      acts = run_forward(plan.forward, weights, network_input(plan, x), plan.layers, nonlin,
+      acts = run_forward(plan.forward, weights, network_input(plan, x), plan.layers, ops,
                          plan.compute_dtype)
     with jax.named_scope("objective"):
       scores = objective(obj_lib.Context(acts, image))

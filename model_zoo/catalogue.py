@@ -5,7 +5,7 @@ model is used, so one unfinished or broken module never hides the others) exposi
 
   spec() -> featviz.model.ModelSpec
   convert(state: Mapping[str, np.ndarray]) -> weights   # nested dict of float32 arrays
-  forward(weights, x, layers, nonlin) -> {layer: activations}
+  forward(weights, x, layers, ops) -> {layer: activations}
 
 :func:`load` goes: find the weight file (package, package data, or a download; or the user's
 ``weights=PATH``), hash its bytes, check a catalogue file against its pinned digest, then restore

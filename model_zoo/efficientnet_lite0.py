@@ -50,6 +50,7 @@ import jax
 import numpy as np
 
 from featviz import model as fv_model
+from featviz.nonlin import STANDARD_OPS, Ops
 from featviz.zoo import state_dict as sd
 from featviz.zoo import tf_layers as tfl
 
@@ -94,16 +95,16 @@ class MBConv(nn.Module):
   block: Block
 
   @nn.compact
-  def __call__(self, x: jax.Array, nonlin: fv_model.Nonlinearities) -> jax.Array:
+  def __call__(self, x: jax.Array, ops: Ops) -> jax.Array:
     b = self.block
     h = x
     width = b.c_in * b.expand
     if b.expand != 1:
       h = tfl.Conv(width, (1, 1), use_bias=False, name="expand")(h)
-      h = nonlin.relu6(tfl.BatchNorm(BN_EPS, name="expand_bn")(h))
+      h = ops.relu6(tfl.BatchNorm(BN_EPS, name="expand_bn")(h))
     h = tfl.Conv(width, (b.kernel, b.kernel), (b.stride, b.stride), groups=width,
                  use_bias=False, name="depthwise")(h)
-    h = nonlin.relu6(tfl.BatchNorm(BN_EPS, name="depthwise_bn")(h))
+    h = ops.relu6(tfl.BatchNorm(BN_EPS, name="depthwise_bn")(h))
     h = tfl.Conv(b.c_out, (1, 1), use_bias=False, name="project")(h)
     h = tfl.BatchNorm(BN_EPS, name="project_bn")(h)
     if b.stride == 1 and b.c_in == b.c_out:
@@ -116,14 +117,14 @@ class EfficientNetLite0(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, layers: tuple[str, ...] = ("logits",),
-               nonlin: fv_model.Nonlinearities = fv_model.STANDARD_NONLIN
+               ops: Ops = STANDARD_OPS
                ) -> dict[str, jax.Array]:
     """Runs the network up to the deepest of ``layers``.
 
     Args:
       x: images ``(B, H, W, 3)`` in ``[-127/128, 1]`` (``(255 x - 127) / 128``).
       layers: names from :func:`spec`; unknown names raise.
-      nonlin: the ReLU6 to use.
+      ops: the ReLU6 to use.
 
     Returns:
       ``{name: activation}`` for exactly ``layers``: NHWC, ``(B, 1000)`` for ``logits``.
@@ -135,18 +136,18 @@ class EfficientNetLite0(nn.Module):
     h = tfl.BatchNorm(BN_EPS, name="stem_bn")(h)
     if keep("stem_pre_act", h):
       return out
-    h = nonlin.relu6(h)
+    h = ops.relu6(h)
     if keep("stem", h):
       return out
     for i, block in enumerate(BLOCKS):
-      h = MBConv(block, name=f"block{i}")(h, nonlin)
+      h = MBConv(block, name=f"block{i}")(h, ops)
       if keep(f"block{i}", h):
         return out
     h = tfl.Conv(HEAD, (1, 1), use_bias=False, name="head")(h)
     h = tfl.BatchNorm(BN_EPS, name="head_bn")(h)
     if keep("head_pre_act", h):
       return out
-    h = nonlin.relu6(h)
+    h = ops.relu6(h)
     if keep("head", h):
       return out
     keep("logits", nn.Dense(CLASSES, name="fc")(h.mean(axis=(1, 2))))
@@ -271,7 +272,7 @@ def convert(state: Mapping[str, np.ndarray]) -> dict[str, Any]:
 
 
 def forward(weights: Any, x: jax.Array, layers: tuple[str, ...],
-            nonlin: fv_model.Nonlinearities = fv_model.STANDARD_NONLIN
+            ops: Ops = STANDARD_OPS
             ) -> dict[str, jax.Array]:
   """Pure forward pass: ``x`` ``(B, H, W, 3)`` in ``[-127/128, 1]`` -> ``{layer: activation}``."""
-  return EfficientNetLite0().apply({"params": weights}, x, tuple(layers), nonlin)
+  return EfficientNetLite0().apply({"params": weights}, x, tuple(layers), ops)

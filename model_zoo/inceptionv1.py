@@ -46,6 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from featviz import model as fv_model
+from featviz.nonlin import STANDARD_OPS, Ops
 from featviz.zoo import state_dict as sd
 from featviz.zoo import tf_layers as tfl
 
@@ -82,7 +83,7 @@ class Mixed(nn.Module):
   widths: tuple[int, ...]  # A row of MIXED without the input width.
 
   @nn.compact
-  def __call__(self, x: jax.Array, nonlin: fv_model.Nonlinearities
+  def __call__(self, x: jax.Array, ops: Ops
                ) -> tuple[jax.Array, jax.Array]:
     w = dict(zip(BRANCHES, self.widths))
 
@@ -90,12 +91,12 @@ class Mixed(nn.Module):
       return tfl.Conv(w[name], (k, k), name=name)(h)
 
     b1 = conv("1x1", 1, x)
-    b3 = conv("3x3", 3, nonlin.relu(conv("3x3_bottleneck", 1, x)))
-    b5 = conv("5x5", 5, nonlin.relu(conv("5x5_bottleneck", 1, x)))
+    b3 = conv("3x3", 3, ops.relu(conv("3x3_bottleneck", 1, x)))
+    b5 = conv("5x5", 5, ops.relu(conv("5x5_bottleneck", 1, x)))
     bp = conv("pool_reduce", 1, tfl.max_pool_same(x, 3, 1))
     branches = (b1, b3, b5, bp)
     pre = jnp.concatenate(branches, axis=-1)
-    post = jnp.concatenate([nonlin.relu(b) for b in branches], axis=-1)
+    post = jnp.concatenate([ops.relu(b) for b in branches], axis=-1)
     return pre, post
 
 
@@ -104,14 +105,14 @@ class InceptionV1(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, layers: tuple[str, ...] = ("logits",),
-               nonlin: fv_model.Nonlinearities = fv_model.STANDARD_NONLIN
+               ops: Ops = STANDARD_OPS
                ) -> dict[str, jax.Array]:
     """Runs the network up to the deepest of ``layers``.
 
     Args:
       x: images ``(B, H, W, 3)`` in ``(-117, 138)`` (``255 * x - 117``), H, W >= 64.
       layers: names from :func:`spec`; unknown names raise.
-      nonlin: the ReLU to use.
+      ops: the ReLU to use.
 
     Returns:
       ``{name: activation}`` for exactly ``layers``: NHWC, ``(B, 1008)`` for ``logits``.
@@ -127,7 +128,7 @@ class InceptionV1(nn.Module):
       h = tfl.Conv(features, (k, k), (stride, stride), name=name)(h)
       if keep(f"{name}_pre_relu", h):
         return out
-      h = nonlin.relu(h)
+      h = ops.relu(h)
       if keep(name, h):
         return out
       if name == "conv2d0":
@@ -137,7 +138,7 @@ class InceptionV1(nn.Module):
     for name, widths in MIXED.items():
       if name in POOL_BEFORE:
         h = tfl.max_pool_same(h, 3, 2)
-      pre, h = Mixed(widths[1:], name=name)(h, nonlin)
+      pre, h = Mixed(widths[1:], name=name)(h, ops)
       if keep(f"{name}_pre_relu", pre) or keep(name, h):
         return out
     keep("logits", _logits(h, x.shape))
@@ -242,7 +243,7 @@ def convert(state: Mapping[str, np.ndarray]) -> dict[str, Any]:
 
 
 def forward(weights: Any, x: jax.Array, layers: tuple[str, ...],
-            nonlin: fv_model.Nonlinearities = fv_model.STANDARD_NONLIN
+            ops: Ops = STANDARD_OPS
             ) -> dict[str, jax.Array]:
   """Pure forward pass: ``x`` ``(B, H, W, 3)`` in ``(-117, 138)`` -> ``{layer: activation}``."""
-  return InceptionV1().apply({"params": weights}, x, tuple(layers), nonlin)
+  return InceptionV1().apply({"params": weights}, x, tuple(layers), ops)

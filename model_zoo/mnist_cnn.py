@@ -18,7 +18,7 @@ instead of 401k, and the whole network 197,482 float32 parameters (793 kB as
 an ``.npz``, under the 1 MB budget for committed weights).
 
 Named activations are taken after the ReLU (the layer's output, as lucid names
-them); ``logits`` are before the softmax. Every ReLU is ``nonlin.relu``, so the
+them); ``logits`` are before the softmax. Every ReLU is ``ops.relu``, so the
 render loop can swap in a gradient-redirecting one. The forward pass returns
 as soon as it has every requested layer: asking for ``conv1`` never runs the
 dense layers. The flatten makes the network take 28 x 28 inputs only
@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from featviz import model as fv_model
+from featviz.nonlin import STANDARD_OPS, Ops
 
 __all__ = ("MnistCNN", "spec", "convert", "forward")
 
@@ -50,14 +51,14 @@ class MnistCNN(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, layers: tuple[str, ...] = ("logits",),
-               nonlin: fv_model.Nonlinearities = fv_model.STANDARD_NONLIN
+               ops: Ops = STANDARD_OPS
                ) -> dict[str, jax.Array]:
     """Runs the network up to the deepest of ``layers``.
 
     Args:
       x: images ``(B, 28, 28, 1)`` in ``[0, 1]`` (pixel / 255).
       layers: names from :func:`spec`; unknown names raise.
-      nonlin: the ReLU to use.
+      ops: the ReLU to use.
 
     Returns:
       ``{name: activation}`` for exactly ``layers``: NHWC for conv layers,
@@ -68,13 +69,13 @@ class MnistCNN(nn.Module):
       return out
     h = x
     for name, features in CONV_FEATURES.items():
-      h = nonlin.relu(nn.Conv(features, (3, 3), padding="VALID", name=name)(h))
+      h = ops.relu(nn.Conv(features, (3, 3), padding="VALID", name=name)(h))
       if keep(name, h):
         return out
       if name in ("conv2", "conv4"):  # A 2x2 pool after each pair of convolutions.
         h = nn.max_pool(h, (2, 2), strides=(2, 2))
     h = h.reshape(h.shape[0], -1)
-    h = nonlin.relu(nn.Dense(FC_FEATURES, name="fc")(h))
+    h = ops.relu(nn.Dense(FC_FEATURES, name="fc")(h))
     if keep("fc", h):
       return out
     keep("logits", nn.Dense(len(LABELS), name="logits")(h))
@@ -138,6 +139,6 @@ def convert(state: Mapping[str, np.ndarray]) -> dict[str, dict[str, jax.Array]]:
 
 
 def forward(weights: Any, x: jax.Array, layers: tuple[str, ...],
-            nonlin: fv_model.Nonlinearities) -> dict[str, jax.Array]:
+            ops: Ops) -> dict[str, jax.Array]:
   """Pure forward pass: ``x`` ``(B, 28, 28, 1)`` in ``[0, 1]`` -> ``{layer: activation}``."""
-  return MnistCNN().apply({"params": weights}, x, tuple(layers), nonlin)
+  return MnistCNN().apply({"params": weights}, x, tuple(layers), ops)

@@ -45,6 +45,7 @@ import numpy as np
 import optax
 
 from featviz import model as fv_model
+from featviz.nonlin import STANDARD_OPS, Ops
 from featviz.zoo import mnist_cnn
 
 PIXEL_MAX = 255.0  # uint8 pixels; the network sees pixel / 255 (mnist_cnn.spec().value_range).
@@ -97,7 +98,7 @@ def loss_and_logits(params: Any, x: jax.Array, y: jax.Array) -> tuple[jax.Array,
 
   ``x`` is ``(B, 28, 28, 1)`` in [0, 1], ``y`` int labels ``(B,)``.
   """
-  logits = mnist_cnn.forward(params, x, ("logits",), fv_model.STANDARD_NONLIN)["logits"]
+  logits = mnist_cnn.forward(params, x, ("logits",), STANDARD_OPS)["logits"]
   return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), logits
 
 

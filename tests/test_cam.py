@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 import tiny_cnn
+from featviz import nonlin
 from featviz.analysis import cam, layer_grad, photos, predictions
 from featviz.cli import main
 
@@ -35,13 +36,13 @@ def _vjp(fn, x, g):
 def test_guided_relu_blocks_negative_inputs_and_negative_gradients():
   x = np.array([-1.0, 2.0, 3.0, -4.0, 0.0, 7.0], np.float32)
   g = np.array([1.0, 1.0, -1.0, -1.0, 1.0, 1.0], np.float32)
-  np.testing.assert_array_equal(_vjp(cam.guided_relu, x, g), [0, 1, 0, 0, 0, 1])
+  np.testing.assert_array_equal(_vjp(nonlin.guided_relu, x, g), [0, 1, 0, 0, 0, 1])
   # ReLU6: also nothing back where x >= 6 (flat there).
-  np.testing.assert_array_equal(_vjp(cam.guided_relu6, x, g), [0, 1, 0, 0, 0, 0])
+  np.testing.assert_array_equal(_vjp(nonlin.guided_relu6, x, g), [0, 1, 0, 0, 0, 0])
   # Deconvnet: the gradient's own ReLU, whatever the input was.
-  np.testing.assert_array_equal(_vjp(cam.deconv_relu, x, g), [1, 1, 0, 0, 1, 1])
-  np.testing.assert_array_equal(_vjp(cam.deconv_relu6, x, g), [1, 1, 0, 0, 1, 1])
-  np.testing.assert_array_equal(cam.guided_relu6(jnp.asarray(x)), np.clip(x, 0, 6))
+  np.testing.assert_array_equal(_vjp(nonlin.deconv_relu, x, g), [1, 1, 0, 0, 1, 1])
+  np.testing.assert_array_equal(_vjp(nonlin.deconv_relu6, x, g), [1, 1, 0, 0, 1, 1])
+  np.testing.assert_array_equal(nonlin.guided_relu6(jnp.asarray(x)), np.clip(x, 0, 6))
 
 
 def _conv(w, stride):

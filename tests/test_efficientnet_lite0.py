@@ -176,10 +176,10 @@ def test_every_relu6_goes_through_nonlin():
     calls.append(h.shape[-1])
     return jax.nn.relu6(h)
 
-  nonlin = fv_model.Nonlinearities(relu6=counting_relu6)
+  ops = fv_model.Ops(relu6=counting_relu6)
   weights = effnet.convert(_random_state())
   x = jax.ShapeDtypeStruct((1, 64, 64, 3), jnp.float32)
-  jax.eval_shape(lambda w, x: effnet.forward(w, x, ("logits",), nonlin), weights, x)
+  jax.eval_shape(lambda w, x: effnet.forward(w, x, ("logits",), ops), weights, x)
   assert len(calls) == 1 + 1 + 15 * 2 + 1  # Stem; block0 has no expand; head.
 
 

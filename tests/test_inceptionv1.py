@@ -190,9 +190,9 @@ def test_every_relu_goes_through_nonlin(random_weights):
     calls.append(h.shape[-1])
     return jax.nn.relu(h)
 
-  nonlin = fv_model.Nonlinearities(relu=counting_relu)
+  ops = fv_model.Ops(relu=counting_relu)
   x = jnp.zeros((1, 224, 224, 3), jnp.float32)
-  jax.eval_shape(lambda w: inceptionv1.forward(w, x, ("logits",), nonlin), random_weights)
+  jax.eval_shape(lambda w: inceptionv1.forward(w, x, ("logits",), ops), random_weights)
   assert len(calls) == 3 + 9 * 6  # Stem convs; per block 4 branch + 2 bottleneck ReLUs.
 
 

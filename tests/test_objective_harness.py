@@ -44,7 +44,7 @@ CASES = {
 def _context(objective, images):
   layers = MODEL.layers_in_order(sorted(objective.layers))
   acts = MODEL.forward(MODEL.weights, MODEL.spec.to_input(images), layers,
-                       tiny_cnn.Nonlinearities())
+                       tiny_cnn.Ops())
   return Context(acts, images)
 
 

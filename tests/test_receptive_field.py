@@ -14,9 +14,9 @@ import pytest
 import tiny_cnn
 
 from featviz.analysis import receptive_field as rf
-from featviz.model import Model, ModelSpec, Nonlinearities
+from featviz.model import Model, ModelSpec, Ops
 
-LINEAR = Nonlinearities(relu=lambda x: x, relu6=lambda x: x)
+LINEAR = Ops(relu=lambda x: x, relu6=lambda x: x)
 
 
 def _gradient_support(model, layer, queries, size):
@@ -67,9 +67,9 @@ def _pooled_model() -> Model:
   weights = {"a": rng.normal(size=(3, 3, 1, 4)).astype(np.float32),
              "b": rng.normal(size=(3, 3, 4, 4)).astype(np.float32)}
 
-  def forward(w, x, layers, nonlin):
+  def forward(w, x, layers, ops):
     dn = ("NHWC", "HWIO", "NHWC")
-    h = nonlin.relu(jax.lax.conv_general_dilated(x, w["a"], (1, 1), "SAME",
+    h = ops.relu(jax.lax.conv_general_dilated(x, w["a"], (1, 1), "SAME",
                                                  dimension_numbers=dn))
     h = jax.lax.reduce_window(h, -jnp.inf, jax.lax.max, (1, 3, 3, 1), (1, 2, 2, 1), "SAME")
     h = jax.lax.conv_general_dilated(h, w["b"], (1, 1), "SAME", dimension_numbers=dn)

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from featviz.redirected_relu import redirected_relu, redirected_relu6
+from featviz.nonlin import redirected_relu, redirected_relu6
 
 
 def lucid_rule(x, g, lo, hi, active):

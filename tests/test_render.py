@@ -10,7 +10,7 @@ import pytest
 import tiny_cnn
 from featviz import objectives as O
 from featviz import render, transforms
-from featviz.model import Model, Nonlinearities
+from featviz.model import Model, Ops
 
 MODEL = tiny_cnn.make()
 # Jitter only: the standard preset's resampling takes seconds to compile on CPU.
@@ -57,9 +57,9 @@ def test_each_image_is_independent_of_the_others():
 
 
 def _spy_model(seen):
-  def forward(weights, x, layers, nonlin):
+  def forward(weights, x, layers, ops):
     seen.append(layers)
-    return MODEL.forward(weights, x, layers, nonlin)
+    return MODEL.forward(weights, x, layers, ops)
   return dataclasses.replace(MODEL, forward=forward)
 
 
@@ -98,7 +98,7 @@ def _dead_model():
   The bias is set from measured pre-activations (``relu`` replaced by identity):
   0.05 below the unit's largest pre-activation on grey, which random images exceed.
   """
-  linear = Nonlinearities(relu=lambda x: x)
+  linear = Ops(relu=lambda x: x)
   grey = np.full((1, 16, 16, 3), 0.5, np.float32)
   noise = np.random.default_rng(0).uniform(size=(16, 16, 16, 3)).astype(np.float32)
   pre_grey = np.asarray(MODEL.activations(grey, ["conv2"], linear)["conv2"][..., 0])

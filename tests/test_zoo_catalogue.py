@@ -60,7 +60,7 @@ def fake_zoo(monkeypatch, featviz_home):
     check_state_dict(sd, {"w": (2, 1)}, "fake")
     return {"dense": {"kernel": np.asarray(sd["w"], np.float32).T}}
 
-  def forward(params, x, layers, nonlin):
+  def forward(params, x, layers, ops):
     return {"out": x.mean((1, 2)) @ params["dense"]["kernel"]}
 
   module = types.ModuleType("featviz.zoo.fake_arch")

@@ -4,7 +4,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from featviz.model import Model, ModelSpec, Nonlinearities
+from featviz.model import Model, ModelSpec
+from featviz.nonlin import Ops
 
 LAYERS = {"conv1": 4, "conv2": 6, "conv3": 8, "logits": 5}
 
@@ -16,14 +17,14 @@ def _conv(x, w, b, stride=1):
   return y + b
 
 
-def forward(weights, x, layers, nonlin: Nonlinearities):
+def forward(weights, x, layers, ops: Ops):
   out = {}
   deepest = max((list(LAYERS).index(n) for n in layers), default=-1)
   h = x
   for i, name in enumerate(["conv1", "conv2", "conv3"]):
     if i > deepest:
       return out
-    h = nonlin.relu(_conv(h, weights[name]["w"], weights[name]["b"], stride=1 if i == 0 else 2))
+    h = ops.relu(_conv(h, weights[name]["w"], weights[name]["b"], stride=1 if i == 0 else 2))
     out[name] = h
   if deepest >= 3:
     out["logits"] = h.mean(axis=(1, 2)) @ weights["logits"]["w"] + weights["logits"]["b"]

@@ -30,7 +30,7 @@ import jax
 import numpy as np
 
 from featviz.analysis import photos
-from featviz.model import STANDARD_NONLIN, Model
+from featviz.model import STANDARD_OPS, Model
 
 # Images per call of the scorer: a fixed batch (the last one padded) so that it compiles once;
 # 32 keeps a 224 px EfficientNet batch's activations well under 1 GB.
@@ -67,7 +67,7 @@ def _channel_means(forward, layers, value_range, input_size, weights, images):
     b, _, _, c = images.shape
     images = jax.image.resize(images, (b, input_size, input_size, c), "linear")
   lo, hi = value_range
-  acts = forward(weights, lo + (hi - lo) * images, layers, STANDARD_NONLIN)
+  acts = forward(weights, lo + (hi - lo) * images, layers, STANDARD_OPS)
   out = {}
   for layer in layers:
     a = acts[layer]

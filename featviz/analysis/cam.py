@@ -12,7 +12,7 @@ program.
   head ``d y_c / d A[y, x, k] = W[k, c] / (h w)``, so Grad-CAM is ``ReLU(CAM) / (h w)``.
 - **Guided backprop** (Springenberg et al. 2015): ``d y_c / d image`` where every ReLU
   passes gradient back only where its input was positive *and* the gradient is
-  positive. Swapped in through ``nonlin`` (:data:`GUIDED`), the model untouched.
+  positive. Swapped in through ``ops`` (:data:`GUIDED`), the model untouched.
 - **Guided Grad-CAM**: guided backprop times the Grad-CAM map upsampled (bilinear)
   to the image.
 - **Deconvnet** (Zeiler & Fergus 2014): every ReLU's backward pass applies a ReLU to
@@ -35,75 +35,11 @@ import numpy as np
 
 from featviz.analysis import figures
 from featviz.analysis.layer_grad import Net, logit_grad_at_layer
-from featviz.model import STANDARD_NONLIN, Model, Nonlinearities
+from featviz.model import Model
+from featviz.nonlin import DECONVNET, GUIDED, STANDARD_OPS
 
 METHODS = ("cam", "gradcam", "guided", "guided-gradcam", "deconvnet")
-
-
-# ---- ReLUs with other backward rules ---------------------------------------------------------
-
-@jax.custom_vjp
-def guided_relu(x: jax.Array) -> jax.Array:
-  return jnp.maximum(x, 0)
-
-
-def _guided_relu_fwd(x):
-  return jnp.maximum(x, 0), x
-
-
-def _guided_relu_bwd(x, g):
-  return (jnp.where((x > 0) & (g > 0), g, jnp.zeros_like(g)),)
-
-
-guided_relu.defvjp(_guided_relu_fwd, _guided_relu_bwd)
-
-
-@jax.custom_vjp
-def guided_relu6(x: jax.Array) -> jax.Array:
-  return jnp.clip(x, 0, 6)
-
-
-def _guided_relu6_fwd(x):
-  return jnp.clip(x, 0, 6), x
-
-
-def _guided_relu6_bwd(x, g):
-  return (jnp.where((x > 0) & (x < 6) & (g > 0), g, jnp.zeros_like(g)),)
-
-
-guided_relu6.defvjp(_guided_relu6_fwd, _guided_relu6_bwd)
-
-
-@jax.custom_vjp
-def deconv_relu(x: jax.Array) -> jax.Array:
-  return jnp.maximum(x, 0)
-
-
-def _deconv_fwd(x):
-  return jnp.maximum(x, 0), None
-
-
-def _deconv_bwd(_, g):
-  return (jnp.maximum(g, 0),)
-
-
-deconv_relu.defvjp(_deconv_fwd, _deconv_bwd)
-
-
-@jax.custom_vjp
-def deconv_relu6(x: jax.Array) -> jax.Array:
-  return jnp.clip(x, 0, 6)
-
-
-def _deconv6_fwd(x):
-  return jnp.clip(x, 0, 6), None
-
-
-deconv_relu6.defvjp(_deconv6_fwd, _deconv_bwd)
-
-GUIDED = Nonlinearities(relu=guided_relu, relu6=guided_relu6)
-DECONVNET = Nonlinearities(relu=deconv_relu, relu6=deconv_relu6)
-RULES = {"plain": STANDARD_NONLIN, "guided": GUIDED, "deconvnet": DECONVNET}
+RULES = {"plain": STANDARD_OPS, "guided": GUIDED, "deconvnet": DECONVNET}
 
 
 # ---- the jitted computations -----------------------------------------------------------------
@@ -137,10 +73,10 @@ def _grad_cam_core(net: Net, weights, images, layer: str, classes):
 
 
 def _input_grad_core(net: Net, weights, images, classes, rule: str):
-  nonlin = RULES[rule]
+  ops = RULES[rule]
 
   def score(x):
-    logits = net(weights, x, ("logits",), nonlin)["logits"]
+    logits = net(weights, x, ("logits",), ops)["logits"]
     return jnp.sum(jnp.take_along_axis(logits, classes[:, None], axis=1)), logits
 
   return jax.grad(score, has_aux=True)(images)

@@ -30,7 +30,7 @@ from PIL import Image
 
 from featviz.analysis import figures
 from featviz.analysis import receptive_field as rf_lib
-from featviz.model import STANDARD_NONLIN, Model
+from featviz.model import STANDARD_OPS, Model
 
 # Images per compiled batch: 16 photos of 224 px keep EfficientNet-Lite0's largest
 # activations (16 x 112 x 112 x 96 floats, 77 MB) small on a laptop; the last batch is
@@ -87,7 +87,7 @@ class UnitExamples:
 def _summaries(forward, layer: str, value_range: tuple[float, float], weights, images):
   """``(B, H, W, C)`` in [0, 1] -> mean, peak, flat arg-max, each ``(B, C)``."""
   lo, hi = value_range
-  acts = forward(weights, lo + (hi - lo) * images, (layer,), STANDARD_NONLIN)[layer]
+  acts = forward(weights, lo + (hi - lo) * images, (layer,), STANDARD_OPS)[layer]
   if acts.ndim == 2:
     acts = acts[:, None, None, :]
   flat = acts.reshape(acts.shape[0], -1, acts.shape[-1])  # (B, h * w, C)

@@ -38,7 +38,7 @@ from PIL import Image
 from featviz import objectives as obj_lib
 from featviz import progress
 from featviz.analysis import figures
-from featviz.model import STANDARD_NONLIN, Model
+from featviz.model import STANDARD_OPS, Model
 
 # The DeepDream notebook's settings (see the module docstring), steps excepted.
 OCTAVES = 4
@@ -96,7 +96,7 @@ def _octave(forward, layer: str, value_range: tuple[float, float], input_size: i
   def score(x):
     if input_size is not None:  # fixed-size networks see every octave at their size
       x = jax.image.resize(x, (x.shape[0], input_size, input_size, x.shape[3]), "linear")
-    acts = forward(weights, lo + (hi - lo) * x, (layer,), STANDARD_NONLIN)
+    acts = forward(weights, lo + (hi - lo) * x, (layer,), STANDARD_OPS)
     return objective(obj_lib.Context(acts, x))[0]
 
   def step(img, k):
@@ -173,7 +173,7 @@ def _scores(forward, layer: str, value_range: tuple[float, float], input_size: i
   x = images
   if input_size is not None:
     x = jax.image.resize(x, (x.shape[0], input_size, input_size, x.shape[3]), "linear")
-  acts = forward(weights, lo + (hi - lo) * x, (layer,), STANDARD_NONLIN)
+  acts = forward(weights, lo + (hi - lo) * x, (layer,), STANDARD_OPS)
   return obj_lib.deepdream(layer)(obj_lib.Context(acts, x))
 
 

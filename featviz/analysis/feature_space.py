@@ -29,7 +29,7 @@ from PIL import Image, ImageDraw
 
 from featviz.analysis import figures
 from featviz.analysis.dataset_examples import fit_text
-from featviz.model import STANDARD_NONLIN, Model
+from featviz.model import STANDARD_OPS, Model
 
 POOLS = ("mean", "flat")
 # Images per compiled batch (the last is padded): see dataset_examples.BATCH.
@@ -44,7 +44,7 @@ class UnknownPoolError(ValueError):
 def _features(forward, layer: str, value_range: tuple[float, float], pool: str, weights,
               images):
   lo, hi = value_range
-  acts = forward(weights, lo + (hi - lo) * images, (layer,), STANDARD_NONLIN)[layer]
+  acts = forward(weights, lo + (hi - lo) * images, (layer,), STANDARD_OPS)[layer]
   if acts.ndim == 4 and pool == "mean":
     return acts.mean(axis=(1, 2))
   return acts.reshape(acts.shape[0], -1)

@@ -32,7 +32,7 @@ from featviz import regularizers
 from featviz import render as render_lib
 from featviz import transforms
 from featviz.analysis import figures
-from featviz.model import STANDARD_NONLIN, Model
+from featviz.model import STANDARD_OPS, Model
 
 # Weight of the total variation per value, sum(|dx| + |dy|) / (H W C). Measured on the 264
 # imagenet-sample photos at 224 px: median 0.072 (10th-90th percentile 0.038-0.138), so 0.5
@@ -69,7 +69,7 @@ def _activations(forward, layers: tuple[str, ...], value_range: tuple[float, flo
                  images):
   """The jitted forward pass to ``layers`` for ``images`` in [0, 1] (targets and checks)."""
   lo, hi = value_range
-  return forward(weights, lo + (hi - lo) * images, layers, STANDARD_NONLIN)
+  return forward(weights, lo + (hi - lo) * images, layers, STANDARD_OPS)
 
 
 def pixel_errors(images: np.ndarray, photo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,7 +1,7 @@
 """Gradients with respect to a named layer, for any model, without the model's help.
 
 Grad-CAM needs ``d score / d A`` for the activations ``A`` of some layer. A zoo
-``forward(weights, x, layers, nonlin)`` returns ``A`` but offers no way to feed a
+``forward(weights, x, layers, ops)`` returns ``A`` but offers no way to feed a
 changed ``A`` to the layers above it. So we trace the forward pass once into a
 jaxpr (the list of primitive operations JAX records), find the variable that
 holds ``A``, and evaluate the jaxpr again with ``A + delta`` substituted where
@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 from jax.extend import core as jcore
 
-from featviz.model import STANDARD_NONLIN, Model, Nonlinearities
+from featviz.model import STANDARD_OPS, Model, Ops
 
 # Primitives that call a closed sub-jaxpr (``params["jaxpr"]`` or ``["call_jaxpr"]``); entered
 # when they produce the tapped variable.
@@ -87,15 +87,15 @@ def _eval_with_delta(jaxpr, consts: Sequence, args: Sequence, target, delta):
 
 
 def tapped_forward(forward: Callable, weights, x: jax.Array, layer: str,
-                   layers: tuple[str, ...], nonlin: Nonlinearities = STANDARD_NONLIN):
+                   layers: tuple[str, ...], ops: Ops = STANDARD_OPS):
   """``forward`` with an additive tap on ``layer``.
 
   Args:
-    forward: a model's ``forward(weights, x, layers, nonlin)``.
+    forward: a model's ``forward(weights, x, layers, ops)``.
     weights, x: its arguments (``x`` in the network's value range).
     layer: the layer to tap; must be in ``layers``.
     layers: the layers to return (forward order; must include ``layer``).
-    nonlin: the ReLUs to use (guided ones, for guided Grad-CAM and friends).
+    ops: the ReLUs to use (guided ones, for guided Grad-CAM and friends).
 
   Returns:
     ``(f, shape)``: ``f(delta) -> {layer: activations}`` recomputes every layer with
@@ -105,7 +105,7 @@ def tapped_forward(forward: Callable, weights, x: jax.Array, layer: str,
   names = tuple(layers)
 
   def run(w, x):
-    out = forward(w, x, names, nonlin)
+    out = forward(w, x, names, ops)
     return [out[n] for n in names]
 
   closed, shapes = jax.make_jaxpr(run, return_shape=True)(weights, x)
@@ -129,7 +129,7 @@ class Net:
 
   Attributes:
     name: the model's name, for messages.
-    forward: ``forward(weights, x, layers, nonlin)``.
+    forward: ``forward(weights, x, layers, ops)``.
     value_range: ``(lo, hi)``; images in ``[0, 1]`` become ``lo + (hi - lo) * x``.
     order: every layer name, in forward order.
   """
@@ -154,13 +154,13 @@ class Net:
     return lo + (hi - lo) * images
 
   def __call__(self, weights, images: jax.Array, layers: Sequence[str],
-               nonlin: Nonlinearities = STANDARD_NONLIN) -> dict[str, jax.Array]:
+               ops: Ops = STANDARD_OPS) -> dict[str, jax.Array]:
     """Activations of ``layers`` for images ``(B, H, W, C)`` in ``[0, 1]`` (traceable)."""
-    return self.forward(weights, self.to_input(images), self.layers(layers), nonlin)
+    return self.forward(weights, self.to_input(images), self.layers(layers), ops)
 
 
 def logit_grad_at_layer(net: Net, weights, images: jax.Array, layer: str, classes: jax.Array,
-                        nonlin: Nonlinearities = STANDARD_NONLIN):
+                        ops: Ops = STANDARD_OPS):
   """``A`` and ``d logit[b, classes[b]] / d A`` for every image ``b`` (traceable).
 
   Images are independent, so the gradient of the *sum* of each image's own class
@@ -171,14 +171,14 @@ def logit_grad_at_layer(net: Net, weights, images: jax.Array, layer: str, classe
     images: ``(B, H, W, C)`` in ``[0, 1]``.
     layer: a layer name.
     classes: ``(B,)`` int class indices into the logits.
-    nonlin: ReLUs for the backward pass (standard, guided, deconvnet).
+    ops: ReLUs for the backward pass (standard, guided, deconvnet).
 
   Returns:
     ``(acts, grads, logits)``: ``acts`` and ``grads`` shaped like the layer,
     ``(B, h, w, c)`` or ``(B, c)``; ``logits (B, K)`` with the standard forward pass.
   """
   names = net.layers((layer, "logits"))
-  f, shape = tapped_forward(net.forward, weights, net.to_input(images), layer, names, nonlin)
+  f, shape = tapped_forward(net.forward, weights, net.to_input(images), layer, names, ops)
 
   def score(delta):
     out = f(delta)
@@ -194,7 +194,7 @@ def layer_shapes(model: Model, size: int | None = None) -> dict[str, tuple[int, 
   size = size or model.spec.image_size
   x = jax.ShapeDtypeStruct((1, size, size, model.spec.channels), jnp.float32)
   names = tuple(model.spec.layers)
-  out = jax.eval_shape(lambda w, x: model.forward(w, x, names, STANDARD_NONLIN),
+  out = jax.eval_shape(lambda w, x: model.forward(w, x, names, STANDARD_OPS),
                        model.weights, x)
   return {n: tuple(out[n].shape) for n in names}
 

@@ -48,7 +48,7 @@ import numpy as np
 from jax import lax
 from jax.extend import core as jcore
 
-from featviz.model import STANDARD_NONLIN, Model
+from featviz.model import STANDARD_OPS, Model
 
 # Element-wise primitives: output element i depends on element i of each operand (scalar
 # operands broadcast). ``convert_element_type`` and ``copy`` are element-wise too.
@@ -189,7 +189,7 @@ def _program(model: Model, layer: str, shape: tuple[int, int, int, int]):
                          model.weights)
   x = jax.ShapeDtypeStruct(shape, jnp.float32)
   closed = jax.make_jaxpr(
-      lambda w, x: model.forward(w, x, (layer,), STANDARD_NONLIN)[layer])(structs, x)
+      lambda w, x: model.forward(w, x, (layer,), STANDARD_OPS)[layer])(structs, x)
   n_in = len(closed.jaxpr.invars)
   in_tainted = [False] * (n_in - 1) + [True]  # the image is the last input
 
@@ -200,7 +200,7 @@ def _program(model: Model, layer: str, shape: tuple[int, int, int, int]):
     return jnp.max(mask, axis=-1) > 0  # a pixel counts when any of its colours does
 
   out_shape = jax.eval_shape(
-      lambda w, x: model.forward(w, x, (layer,), STANDARD_NONLIN)[layer], structs, x).shape
+      lambda w, x: model.forward(w, x, (layer,), STANDARD_OPS)[layer], structs, x).shape
   _PROGRAMS[key] = (jax.jit(pull), tuple(out_shape))
   return _PROGRAMS[key]
 
@@ -286,7 +286,7 @@ def centre_field(model: Model, layer: str, size: int | None = None,
                          model.weights)
   x = jax.ShapeDtypeStruct((1, *hw, model.spec.channels), jnp.float32)
   shape = jax.eval_shape(
-      lambda w, x: model.forward(w, x, (layer,), STANDARD_NONLIN)[layer], structs, x).shape
+      lambda w, x: model.forward(w, x, (layer,), STANDARD_OPS)[layer], structs, x).shape
   h, w = (shape[1], shape[2]) if len(shape) == 4 else (1, 1)
   box = receptive_fields(model, layer, [(h // 2, w // 2, unit)], size, chunk=1)[0]
   return (h, w), tuple(int(v) for v in box)
