@@ -15,6 +15,8 @@ the layer; every page has a search box for layer:unit.
 
 Run it again as the sweep grows: only new or changed pages and images are written (SITE_DIR/
 site.json remembers what was). Without --dataset, examples computed by an earlier run are kept.
+SITE_DIR must be new, empty, or a site an earlier run wrote: a folder holding other files is
+refused, and only files the gallery wrote are ever removed. Unit images are copied, never linked.
 
 Examples:
   featviz gallery runs/effnet --out site
@@ -34,7 +36,7 @@ def register(sub) -> None:
   p.add_argument("--weights", default=None,
                  help="with --dataset: the weight file the sweeps used, if not the catalogue's")
   p.add_argument("--copy", action="store_true",
-                 help="copy the unit images into the site instead of hard-linking them")
+                 help="(the default now: unit images are always copied, never hard-linked)")
   p.set_defaults(func=run)
 
 
@@ -64,10 +66,10 @@ def run(args) -> int:
   out = writable_dir(args.out)
   try:
     report = gallery.build(
-        sweeps, out, dataset=args.dataset, top=args.top, link=not args.copy,
+        sweeps, out, dataset=args.dataset, top=args.top,
         load_model=lambda name: load_model(name, args.weights),
         log=lambda line: print(line, file=sys.stderr, flush=True))
-  except (gallery.NotASweepError, gallery.WeightsMismatchError) as e:
+  except (gallery.NotASweepError, gallery.WeightsMismatchError, gallery.SiteFolderError) as e:
     raise UsageError(str(e)) from None
   for line in report.missing[:5]:
     print(f"warning: no PNG for {line}", file=sys.stderr)

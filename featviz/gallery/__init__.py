@@ -8,6 +8,8 @@ it all atomically and incrementally (:mod:`.files`), with the stylesheet and scr
 
 from featviz.gallery.build import Report, build
 from featviz.gallery.examples import WeightsMismatchError
-from featviz.gallery.read import NotASweepError, read_sweep
+from featviz.gallery.files import SiteFolderError
+from featviz.gallery.read import NotASweepError, UnsafeSweepPathError, read_sweep
 
-__all__ = ["NotASweepError", "Report", "WeightsMismatchError", "build", "read_sweep"]
+__all__ = ["NotASweepError", "Report", "SiteFolderError", "UnsafeSweepPathError",
+           "WeightsMismatchError", "build", "read_sweep"]

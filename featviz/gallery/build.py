@@ -11,7 +11,7 @@ site folder::
   site.json                       what the last run wrote: the memory of incremental runs
   <model>/<layer>/index.html      every unit of the layer; images load lazily
   <model>/<layer>/<unit>.html     one unit: its image, numbers, settings, dataset examples
-  <model>/<layer>/<unit>.png      its image: a hard link to the store's PNG, or a copy
+  <model>/<layer>/<unit>.png      its image: a copy of the store's PNG (never a link)
   <model>/<layer>/examples.json   the layer's dataset examples (with ``dataset=``)
   <model>/<layer>/ex/<unit>-<i>.jpg  the unit's top patches
   <model>/photos/<photo>.jpg      the dataset photos shown as top images
@@ -37,9 +37,10 @@ from collections.abc import Callable, Sequence
 from featviz import images
 from featviz.gallery import assets as gallery_assets
 from featviz.gallery.examples import Examples, WeightsMismatchError
-from featviz.gallery.files import FORMAT, Writer
+from featviz.gallery.files import FORMAT, SiteFolderError, Writer
 from featviz.gallery.pages import index_html, layer_html, layer_page, unit_html, unit_page, units_js
-from featviz.gallery.read import Layer, NotASweepError, Sweep, natural_key, read_sweep
+from featviz.gallery.read import Layer, NotASweepError, Sweep, UnsafeSweepPathError
+from featviz.gallery.read import natural_key, read_sweep, unit_png
 from featviz.model import Model
 
 TOP = 8  # dataset examples per unit
@@ -83,13 +84,15 @@ def build(sweeps: str | os.PathLike | Sweep | Sequence[str | os.PathLike | Sweep
   Args:
     sweeps: one sweep store folder or several (one model section each), or what
       :func:`read_sweep` made of them.
-    out: the site folder (created). Re-running updates it incrementally.
+    out: the site folder: new, empty, or written by an earlier build (it has a
+      ``site.json``). Re-running updates it incrementally.
     dataset: a folder of photos: adds each unit's top photos and patches. Without it, the
       examples of an earlier run are kept.
     load_model: ``name -> Model`` for the sweeps' models; needed only when a layer must be
       scanned (``featviz.zoo.load`` on the command line). Its weights must be the sweep's.
     top: dataset examples per unit.
-    link: hard-link the unit PNGs into the site (a copy where links fail); False: copy.
+    link: ignored: unit PNGs are always copied (a hard link would publish the store
+      file itself, with its owner and mode).
     log: called with a line per layer scanned.
 
   Returns:
@@ -97,6 +100,9 @@ def build(sweeps: str | os.PathLike | Sweep | Sequence[str | os.PathLike | Sweep
 
   Raises:
     NotASweepError: a folder is not a sweep store.
+    UnsafeSweepPathError: an index row's PNG is outside its sweep folder or a symlink.
+    SiteFolderError: ``out`` holds files the gallery did not write, or its ``site.json``
+      names paths outside the site.
     WeightsMismatchError: ``load_model`` gives other weights than the sweep used.
     featviz.analysis.photos.EmptyFolderError, UnreadableImageError: a bad ``dataset``.
   """
@@ -112,7 +118,8 @@ def build(sweeps: str | os.PathLike | Sweep | Sequence[str | os.PathLike | Sweep
       raise ValueError(f"the site cannot be written into the sweep folder {str(s.root)!r}")
   _slugs(read)
   out.mkdir(parents=True, exist_ok=True)
-  writer = Writer(out, link)
+  del link
+  writer = Writer(out)
   writer.data("assets/gallery.css", gallery_assets.CSS)
   writer.data("assets/gallery.js", gallery_assets.JS)
   scanned, units = [], 0
@@ -129,7 +136,11 @@ def build(sweeps: str | os.PathLike | Sweep | Sequence[str | os.PathLike | Sweep
       writer.data(layer_page(sweep, layer), layer_html(sweep, layer))
       for unit, row in layer.rows.items():
         i = position[unit_page(sweep, layer, unit)]
-        writer.copy(f"{sweep.slug}/{layer.dir}/{unit:04d}.png", sweep.root / row["png"])
+        png = unit_png(sweep.root, row)
+        if png is None:
+          raise NotASweepError(f"{str(sweep.root)!r}: the PNG of {layer.name}:{unit} "
+                               f"({row['png']}) is gone")
+        writer.copy(f"{sweep.slug}/{layer.dir}/{unit:04d}.png", png)
         writer.data(pages[i][0], unit_html(
             sweep, layer, unit, pages[i - 1] if i else None,
             pages[i + 1] if i + 1 < len(pages) else None, found.get(unit)))
@@ -142,5 +153,5 @@ def build(sweeps: str | os.PathLike | Sweep | Sequence[str | os.PathLike | Sweep
                 units, [f"{s.slug}: {m}" for s in read for m in s.missing])
 
 
-__all__ = ["FORMAT", "TOP", "Layer", "NotASweepError", "Report", "Sweep", "WeightsMismatchError",
-           "build", "natural_key", "read_sweep"]
+__all__ = ["FORMAT", "TOP", "Layer", "NotASweepError", "Report", "SiteFolderError", "Sweep",
+           "UnsafeSweepPathError", "WeightsMismatchError", "build", "natural_key", "read_sweep"]

@@ -6,6 +6,11 @@ rows whose PNG is gone are listed in ``Sweep.missing``, so the site can say so i
 of linking to nothing. Every way a folder can fail to be a sweep raises
 :class:`NotASweepError` with a message that names what is missing, for the command line
 to print as it is.
+
+A row's ``png`` is data from the folder, not a trusted path: :func:`unit_png` accepts only a
+relative path inside the sweep folder, through no symlink, to a file that is not a symlink
+(:class:`UnsafeSweepPathError` otherwise), so that a crafted store cannot copy
+``/etc/shadow`` or ``~/.ssh/id_rsa`` into a site.
 """
 
 from __future__ import annotations
@@ -23,6 +28,43 @@ from featviz._sweep import store as store_lib
 
 class NotASweepError(ValueError):
   """A folder that is not a sweep store; the message says what is missing."""
+
+
+class UnsafeSweepPathError(NotASweepError):
+  """An index row's ``png`` leaves the sweep folder (absolute, ``..``, a symlink)."""
+
+
+def unit_png(root: pathlib.Path, row: Any) -> pathlib.Path | None:
+  """The store PNG of index row ``row``: a path inside ``root``, or None when it is missing.
+
+  Raises:
+    NotASweepError: the row has no ``png`` string.
+    UnsafeSweepPathError: ``png`` is absolute, has ``..``, ``.`` or empty parts, or passes
+      through (or is) a symlink; the message names the row and what is allowed.
+  """
+  rel = row.get("png") if isinstance(row, dict) else None
+  where = (f"{str(root)!r}: the index row of {row.get('layer')}:{row.get('unit')}"
+           if isinstance(row, dict) else f"{str(root)!r}: an index row")
+  if not isinstance(rel, str) or not rel:
+    raise NotASweepError(f"{where} has no 'png' path")
+  allowed = ("a unit's png must be a relative path inside the sweep folder, to a regular "
+             "file, through no symlink")
+  parts = rel.split("/")
+  if rel.startswith("/") or "\\" in rel or "\0" in rel or any(
+      p in ("", ".", "..") for p in parts):
+    raise UnsafeSweepPathError(f"{where} names the png {rel!r:.200}: {allowed}")
+  path = root
+  for part in parts:
+    path = path / part
+    if path.is_symlink():
+      raise UnsafeSweepPathError(
+          f"{where}: {path.relative_to(root).as_posix()!r} is a symlink: {allowed}")
+  try:
+    path.resolve().relative_to(root.resolve())
+  except ValueError:
+    raise UnsafeSweepPathError(f"{where} names the png {rel!r:.200}, which resolves outside "
+                               f"the sweep folder: {allowed}") from None
+  return path if path.is_file() else None
 
 
 @dataclasses.dataclass
@@ -64,6 +106,7 @@ def read_sweep(path: str | os.PathLike) -> Sweep:
   Raises:
     NotASweepError: ``path`` is missing, or lacks ``manifest.json``, the ``_index/``
       folder or any index row; the message names what is missing.
+    UnsafeSweepPathError: a row's ``png`` leaves the folder (:func:`unit_png`).
   """
   root = pathlib.Path(path)
   if not root.exists():
@@ -98,7 +141,7 @@ def read_sweep(path: str | os.PathLike) -> Sweep:
   by_layer: dict[str, dict[int, dict[str, Any]]] = {name: {} for name in channels}
   missing = []
   for (layer, unit), row in rows.items():
-    if (root / row["png"]).is_file():
+    if unit_png(root, row) is not None:
       by_layer.setdefault(layer, {})[unit] = row
     else:
       missing.append(f"{layer}:{unit} ({row['png']})")
