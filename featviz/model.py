@@ -77,23 +77,19 @@ class ModelSpec:
           f"valid units are 0-{n - 1} ({n} channels)")
 
   def label_index(self, label: int | str) -> int:
-    """Resolves a class index or a class name to an index into the logits."""
+    """Resolves a class index or a class name (any case, spaces or ``_``) to a logit index.
+
+    Names go through :func:`featviz.class_names.resolve`, whose ``UnknownLabelError`` names
+    the closest classes.
+    """
+    from featviz import class_names  # It imports this module's UnknownLabelError.
     n = self.layers.get("logits", len(self.labels))
     if isinstance(label, (int, np.integer)):
       if not 0 <= int(label) < n:
         raise UnitOutOfRangeError(
             f"class index {label} is out of range for {self.name!r}: valid 0-{n - 1}")
       return int(label)
-    matches = [i for i, name in enumerate(self.labels) if name == label]
-    if not matches:
-      raise UnknownLabelError(
-          f"unknown class label {label!r} for {self.name!r}; pass an index 0-{n - 1} "
-          "or one of the names in `featviz zoo info`")
-    if len(matches) > 1:
-      raise UnknownLabelError(
-          f"class label {label!r} is ambiguous for {self.name!r} (indices {matches}); "
-          "pass the index instead")
-    return matches[0]
+    return class_names.resolve(self.labels, label, model=self.name, num_classes=n)
 
 
 class UnknownLayerError(KeyError, ValueError):

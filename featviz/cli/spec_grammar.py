@@ -5,13 +5,20 @@ A SPEC is a weighted sum of terms::
   SPEC  := TERM (("+" | "-") TERM)*
   TERM  := [NUMBER "*"] ATOM
   ATOM  := LAYER ":" UNITS ["@" X "," Y]     channel, or neuron at column X, row Y
-         | "logit:" (UNITS | NAME | "QUOTED NAME")     class logits by index or name
+         | "logit:" (UNITS | NAME | "QUOTED NAME")     class logits by index or class name
          | "deepdream:" LAYER
   UNITS := N | A "-" B                         one unit, or units A..B inclusive
 
 Examples: ``mixed4a:476``, ``block10:0-63`` (64 images), ``conv2:5@3,4``,
 ``logit:207``, ``logit:0-9`` (ten images), ``logit:goldfish``, ``deepdream:block5``,
 ``0.5*block3:1+0.5*block3:2``, ``logit:1-0.2*logit:7``.
+
+A class NAME matches in any case, with spaces, underscores or neither between its words
+(``logit:Goldfish``, ``logit:golden_retriever``, ``logit:golden retriever`` as one shell
+argument); `featviz zoo labels MODEL --grep WORD` lists the names. Words of a NAME are joined by
+spaces or by ``-`` and may hold ``'`` (``logit:jack-o'-lantern``); a ``-`` before a number or
+before ``LAYER:`` starts a subtracted term (``logit:goldfish-0.5*logit:tench``). Quote a name
+that holds other characters.
 
 ``A-B`` followed by ``*`` reads as unit A minus a weighted term
 (``logit:1-0.2*logit:7``). A range renders one image per unit; several ranges in one SPEC must have the
@@ -29,11 +36,14 @@ from featviz import objectives as obj_lib
 GRAMMAR = __doc__.split("::")[1].split("Examples")[0].rstrip()
 
 _NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
+# A class name's words: joined by spaces or "-", never across the start of another "LAYER:" term.
+_WORD = r"[A-Za-z_][\w']*"
+_NAME = rf"{_WORD}(?:(?:[ \t]+|-)(?![A-Za-z_]\w*:){_WORD})*"
 _TERM = re.compile(
     rf"""\s*(?P<sign>[+-])?\s*
     (?:(?P<weight>{_NUMBER})\s*\*\s*)?
     (?:
-      logit:(?:(?P<lstart>\d+)(?:-(?P<lstop>\d+)(?![\d.*eE]))?|(?P<logit>"[^"]+"|'[^']+'|[A-Za-z_][\w]*))
+      logit:(?:(?P<lstart>\d+)(?:-(?P<lstop>\d+)(?![\d.*eE]))?|(?P<logit>"[^"]+"|'[^']+'|{_NAME}))
      |deepdream:(?P<dream>[A-Za-z_][\w]*)
      |(?P<layer>[A-Za-z_][\w]*):(?P<start>\d+)(?:-(?P<stop>\d+)(?![\d.*eE]))?(?:@(?P<x>\d+),(?P<y>\d+))?
     )\s*""", re.VERBOSE)
