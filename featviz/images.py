@@ -11,6 +11,7 @@ import contextlib
 import io
 import os
 import pathlib
+import re
 import tempfile
 from typing import Iterator, Sequence
 
@@ -85,48 +86,107 @@ def _font(size: int) -> ImageFont.ImageFont:
     return ImageFont.load_default()
 
 
+# A narrow grid widens up to this many pixels to keep its title or note on one line; a longer
+# title wraps. 480 px holds about 70 characters of the 12 px font a 128 px tile gets.
+TEXT_WIDTH = 480
+# Captions and titles break after these characters (and within a word only when it alone is
+# wider than the line): "0.5*block5:3+0.5*block5:9" breaks after "+" or "*".
+_PIECES = re.compile(r"[^ +\-*,/]+[ +\-*,/]*|[ +\-*,/]+")
+
+
+def wrap(text: str, font: ImageFont.ImageFont, width: int) -> list[str]:
+  """Splits ``text`` into lines no wider than ``width`` pixels in ``font``; keeps every character.
+
+  Lines break at newlines, then after a space or one of ``+ - * , /``, and inside a word only
+  when the word alone is wider than ``width`` (at least one character per line, so a
+  character wider than ``width`` still gets its own line).
+  """
+  lines = []
+  for paragraph in str(text).split("\n"):
+    line = ""
+    for piece in _PIECES.findall(paragraph):
+      if font.getlength((line + piece).rstrip()) <= width:
+        line += piece
+        continue
+      if line.strip():
+        lines.append(line.rstrip())
+      while len(piece) > 1 and font.getlength(piece.rstrip()) > width:
+        k = 1
+        while k < len(piece) and font.getlength(piece[:k + 1]) <= width:
+          k += 1
+        lines.append(piece[:k])
+        piece = piece[k:]
+      line = piece
+    lines.append(line.rstrip())
+  return lines
+
+
 def grid(images: Sequence[np.ndarray] | np.ndarray, labels: Sequence[str] | None = None, *,
-         cols: int | None = None, scale: int = 1, pad: int = 4,
-         title: str | None = None) -> Image.Image:
+         cols: int | None = None, scale: int = 1, pad: int = 4, title: str | None = None,
+         note: str | None = None, font_size: int | None = None) -> Image.Image:
   """Tiles images ``(N, H, W, C)`` in ``[0, 1]`` into one labelled RGB picture.
+
+  No text is ever cut: each caption wraps to its tile's width (see :func:`wrap`) and every row
+  of captions is as tall as its longest one; the title and the note widen a narrow grid up to
+  :data:`TEXT_WIDTH` pixels (the tiles then sit centred) and wrap beyond that.
 
   Args:
     images: N images of one size; greyscale ones are shown grey.
-    labels: a caption under each tile.
+    labels: N captions, one under each tile, in the tiles' order (row by row); ``None`` or
+      empty for none. Say in ``note`` what a number in them means.
     cols: tiles per row (default: about square).
     scale: integer upscaling of each tile (nearest), for small images.
     pad: pixels between tiles.
-    title: a line of text above the grid.
+    title: text above the grid; ``"\\n"`` starts a new line.
+    note: text below the grid, in grey, e.g. ``"(n): objective at the last step"``.
+    font_size: text height in pixels (default: a tenth of the tile width, within 10-16).
+
+  Returns:
+    The picture: ``cols`` tiles of ``scale * W`` pixels plus ``pad`` between and around them
+    in width (or more, for the title), and the rows of tiles and captions, the title and the
+    note in height.
+
+  Raises:
+    ValueError: ``labels`` is not one caption per image.
   """
   images = [np.asarray(x, np.float32) for x in images]
   n = len(images)
+  if labels and len(labels) != n:
+    raise ValueError(f"{len(labels)} labels for {n} images: give one caption per image")
   cols = cols or max(1, int(np.ceil(np.sqrt(n))))
   rows = int(np.ceil(n / cols))
   h, w = images[0].shape[:2]
   th, tw = h * scale, w * scale
-  font = _font(max(10, min(16, tw // 10)))
-  label_h = 0
-  if labels:
-    label_h = font.getbbox("Ag")[3] + 4
-  title_h = font.getbbox("Ag")[3] + 8 if title else 0
-  canvas = Image.new("RGB", (cols * (tw + pad) + pad, title_h + rows * (th + label_h + pad) + pad),
-                     "white")
+  font = _font(font_size or max(10, min(16, tw // 10)))
+  line_h = font.getbbox("Ag")[3] + 2
+  grid_w = cols * (tw + pad) + pad
+  widest = max([font.getlength(line) for text in (title, note) if text
+                for line in str(text).split("\n")], default=0)
+  width = max(grid_w, min(int(np.ceil(widest)) + 2 * pad, TEXT_WIDTH))
+  title_lines = wrap(title, font, width - 2 * pad) if title else []
+  note_lines = wrap(note, font, width - 2 * pad) if note else []
+  captions = [wrap(str(x), font, tw) for x in labels] if labels else []
+  label_h = max(map(len, captions)) * line_h + 2 if captions else 0
+  title_h = len(title_lines) * line_h + 6 if title_lines else 0
+  note_h = len(note_lines) * line_h + 4 if note_lines else 0
+  height = title_h + rows * (th + label_h + pad) + pad + note_h
+  canvas = Image.new("RGB", (width, height), "white")
   draw = ImageDraw.Draw(canvas)
-  if title:
-    draw.text((pad, 2), title, fill="black", font=font)
+  for k, line in enumerate(title_lines):
+    draw.text((pad, 2 + k * line_h), line, fill="black", font=font)
+  left = (width - grid_w) // 2
   for i, image in enumerate(images):
     r, c = divmod(i, cols)
     tile = Image.fromarray(to_uint8(image)).convert("RGB")
     if scale != 1:
       tile = tile.resize((tw, th), Image.NEAREST)
-    x0 = pad + c * (tw + pad)
+    x0 = left + pad + c * (tw + pad)
     y0 = title_h + pad + r * (th + label_h + pad)
     canvas.paste(tile, (x0, y0))
-    if labels:
-      text = str(labels[i])
-      while text and draw.textlength(text, font=font) > tw:
-        text = text[:-2] + "…" if len(text) > 2 else ""
-      draw.text((x0, y0 + th + 1), text, fill="black", font=font)
+    for k, line in enumerate(captions[i] if captions else []):
+      draw.text((x0, y0 + th + 1 + k * line_h), line, fill="black", font=font)
+  for k, line in enumerate(note_lines):
+    draw.text((pad, height - note_h + 2 + k * line_h), line, fill="dimgray", font=font)
   return canvas
 
 
