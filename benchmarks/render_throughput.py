@@ -48,7 +48,7 @@ import common  # noqa: E402
 from featviz import objectives, render  # noqa: E402
 from featviz import param as param_lib  # noqa: E402
 from featviz import transforms as tf_lib  # noqa: E402
-from featviz.model import STANDARD_OPS  # noqa: E402
+from featviz.nonlin import STANDARD_OPS  # noqa: E402
 from featviz.nonlin import redirecting  # noqa: E402
 
 INCEPTION_LAYERS = ("mixed3a", "mixed3b", "mixed4a", "mixed4b", "mixed4c", "mixed4d",

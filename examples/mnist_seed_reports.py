@@ -23,7 +23,9 @@ import pathlib
 import numpy as np
 from PIL import Image
 
-from featviz import images, render, transforms, zoo
+from featviz import images, transforms, zoo
+
+from featviz._loop import api as render
 from featviz import objectives as O
 from featviz import regularizers as R
 

@@ -2,32 +2,61 @@
 
   import featviz
   model = featviz.zoo.load("efficientnet_lite0")
-  result = featviz.render(model, featviz.objectives.channel("block10", jnp.arange(8)))
+  result = featviz.render(model, featviz.objectives.channel("block10", range(8)), steps=64)
 
-Submodules load on first use (PEP 562), so ``import featviz`` stays light:
-``featviz.render`` (the render loop; the module is callable as the function),
-``featviz.objectives``, ``featviz.regularizers``, ``featviz.param``,
-``featviz.transforms``, ``featviz.images``, ``featviz.zoo`` (the model zoo),
-``featviz.sweep``, ``featviz.gallery`` and ``featviz.analysis``.
+The data path, in order: ``zoo`` (pretrained networks) -> :class:`Model` -> ``objectives``
+(what to maximize) -> ``param`` (how an image is parameterized) -> ``transforms`` ->
+:func:`render` (the compiled loop, configured by one :class:`RenderConfig`) -> ``images``;
+:func:`sweep` renders every unit of some layers, resumably, and ``gallery`` turns sweeps into a
+static site. ``analysis`` holds the classic techniques (activation maps, CAM, dataset examples,
+DeepDream, inversion, ...).
 """
 
-import importlib
+from importlib import metadata as _metadata
 
-__version__ = "0.1.0"
+__version__ = _metadata.version("featviz")
 
-_SUBMODULES = ("analysis", "compile_cache", "gallery", "images", "model", "objectives", "param",
-               "regularizers", "render", "sweep", "transforms", "zoo")
+from featviz import analysis, gallery, images, nonlin, objectives, param, regularizers, transforms
+from featviz import zoo
+from featviz._loop.api import NonFiniteError, RenderResult, lower, render, score_images
+from featviz._loop.config import ConfigError, RenderConfig
+from featviz._sweep.run import sweep
+from featviz._sweep.store import SettingsMismatchError
+from featviz.model import (
+    ImageShapeError,
+    Model,
+    ModelSpec,
+    UnitOutOfRangeError,
+    UnknownLabelError,
+    UnknownLayerError,
+)
+from featviz.nonlin import Ops
 
-__all__ = ["__version__", *_SUBMODULES]
-
-
-def __getattr__(name: str):
-  if name == "sweep":
-    return importlib.import_module(f"{__name__}._sweep.run")
-  if name in _SUBMODULES:
-    return importlib.import_module(f"{__name__}.{name}")
-  raise AttributeError(f"module 'featviz' has no attribute {name!r}")
-
-
-def __dir__():
-  return sorted(__all__)
+__all__ = [
+    "ConfigError",
+    "ImageShapeError",
+    "Model",
+    "ModelSpec",
+    "NonFiniteError",
+    "Ops",
+    "RenderConfig",
+    "RenderResult",
+    "SettingsMismatchError",
+    "UnitOutOfRangeError",
+    "UnknownLabelError",
+    "UnknownLayerError",
+    "__version__",
+    "analysis",
+    "gallery",
+    "images",
+    "lower",
+    "nonlin",
+    "objectives",
+    "param",
+    "regularizers",
+    "render",
+    "score_images",
+    "sweep",
+    "transforms",
+    "zoo",
+]

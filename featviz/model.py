@@ -1,12 +1,17 @@
-"""What a model is to featviz: weights, a pure forward function, and a spec.
+"""What a model is to featviz: a pytree of weights with a static spec and forward function.
 
-A model maps images ``(B, H, W, C)`` in ``[0, 1]`` to a dict of named activations.
-The forward function is pure: ``forward(weights, x, layers, ops) -> {name: array}``
-where ``x`` is already in the network's own value range, ``layers`` is a tuple of
-layer names (static) and the forward pass may stop after the deepest of them.
-``ops`` carries the ReLU functions the architecture must use, so that the
-render loop can swap in gradient-redirecting versions (Lucid's trick) without
-the model knowing about optimisation.
+A :class:`Model` maps images ``(B, H, W, C)`` in ``[0, 1]`` to a dict of named activations
+with :meth:`Model.activations`, the one place where images become network input: resize
+(for a network with a fixed input size, or to a size asked for), value range, per-channel
+normalisation, then the forward pass. The model is a pytree: its weights are the leaves and its
+spec, forward function and metadata are static, so ``jax.jit(f)(model, x)`` takes it as one
+argument and another model of the same architecture reuses the compiled program.
+
+The forward function is pure: ``forward(weights, x, layers, ops) -> {name: array}`` where ``x``
+is already network input, ``layers`` is a tuple of layer names (static) and the forward pass may
+stop after the deepest of them. ``ops`` (:class:`featviz.nonlin.Ops`) carries the ReLU functions
+and the CPU rewrites the architecture must use, so that the render loop can swap in
+gradient-redirecting versions (Lucid's trick) without the model knowing about optimisation.
 
 Activations are NHWC for spatial layers and ``(B, C)`` for flat ones (logits).
 """
@@ -14,13 +19,14 @@ Activations are NHWC for spatial layers and ``(B, C)`` for flat ones (logits).
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from featviz.nonlin import STANDARD_OPS, Ops
+from featviz.nonlin import Ops, rewrites_for
 
 
 
@@ -39,7 +45,11 @@ class ModelSpec:
     layers: layer name -> channel count, in forward order.
     labels: class names, index ``i`` is logit ``i``.
     fixed_size: True when the network only accepts ``image_size`` inputs (a
-      flatten + dense head); the render loop then resizes its images to it.
+      flatten + dense head); :meth:`Model.activations` then resizes images to it.
+    min_size: the smallest input side the architecture takes.
+    mean, std: per-channel normalisation after the value range, ``(x - mean) / std``
+      (torchvision's models: mean 0.485, 0.456, 0.406, std 0.229, 0.224, 0.225 on [0, 1]
+      input); ``None``: none.
   """
 
   name: str
@@ -51,11 +61,30 @@ class ModelSpec:
   labels: tuple[str, ...] = ()
   fixed_size: bool = False
   min_size: int = 1
+  mean: tuple[float, ...] | None = None
+  std: tuple[float, ...] | None = None
+
+  def __post_init__(self):
+    for name in ("mean", "std"):
+      value = getattr(self, name)
+      if value is not None and len(value) != self.channels:
+        raise ValueError(f"{self.name}: {name} has {len(value)} entries for "
+                         f"{self.channels} channels")
+    if (self.mean is None) != (self.std is None):
+      raise ValueError(f"{self.name}: give both mean and std, or neither")
+
+  def __hash__(self) -> int:  # layers is a mapping: hash its items (a spec is static pytree data)
+    return hash((self.name, tuple(self.value_range), self.image_size, self.channels,
+                 tuple(self.layers.items()), self.labels, self.fixed_size, self.min_size,
+                 self.mean, self.std))
 
   def to_input(self, images: jax.Array) -> jax.Array:
-    """Maps ``[0, 1]`` images to the network's value range."""
+    """Maps ``[0, 1]`` images to network input: value range, then ``(x - mean) / std``."""
     lo, hi = self.value_range
-    return lo + (hi - lo) * images
+    x = lo + (hi - lo) * images
+    if self.mean is not None:
+      x = (x - jnp.asarray(self.mean, x.dtype)) / jnp.asarray(self.std, x.dtype)
+    return x
 
   def check_layer(self, layer: str) -> None:
     if layer not in self.layers:
@@ -163,37 +192,60 @@ def cast_kernels(tree: Any, dtype: Any) -> Any:
   return jax.tree.map(cast, tree)
 
 
-def run_forward(forward: "Forward", weights: Any, x: jax.Array, layers: tuple[str, ...],
-                ops: Ops, compute_dtype: Any = None) -> dict[str, jax.Array]:
-  """``forward``, optionally with its kernels in ``compute_dtype`` (e.g. bfloat16).
-
-  The dense kernels are cast to ``compute_dtype`` (:func:`cast_kernels`); the
-  zoo's convolutions cast their input to their kernel's dtype, multiply in it
-  and accumulate in float32. Activations come back as
-  float32, so objectives, gradients and the image parameters stay float32
-  ("bf16 compute with float32 parameters").
-  """
-  if compute_dtype is None:
-    return forward(weights, x, layers, ops)
-  acts = forward(cast_kernels(weights, compute_dtype), x, layers, ops)
-  return {name: a.astype(jnp.float32) for name, a in acts.items()}
-
-
 Forward = Callable[[Any, jax.Array, tuple[str, ...], Ops], dict[str, jax.Array]]
 
 
+def default_ops() -> Ops:
+  """Plain ReLUs, with the CPU rewrites where the default backend is a CPU (``"auto"``)."""
+  return Ops(rewrites=rewrites_for("auto", jax.default_backend()))
+
+
+class _Frozen:
+  """Static metadata: a JSON-able mapping compared by value, so it can sit in a treedef."""
+
+  def __init__(self, mapping: Mapping[str, Any]):
+    self.mapping = dict(mapping)
+    self._key = json.dumps(self.mapping, sort_keys=True, default=str)
+
+  def __eq__(self, other) -> bool:
+    return isinstance(other, _Frozen) and self._key == other._key
+
+  def __hash__(self) -> int:
+    return hash(self._key)
+
+
+@jax.tree_util.register_pytree_node_class
 @dataclasses.dataclass(frozen=True)
 class Model:
-  """A network: its weights (a pytree), a pure forward function and a spec.
+  """A network: its weights (the pytree's leaves), a pure forward function and a spec (static).
 
-  ``forward(weights, x, layers, ops)`` takes ``x`` in the network's value
-  range. Use :meth:`activations` for images in ``[0, 1]``.
+  ``jax.jit(f)(model, images)`` takes the model as one argument; :meth:`activations` works on
+  traced weights and images. ``forward(weights, x, layers, ops)`` takes ``x`` as network input;
+  use :meth:`activations` for images in ``[0, 1]``.
   """
 
   spec: ModelSpec
   weights: Any
   forward: Forward
   metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+  def tree_flatten(self):
+    return (self.weights,), (self.spec, self.forward, _Frozen(self.metadata))
+
+  @classmethod
+  def tree_unflatten(cls, aux, children):
+    spec, forward, metadata = aux
+    return cls(spec=spec, weights=children[0], forward=forward, metadata=metadata.mapping)
+
+  def replace(self, **changes) -> "Model":
+    """This model with some fields replaced (e.g. ``weights=`` placed on other devices)."""
+    return dataclasses.replace(self, **changes)
+
+  def cast(self, compute_dtype: Any) -> "Model":
+    """This model with its dense kernels in ``compute_dtype`` (:func:`cast_kernels`)."""
+    if compute_dtype is None:
+      return self
+    return self.replace(weights=cast_kernels(self.weights, compute_dtype))
 
   def layers_in_order(self, layers: Sequence[str]) -> tuple[str, ...]:
     """Validates layer names and returns them in forward order, deduplicated."""
@@ -209,10 +261,6 @@ class Model:
     if len(shape) != 4 or shape[-1] != c:
       raise ImageShapeError(
           f"{self.spec.name} takes images of shape (B, H, W, {c}) in [0, 1]; got shape {shape}")
-    if self.spec.fixed_size and shape[1:3] != (self.spec.image_size,) * 2:
-      s = self.spec.image_size
-      raise ImageShapeError(
-          f"{self.spec.name} takes {s}x{s} images only; got {shape[1]}x{shape[2]}")
     if min(shape[1:3]) < self.spec.min_size:
       raise ImageShapeError(
           f"{self.spec.name} needs images of at least {self.spec.min_size} px; "
@@ -224,23 +272,40 @@ class Model:
             f"{self.spec.name} takes images in [0, 1]; got values in "
             f"[{np.nanmin(arr):.4g}, {np.nanmax(arr):.4g}] (divide uint8 images by 255)")
 
-  def activations(self, images: Any, layers: Sequence[str] | None = None,
-                  ops: Ops = STANDARD_OPS,
-                  compute_dtype: Any = None) -> dict[str, jax.Array]:
-    """Named activations for images ``(B, H, W, C)`` in ``[0, 1]``.
+  def input_size(self, requested: int | None = None) -> int | None:
+    """The side images are resized to before the network: the fixed size of a fixed-size
+    network, else ``requested`` (``None``: images go in at their own size)."""
+    return self.spec.image_size if self.spec.fixed_size else requested
+
+  def activations(self, images: Any, layers: Sequence[str] | None = None, *,
+                  ops: Ops | None = None, compute_dtype: Any = None,
+                  input_size: int | None = None) -> dict[str, jax.Array]:
+    """Named activations for images ``(B, H, W, C)`` in ``[0, 1]``; jit-able.
 
     Args:
-      images: a batch in ``[0, 1]``, channels last.
+      images: a batch in ``[0, 1]``, channels last (the range is checked when concrete).
       layers: the layers to return; ``None`` means every layer in the spec.
-      ops: the ReLU functions to use (the render loop's business).
-      compute_dtype: e.g. ``jnp.bfloat16`` to run the network in bf16 (see
-        :func:`run_forward`); activations come back as float32.
+      ops: the primitives to use (:class:`featviz.nonlin.Ops`); ``None``:
+        :func:`default_ops`.
+      compute_dtype: e.g. ``jnp.bfloat16`` to run the network's dense kernels in bf16
+        (:func:`cast_kernels`; the zoo's convolutions cast their input to their kernel's
+        dtype and accumulate in float32); activations come back as float32.
+      input_size: resize images (bilinear) to this side first (lucent feeds 224); a
+        fixed-size network always resizes to its own size.
 
     Returns:
       ``{layer: activations}``, NHWC or ``(B, C)``, only for the layers asked.
     """
     self.check_images(images)
     names = self.layers_in_order(layers if layers is not None else tuple(self.spec.layers))
-    x = self.spec.to_input(jnp.asarray(images, jnp.float32))
-    out = run_forward(self.forward, self.weights, x, names, ops, compute_dtype)
+    x = jnp.asarray(images, jnp.float32)
+    size = self.input_size(input_size)
+    if size is not None and x.shape[1:3] != (size, size):
+      b, _, _, c = x.shape
+      x = jax.image.resize(x, (b, size, size, c), "linear")
+    model = self.cast(compute_dtype)
+    out = model.forward(model.weights, self.spec.to_input(x), names,
+                        ops if ops is not None else default_ops())
+    if compute_dtype is not None:
+      return {name: out[name].astype(jnp.float32) for name in names}
     return {name: out[name] for name in names}

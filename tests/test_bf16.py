@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 import tiny_cnn
-from featviz import objectives, render, transforms, zoo
+from featviz import objectives, transforms, zoo
+from featviz._loop import api as render
 from featviz.analysis import photos
 
 TOLERANCE = 0.02  # the bound: relative L2 error ||bf16 - f32|| / ||f32|| per layer

@@ -92,7 +92,9 @@ RENDER = textwrap.dedent("""
     events = []
     jax.monitoring.register_event_listener(lambda name, **kw: events.append(name))
     import tiny_cnn
-    from featviz import compile_cache, objectives, render, transforms
+    from featviz import compile_cache, objectives, transforms
+    from featviz._loop import api as render
+    from featviz._loop import program
 
     # 0 s: the tiny programs compile in milliseconds, below any useful threshold.
     folder = compile_cache.enable(min_compile_time_secs=0)
@@ -103,7 +105,7 @@ RENDER = textwrap.dedent("""
     np.save(sys.argv[2], r.images)
     seen = events[start:]
     print(json.dumps({"folder": str(folder), "hits": seen.count(%r), "writes": seen.count(%r),
-                      "traces": render.trace_count()}))
+                      "traces": program.trace_count()}))
     """) % (HITS, WRITES)
 
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 import tiny_cnn
-from featviz import render
+from featviz._loop import api as render
+from featviz._loop import program
 from featviz.analysis import filters
 from featviz.cli import main
 
@@ -68,9 +69,9 @@ def test_optimized_filters_share_one_compile():
   result = filters.optimized_filters(model, "conv2", [0, 1, 2], **kwargs)
   assert result.images.shape == (3, 16, 16, 3)
   assert result.labels == ["conv2:0", "conv2:1", "conv2:2"]
-  before = render.trace_count()
+  before = program.trace_count()
   again = filters.optimized_filters(model, "conv2", [3, 4, 5], **kwargs)  # other units
-  assert render.trace_count() == before
+  assert program.trace_count() == before
   assert not np.allclose(again.images, result.images)
   assert result.history.shape == (3, 3) and np.isfinite(result.history).all()
   with pytest.raises(ValueError, match="out of range"):

@@ -9,7 +9,9 @@ import pytest
 import tiny_cnn
 from featviz import objectives as O
 from featviz import regularizers as R
-from featviz import render, transforms
+from featviz import transforms
+from featviz._loop import api as render
+from featviz._loop import program
 from featviz.objectives import Context
 
 MODEL = tiny_cnn.make()
@@ -90,14 +92,14 @@ def test_vmap_over_units(name):
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_gradient_ascent_raises_objective_and_compiles_once(name):
   objective, sign = CASES[name]
-  start = render.trace_count()
+  start = program.trace_count()
   kwargs = dict(steps=30, size=16, transforms=transforms.identity(), progress_bar=False,
                 batch=None if objective.batch else B, param="pixel", redirect_relu_steps=8,
-                optimizer=render.adam(0.05))
+                learning_rate=0.05)
   first = render.render(MODEL, objective if sign > 0 else -objective, seed=0, **kwargs)
   history = first.history * (1 if sign > 0 else -1)
   assert np.all(history[-1] * sign > history[0] * sign - 1e-6), history[[0, -1]]
   assert np.mean(history[-1] * sign) > np.mean(history[0] * sign)
   # Another seed (and, for unit objectives, the same structure) reuses the program.
   render.render(MODEL, objective if sign > 0 else -objective, seed=1, **kwargs)
-  assert render.trace_count() - start <= 1
+  assert program.trace_count() - start <= 1

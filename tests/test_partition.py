@@ -56,11 +56,15 @@ def test_a_unit_sits_in_the_same_slot_whatever_the_range():
           assert j == u % slots
 
 
-def test_slot_units_pads_with_a_wanted_unit_and_marks_it():
+def test_slot_units_pads_after_each_kept_unit_appears_first():
+  """A kept unit must be the first image of its label (its key is then batch-independent)."""
   chunk = partition.Chunk("a", 1, 4, (4, 5, 6, 7))
   units, keep = partition.slot_units(chunk, [5, 7], 8)
-  assert units == [5, 5, 5, 7, 5, 5, 5, 5]
+  assert units == [4, 5, 6, 7, 5, 5, 5, 5]
   assert keep == [False, True, False, True, False, False, False, False]
+  for j, (u, k) in enumerate(zip(units, keep)):
+    if k:
+      assert units.index(u) == j
   with pytest.raises(ValueError, match="nothing to render"):
     partition.slot_units(chunk, [], 4)
 

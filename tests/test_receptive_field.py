@@ -14,7 +14,8 @@ import pytest
 import tiny_cnn
 
 from featviz.analysis import receptive_field as rf
-from featviz.model import Model, ModelSpec, Ops
+from featviz.model import Model, ModelSpec
+from featviz.nonlin import Ops
 
 LINEAR = Ops(relu=lambda x: x, relu6=lambda x: x)
 

@@ -7,10 +7,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import featviz
 import tiny_cnn
 from featviz import objectives as O
-from featviz import render, transforms
-from featviz.model import Model, Ops
+from featviz import transforms
+from featviz._loop import api as render
+from featviz._loop import program
+from featviz.model import Model
+from featviz.nonlin import Ops
 
 MODEL = tiny_cnn.make()
 # Jitter only: the standard preset's resampling takes seconds to compile on CPU.
@@ -35,11 +39,11 @@ def test_result_shapes_and_range():
 
 def test_other_units_and_seeds_do_not_recompile():
   render.render(MODEL, O.channel("conv3", np.arange(8)), **FAST)
-  before = render.trace_count()
+  before = program.trace_count()
   for seed, units in [(1, np.arange(8)[::-1]), (2, np.array([7, 7, 0, 1, 2, 3, 4, 5]))]:
     r = render.render(MODEL, O.channel("conv3", units), seed=seed, **FAST)
     assert r.compile_seconds == 0.0
-  assert render.trace_count() == before
+  assert program.trace_count() == before
 
 
 def test_batch_defaults_to_units_and_conflicts_are_refused():
@@ -101,8 +105,8 @@ def _dead_model():
   linear = Ops(relu=lambda x: x)
   grey = np.full((1, 16, 16, 3), 0.5, np.float32)
   noise = np.random.default_rng(0).uniform(size=(16, 16, 16, 3)).astype(np.float32)
-  pre_grey = np.asarray(MODEL.activations(grey, ["conv2"], linear)["conv2"][..., 0])
-  pre_noise = np.asarray(MODEL.activations(noise, ["conv2"], linear)["conv2"][..., 0])
+  pre_grey = np.asarray(MODEL.activations(grey, ["conv2"], ops=linear)["conv2"][..., 0])
+  pre_noise = np.asarray(MODEL.activations(noise, ["conv2"], ops=linear)["conv2"][..., 0])
   weights = {k: dict(v) for k, v in MODEL.weights.items()}
   bias = np.array(weights["conv2"]["b"])
   bias[0] -= pre_grey.max() + 0.05
@@ -121,10 +125,41 @@ def test_redirected_relu_revives_a_dead_unit_and_plain_relu_does_not():
   assert redirected.history[-1, 0] > 0
 
 
-def test_lucid_preset():
-  cfg = render.RenderConfig.lucid()
-  assert (cfg.param, cfg.steps, cfg.size, cfg.learning_rate, cfg.redirect_relu_steps) == (
-      "fourier", 512, 128, 0.05, 16)
+def test_render_without_a_config_is_the_lucid_preset_with_the_overrides():
+  """The real claim behind the preset: a render given no config runs RenderConfig.lucid()."""
+  plain = render.render(MODEL, O.channel("conv1", [1, 2]), steps=4, size=16, progress_bar=False)
+  preset = featviz.RenderConfig.lucid(steps=4, size=16)
+  given = render.render(MODEL, O.channel("conv1", [1, 2]), preset, progress_bar=False)
+  assert plain.config == preset == given.config
+  np.testing.assert_array_equal(plain.images, given.images)
+  np.testing.assert_array_equal(plain.history, given.history)
+
+
+def test_an_override_of_a_config_changes_that_field_only():
+  base = featviz.RenderConfig(param="pixel", steps=4, size=16)
+  result = render.render(MODEL, O.channel("conv1", 1), base, steps=6, progress_bar=False)
+  assert result.config == dataclasses.replace(base, steps=6)
+  assert result.history.shape == (6, 1)
+
+
+def test_an_unknown_setting_is_refused_with_the_list_of_settings():
+  with pytest.raises(featviz.ConfigError, match="unknown render setting.*stepz.*steps"):
+    render.render(MODEL, O.channel("conv1", 1), stepz=4, progress_bar=False)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("steps", 0, "steps must be an integer from 1"),
+    ("size", 10**6, "size must be an integer from 1 to 4096"),
+    ("learning_rate", float("nan"), "learning_rate must be a finite number"),
+    ("learning_rate", float("inf"), "learning_rate must be a finite number"),
+    ("param", "fourir", "param 'fourir': choose one of fourier, pixel"),
+    ("transforms", "all", "transforms 'all': choose one of standard, shared, none"),
+    ("compute_dtype", "int8", "compute_dtype 'int8'"),
+    ("rewrites", frozenset({"conv"}), "unknown rewrites"),
+])
+def test_a_bad_setting_is_refused_before_compiling(field, value, message):
+  with pytest.raises(featviz.ConfigError, match=re.escape(message)):
+    featviz.RenderConfig(**{field: value})
 
 
 def test_score_images_matches_activations():
@@ -134,10 +169,24 @@ def test_score_images_matches_activations():
   np.testing.assert_allclose(got, acts[[0, 1], [0, 3]], rtol=1e-5)
 
 
-def test_featviz_render_is_callable_and_still_the_module():
-  import featviz
-  from featviz import render as render_module
-  r = featviz.render(MODEL, O.channel("conv1", 1), **FAST)
-  assert r.images.shape == (1, 16, 16, 3)
-  assert render_module.render is featviz.render.render
-  assert callable(featviz.sweep) and hasattr(featviz.sweep, "sweep")
+def test_a_render_image_depends_on_its_unit_and_seed_not_on_its_batch():
+  """Per-image keys: unit 3 rendered alone, first or last in a batch is the same image."""
+  kw = dict(steps=6, size=16, progress_bar=False)
+  alone = render.render(MODEL, O.channel("conv2", [3]), **kw).images[0]
+  first = render.render(MODEL, O.channel("conv2", [3, 0, 1]), **kw).images[0]
+  last = render.render(MODEL, O.channel("conv2", [0, 1, 2, 3]), **kw).images[3]
+  np.testing.assert_array_equal(alone, first)
+  np.testing.assert_array_equal(alone, last)
+  other_seed = render.render(MODEL, O.channel("conv2", [3]), seed=1, **kw).images[0]
+  other_unit = render.render(MODEL, O.channel("conv2", [2]), **kw).images[0]
+  assert np.abs(alone - other_seed).max() > 1e-3 and np.abs(alone - other_unit).max() > 1e-3
+
+
+def test_repeats_of_one_unit_draw_different_images_and_a_key_equals_its_seed():
+  import jax
+  kw = dict(steps=4, size=16, progress_bar=False)
+  twice = render.render(MODEL, O.channel("conv2", 1), batch=2, **kw)
+  assert np.abs(twice.images[0] - twice.images[1]).max() > 1e-3
+  keyed = render.render(MODEL, O.channel("conv2", 1), batch=2, key=jax.random.key(0), **kw)
+  np.testing.assert_array_equal(keyed.images, twice.images)
+  assert twice.seed == 0 and keyed.seed is None

@@ -3,7 +3,9 @@ ImageNet sample photos does, scored the same way (channel mean, no transforms)."
 
 import numpy as np
 
-from featviz import objectives, render, zoo
+from featviz import objectives, zoo
+
+from featviz._loop import api as render
 from featviz._sweep import quality as sweep_quality
 
 LAYER, UNITS, SIZE, STEPS = "block8", np.arange(4), 96, 96

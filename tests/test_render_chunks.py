@@ -8,7 +8,9 @@ import pytest
 
 import tiny_cnn
 from featviz import objectives as O
-from featviz import render, transforms
+from featviz import transforms
+from featviz._loop import api as render
+from featviz._loop import program
 
 MODEL = tiny_cnn.make()
 # Jitter only: the standard preset's resampling takes seconds to compile on CPU (test_render.py).
@@ -16,20 +18,20 @@ FAST = dict(size=16, progress_bar=False, transforms=transforms.jitter(2))
 
 
 def test_chunk_lengths():
-  assert render.chunk_lengths(512) == (32,) * 16  # Lucid's count: the largest divisor <= 32
-  assert render.chunk_lengths(100) == (25,) * 4
-  assert render.chunk_lengths(12) == (12,)
-  assert render.chunk_lengths(37) == (1,) * 37  # a prime: short calls, still one program
-  assert render.chunk_lengths(21, chunk=8) == (8, 8, 5)
-  assert render.chunk_lengths(5, chunk=8) == (5,)
+  assert program.chunk_lengths(512) == (32,) * 16  # Lucid's count: the largest divisor <= 32
+  assert program.chunk_lengths(100) == (25,) * 4
+  assert program.chunk_lengths(12) == (12,)
+  assert program.chunk_lengths(37) == (1,) * 37  # a prime: short calls, still one program
+  assert program.chunk_lengths(21, chunk=8) == (8, 8, 5)
+  assert program.chunk_lengths(5, chunk=8) == (5,)
   for steps in range(1, 200):
-    lengths = render.chunk_lengths(steps)
-    assert sum(lengths) == steps and max(lengths) <= render.MAX_CHUNK
+    lengths = program.chunk_lengths(steps)
+    assert sum(lengths) == steps and max(lengths) <= program.MAX_CHUNK
     assert len(set(lengths)) == 1
   with pytest.raises(ValueError, match="steps"):
-    render.chunk_lengths(0)
+    program.chunk_lengths(0)
   with pytest.raises(ValueError, match="chunk"):
-    render.chunk_lengths(4, chunk=0)
+    program.chunk_lengths(4, chunk=0)
 
 
 def test_chunks_give_bitwise_the_images_of_one_chunk():
@@ -50,9 +52,9 @@ def test_chunks_give_bitwise_the_images_of_one_chunk():
 def test_step_counts_with_one_chunk_length_share_a_program():
   obj = O.channel("conv2", np.arange(2))
   render.render(MODEL, obj, steps=24, **FAST)  # one chunk of 24
-  before = render.trace_count()
+  before = program.trace_count()
   r = render.render(MODEL, obj, steps=48, **FAST)  # two chunks of 24: the same program
-  assert render.trace_count() == before and r.compile_seconds == 0.0
+  assert program.trace_count() == before and r.compile_seconds == 0.0
   assert r.history.shape == (48, 2)
 
 
@@ -60,9 +62,9 @@ def test_progress_bar_is_the_same_program_and_images(capsys):
   obj = O.channel("conv3", np.arange(2))
   kw = dict(FAST, steps=18, seed=2)
   quiet = render.render(MODEL, obj, **kw)
-  before = render.trace_count()
+  before = program.trace_count()
   shown = render.render(MODEL, obj, **dict(kw, progress_bar=True))
-  assert render.trace_count() == before and shown.compile_seconds == 0.0
+  assert program.trace_count() == before and shown.compile_seconds == 0.0
   np.testing.assert_array_equal(shown.images, quiet.images)
   np.testing.assert_array_equal(shown.history, quiet.history)
   err = capsys.readouterr().err

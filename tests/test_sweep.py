@@ -14,7 +14,9 @@ import pytest
 from PIL import Image
 
 import tiny_cnn
-from featviz import cli, objectives, render
+from featviz import cli, objectives
+from featviz._loop import api as render
+from featviz._loop import program
 from featviz._sweep import quality as sweep_quality
 from featviz._sweep import run as sweep
 from featviz.analysis import photos
@@ -33,11 +35,11 @@ def _png_bytes(out, layer, unit) -> bytes:
 
 
 def test_one_compile_per_layer_with_a_padded_last_chunk(tmp_path):
-  before = render.trace_count()
+  before = program.trace_count()
   # steps=5 is used by no other test, so both layers compile here: conv2 has 6 channels
   # (chunks of 4 + 2, the second padded), conv3 8 (4 + 4).
   summary = sweep.sweep(MODEL, ["conv3", "conv2"], out=tmp_path, **dict(FAST, steps=5))
-  assert render.trace_count() - before == 2
+  assert program.trace_count() - before == 2
   rows = S.Store(tmp_path).rows()
   assert sorted(rows) == [("conv2", u) for u in range(6)] + [("conv3", u) for u in range(8)]
   assert [rows[("conv2", u)]["slot"] for u in range(6)] == [0, 1, 2, 3, 0, 1]

@@ -26,7 +26,8 @@ SCRIPT = textwrap.dedent("""
     sys.path.insert(0, sys.argv[1])
     out = sys.argv[2]
     import jax, numpy as np, tiny_cnn
-    from featviz import objectives, render
+    from featviz import objectives
+    from featviz._loop import api as render
     from featviz._sweep import run as sweep
     from featviz._sweep import store as S
 

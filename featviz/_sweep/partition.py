@@ -122,9 +122,12 @@ def padded_batch(slots: int, devices: int) -> int:
 def slot_units(chunk: Chunk, todo: Sequence[int], batch: int) -> tuple[list[int], list[bool]]:
   """The unit of every slot of a ``batch``-image render of ``chunk``, and which slots are kept.
 
-  Slot ``j`` holds unit ``chunk.first + j`` when that unit is in ``todo``;
-  every other slot repeats ``todo[0]`` (any valid unit would do: images are
-  independent) and is not kept.
+  Slot ``j`` holds unit ``chunk.first + j``; it is kept when that unit is in ``todo``. A slot
+  whose unit is done already (or not wanted) renders it again, unkept; a slot past the
+  chunk's last wanted unit (the end of the layer, padding to a multiple of the devices)
+  repeats ``todo[0]``, whose own slot comes earlier. Either way a kept unit is the
+  first image of its label in the batch, so its key, and its image, are those it gets in any
+  other batch (``featviz._loop.keys``).
   """
   if not todo:
     raise ValueError(f"chunk {chunk.index} of {chunk.layer!r} has nothing to render")
@@ -132,7 +135,7 @@ def slot_units(chunk: Chunk, todo: Sequence[int], batch: int) -> tuple[list[int]
   units, keep = [], []
   for j in range(batch):
     u = chunk.first + j
-    wanted = j < chunk.slots and u in todo_set
-    units.append(u if wanted else todo[0])
-    keep.append(wanted)
+    inside = u <= chunk.units[-1]  # a channel of the layer: at most its last wanted unit
+    units.append(u if inside else todo[0])
+    keep.append(inside and u in todo_set)
   return units, keep

@@ -9,16 +9,18 @@ and lists what differs.
 
 **One compile per layer.** Every chunk of a layer has the same batch size (the
 last one is padded by repeating a unit) and differs only in its unit indices,
-which are data: ``render.trace_count()`` rises by one per layer.
+which are data: ``featviz._loop.program.trace_count()`` rises by one per layer.
+
+**A unit's image depends on (key, layer, unit) alone.** Each image draws from
+the key folded with its label (``featviz._loop.keys``), so neither ``batch``,
+the padding of a chunk nor the device count changes it, up to the rounding of
+batch-size-dependent kernels (``tests/test_sweep.py``, ``tests/test_sweep_multidevice.py``:
+bitwise equal PNGs on CPU). A store may be resumed with another ``batch``.
 
 **Every local device.** The batch axis is split over ``jax.local_devices()``
-(``render.render(..., mesh=...)``). Each image has its own parameters and Adam
-is elementwise, so images are independent: the only communication is the
-loop's per-step finiteness check (two scalar all-reduces). The random draws do
-not depend on the split either (JAX's partitionable threefry, the default since
-jax 0.5: a value depends on its key and its index only), so a unit's image is
-the same on 1 or N devices up to the rounding of batch-size-dependent kernels
-(``tests/test_sweep_multidevice.py``: bitwise equal on CPU).
+(``render(..., mesh=...)``). Each image has its own parameters and Adam is
+elementwise, so images are independent: the only communication is the loop's
+per-step finiteness check (two scalar all-reduces).
 
 **Many hosts.** Start the same command on every host with ``--distributed``
 (which calls ``jax.distributed.initialize()``; on Slurm, Open MPI and Cloud TPU
@@ -43,7 +45,6 @@ layer.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import pathlib
 import sys
@@ -54,10 +55,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import featviz
-from featviz import callable_module, objectives, render
+from featviz import objectives
+from featviz._loop import api as render_api
+from featviz._loop import keys as keys_lib
+from featviz._loop import program
+from featviz._loop.config import RenderConfig
 from featviz._sweep import partition
 from featviz._sweep import quality as sweep_quality
-from featviz import transforms as tf_lib
 from featviz._sweep import store as store_lib
 from featviz.model import Model
 
@@ -66,31 +70,17 @@ from featviz.model import Model
 DEFAULT_BATCH = 8
 
 
-# The transforms a sweep can name (names, not objects, so the manifest can record them).
-TRANSFORMS = {
-    "standard": tf_lib.standard,  # Lucid's standard_transforms, a draw per image
-    "shared": lambda: tf_lib.standard(shared=True),  # Lucid's: one draw for the batch
-    "none": tf_lib.identity,
-}
+def settings(config: RenderConfig, key: jax.Array) -> dict[str, Any]:
+  """What decides a sweep's images, as recorded in its manifest: the whole config and the key
+  (its raw data, so a ``jax.random.key(seed)`` and the same seed agree)."""
+  return {"config": config.to_dict(),
+          "key": [int(x) for x in np.asarray(jax.random.key_data(key)).ravel()],
+          "key_impl": str(jax.random.key_impl(key))}
 
 
-@dataclasses.dataclass(frozen=True)
-class Settings:
-  """What decides the images; a store is resumed only with equal settings."""
-
-  batch: int = DEFAULT_BATCH
-  steps: int = render.LUCID.steps
-  size: int = render.LUCID.size
-  seed: int = 0
-  param: str = render.LUCID.param
-  learning_rate: float = render.LUCID.learning_rate
-  transforms: str = "standard"  # a key of TRANSFORMS
-  redirect_relu_steps: int = render.LUCID.redirect_relu_steps
-
-
-def manifest(model: Model, settings: Settings, layers: dict[str, tuple[int, ...]],
+def manifest(model: Model, settings: dict[str, Any], layers: dict[str, tuple[int, ...]],
              dataset: dict[str, Any] | None) -> dict[str, Any]:
-  """The store's manifest for this run (``sweep_store.COMPARED`` fields must match on resume)."""
+  """The store's manifest for this run (``store.COMPARED`` fields must match on resume)."""
   digest, hashed = store_lib.weights_sha256(model)
   return {
       "format": store_lib.FORMAT,
@@ -98,21 +88,22 @@ def manifest(model: Model, settings: Settings, layers: dict[str, tuple[int, ...]
       "weights_sha256": digest,
       "weights_hashed": hashed,
       "featviz_version": featviz.__version__,
-      "settings": dataclasses.asdict(settings),
+      "settings": settings,
       "dataset": dataset,
       "layers": {layer: model.spec.layers[layer] for layer in layers},
       "created": store_lib.now(),
   }
 
 
-def _dataset_info(folder, settings: Settings) -> dict[str, Any]:
+def _dataset_info(folder, size: int) -> dict[str, Any]:
   files = sweep_quality.dataset_files(folder)
   return {"files": len(files), "fingerprint": sweep_quality.fingerprint(files),
-          "preprocess": f"shorter side to {settings.size} px (bicubic), centre crop"}
+          "preprocess": f"shorter side to {size} px (bicubic), centre crop"}
 
 
-def render_chunk(model: Model, chunk: partition.Chunk, todo: Sequence[int], settings: Settings,
-                 mesh: jax.sharding.Mesh, score_layers: Sequence[str] | None = None
+def render_chunk(model: Model, chunk: partition.Chunk, todo: Sequence[int],
+                 config: RenderConfig, key: jax.Array, mesh: jax.sharding.Mesh,
+                 score_layers: Sequence[str] | None = None
                  ) -> tuple[dict[int, np.ndarray], list[dict[str, Any]]]:
   """Renders the ``todo`` units of ``chunk`` in one padded batch over ``mesh``.
 
@@ -128,14 +119,11 @@ def render_chunk(model: Model, chunk: partition.Chunk, todo: Sequence[int], sett
   """
   n = partition.padded_batch(chunk.slots, mesh.size)
   units, keep = partition.slot_units(chunk, todo, n)
-  result = render.render(
-      model, objectives.channel(chunk.layer, np.asarray(units, np.int32)), param=settings.param,
-      optimizer=render.adam(settings.learning_rate), steps=settings.steps, size=settings.size,
-      seed=settings.seed, transforms=TRANSFORMS[settings.transforms](),
-      redirect_relu_steps=settings.redirect_relu_steps, progress_bar=False,
-      mesh=mesh)
+  result = render_api.render(
+      model, objectives.channel(chunk.layer, np.asarray(units, np.int32)), config, key=key,
+      progress_bar=False, mesh=mesh)
   means = sweep_quality.channel_means(model, score_layers or [chunk.layer], result.images,
-                                      render.batch_sharding(mesh), batch=n)[chunk.layer]
+                                      program.batch_sharding(mesh), batch=n)[chunk.layer]
   pictures, rows = {}, []
   for slot, (unit, kept) in enumerate(zip(units, keep)):
     if not kept:
@@ -143,7 +131,7 @@ def render_chunk(model: Model, chunk: partition.Chunk, todo: Sequence[int], sett
     pictures[unit] = result.images[slot]
     rows.append({
         "layer": chunk.layer, "unit": unit, "chunk": chunk.index, "slot": slot,
-        "seed": settings.seed, "steps": settings.steps, "size": settings.size,
+        "steps": config.steps, "size": config.size,
         "start": float(result.history[0, slot]), "last_step": float(result.history[-1, slot]),
         "final": float(means[slot, unit]),
         "chunk_seconds": round(result.run_seconds, 3),
@@ -160,14 +148,12 @@ def _add_quality(rows, best) -> None:
     row["ratio"] = sweep_quality.ratio(row["final"], row["dataset_max"])
 
 
-def sweep(model: Model, layers: Sequence[str], *, out: str | pathlib.Path,
-          units: tuple[int, int] | str | None = None, batch: int = DEFAULT_BATCH,
-          steps: int = render.LUCID.steps, size: int = render.LUCID.size, seed: int = 0,
+def sweep(model: Model, layers: Sequence[str], config: RenderConfig | None = None, *,
+          out: str | pathlib.Path, units: tuple[int, int] | str | None = None,
+          batch: int = DEFAULT_BATCH, key: jax.Array | None = None, seed: int = 0,
           dataset: str | pathlib.Path | None = None, progress_bar: bool = True,
-          learning_rate: float = render.LUCID.learning_rate, param: str = render.LUCID.param,
-          transforms: str = "standard", devices: Sequence[jax.Device] | None = None,
-          process: tuple[int, int] | None = None,
-          redirect_relu_steps: int = render.LUCID.redirect_relu_steps) -> dict[str, Any]:
+          devices: Sequence[jax.Device] | None = None, process: tuple[int, int] | None = None,
+          **overrides) -> dict[str, Any]:
   """Renders every unit of ``layers`` into the store ``out``; resumes what is there.
 
   Args:
@@ -177,17 +163,15 @@ def sweep(model: Model, layers: Sequence[str], *, out: str | pathlib.Path,
     units: ``(A, B)`` or ``"A:B"``, the half-open channel range per layer
       (clipped to each layer's channels); ``None``: all channels.
     batch: units per compiled call (rounded up to a multiple of the devices with
-      padding slots; the images do not depend on the device count).
-    steps, size, seed, learning_rate, param, redirect_relu_steps: as
-      :func:`featviz.render.render`;
-      every chunk uses ``seed``, so unit ``u``'s image depends on ``u % batch``.
-    transforms: "standard" (Lucid's, a draw per image), "shared" (one draw for
-      the batch, as Lucid) or "none".
+      padding slots); the images depend on neither it nor the device count.
+    key, seed: as :func:`featviz.render`: unit ``u`` of ``layer`` draws from the key folded
+      with ``"layer:u"``.
     dataset: a folder of photos; adds dataset max, argmax and ratio per unit.
     progress_bar: a bar of units done / total, units/s and time left on stderr.
     devices: the devices to split each batch over; ``jax.local_devices()``.
     process: ``(index, count)`` of this process among those sharing the sweep;
       ``(jax.process_index(), jax.process_count())``.
+    **overrides: fields of :class:`featviz.RenderConfig` to replace.
 
   Returns:
     The summary (also in ``out/summary.json``): per layer the units asked and
@@ -195,39 +179,36 @@ def sweep(model: Model, layers: Sequence[str], *, out: str | pathlib.Path,
     min/median/max and fraction above 1.
 
   Raises:
-    sweep_store.SettingsMismatchError: ``out`` holds a sweep with other settings.
+    featviz.SettingsMismatchError: ``out`` holds a sweep with other settings.
   """
+  config = (config if config is not None else RenderConfig()).replace(**overrides)
+  key = keys_lib.as_key(key, seed)
+  recorded = settings(config, key)  # refuses settings given as objects
   if isinstance(units, str):
     units = partition.parse_units(units)
-  if transforms not in TRANSFORMS:
-    raise ValueError(f"transforms {transforms!r}: choose one of {', '.join(TRANSFORMS)}")
-  for name, value in (("steps", steps), ("size", size), ("batch", batch)):
-    if value < 1:
-      raise ValueError(f"{name} must be a positive integer, got {value}")
+  if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
+    raise ValueError(f"batch must be a positive integer, got {batch!r}")
   layers = model.layers_in_order(layers)
   if not layers:
     raise ValueError("name at least one layer to sweep")
   wanted = partition.layer_units(model.spec.layers, layers, units)
-  settings = Settings(batch=batch, steps=steps, size=size, seed=seed, param=param,
-                      learning_rate=learning_rate, transforms=transforms,
-                      redirect_relu_steps=int(redirect_relu_steps))
   devices = list(devices) if devices is not None else jax.local_devices()
   mesh = jax.sharding.Mesh(np.asarray(devices), ("batch",))
   index, count = process if process is not None else (jax.process_index(), jax.process_count())
 
   store = store_lib.Store(out)
-  info = _dataset_info(dataset, settings) if dataset is not None else None
-  store.open(manifest(model, settings, wanted, info), writer=index == 0)
+  info = _dataset_info(dataset, config.size) if dataset is not None else None
+  store.open(manifest(model, recorded, wanted, info), writer=index == 0)
   if count == 1:  # alone on the store: what a killed run left half-written can go
     store.remove_temporaries()
   # Replicate the weights once; each chunk's device_put then finds them in place.
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  model = dataclasses.replace(model, weights=jax.device_put(model.weights, replicated))
+  model = model.replace(weights=jax.device_put(model.weights, replicated))
   best = None
   if dataset is not None:
     score_batch = partition.padded_batch(sweep_quality.SCORE_BATCH, mesh.size)
-    best = sweep_quality.dataset_best(model, layers, dataset, size,
-                                      render.batch_sharding(mesh), score_batch)
+    best = sweep_quality.dataset_best(model, layers, dataset, config.size,
+                                      program.batch_sharding(mesh), score_batch)
 
   done = store.rows(layers)
   work = partition.for_process(partition.chunks(wanted, batch), index, count)
@@ -242,7 +223,7 @@ def sweep(model: Model, layers: Sequence[str], *, out: str | pathlib.Path,
       todo = [u for u in chunk.units if (chunk.layer, u) not in done]
       if todo:
         bar.set_postfix_str(f"{chunk.layer} units {todo[0]}-{todo[-1]}", refresh=True)
-        pictures, rows = render_chunk(model, chunk, todo, settings, mesh, layers)
+        pictures, rows = render_chunk(model, chunk, todo, config, key, mesh, layers)
         for row in rows:
           row["png"] = str(store.png(chunk.layer, row["unit"]).relative_to(store.root))
           row["process"] = index
@@ -253,13 +234,13 @@ def sweep(model: Model, layers: Sequence[str], *, out: str | pathlib.Path,
         bar.update(len(todo))
       last_of_layer = i + 1 == len(work) or work[i + 1].layer != chunk.layer
       if last_of_layer and chunk.layer in touched:
-        atlas_rows[chunk.layer] = _write_atlas(store, chunk.layer, size)
+        atlas_rows[chunk.layer] = _write_atlas(store, chunk.layer, config.size)
 
   for layer in layers:  # atlases of layers this run did not touch (other processes, resume)
     rows = store.rows([layer])
     if rows and atlas_rows.get(layer) != len(rows):
-      _write_atlas(store, layer, size)
-  summary = summarize(store, model, wanted, settings)
+      _write_atlas(store, layer, config.size)
+  summary = summarize(store, model, wanted, recorded)
   store_lib.write_json(store.root / store_lib.SUMMARY, summary)
   return summary
 
@@ -271,7 +252,7 @@ def _write_atlas(store: store_lib.Store, layer: str, size: int) -> int:
 
 
 def summarize(store: store_lib.Store, model: Model, wanted: dict[str, tuple[int, ...]],
-              settings: Settings) -> dict[str, Any]:
+              settings: dict[str, Any]) -> dict[str, Any]:
   """Per-layer statistics over the wanted units found in the store."""
   rows = store.rows(wanted)
   per_layer = {}
@@ -284,7 +265,7 @@ def summarize(store: store_lib.Store, model: Model, wanted: dict[str, tuple[int,
       entry["ratio"] = sweep_quality.ratio_stats([r["ratio"] for r in got])
     per_layer[layer] = entry
   return {"model": model.spec.name, "out": str(store.root),
-          "settings": dataclasses.asdict(settings), "layers": per_layer,
+          "settings": settings, "layers": per_layer,
           "written": store_lib.now()}
 
 
@@ -311,8 +292,5 @@ def load_summary(out: str | pathlib.Path) -> dict[str, Any]:
   return json.loads((pathlib.Path(out) / store_lib.SUMMARY).read_text())
 
 
-__all__ = ["DEFAULT_BATCH", "Settings", "check", "load_summary", "manifest", "render_chunk",
+__all__ = ["DEFAULT_BATCH", "check", "load_summary", "manifest", "render_chunk", "settings",
            "summarize", "sweep", "table"]
-
-
-callable_module.make_callable(__name__, "sweep")  # featviz.sweep(model, layers, ...)

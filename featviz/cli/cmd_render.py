@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
-
 from featviz.cli import spec_grammar
-from featviz.cli.common import add_model_arguments, load_model
+from featviz.cli.common import HelpFormatter, add_model_arguments, load_model
 from featviz.cli.errors import UsageError, writable_output
+from featviz.cli.render_flags import add_render_arguments, config_from, finite_float
 
 _EPILOG = f"""SPEC grammar:
 {spec_grammar.GRAMMAR}
@@ -20,29 +19,17 @@ Examples:
 
 def register(sub) -> None:
   p = sub.add_parser("render", help="render images that maximize objectives",
-                     epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                     epilog=_EPILOG, formatter_class=HelpFormatter)
   add_model_arguments(p)
   p.add_argument("specs", nargs="+", metavar="SPEC", help="objectives (grammar below)")
-  p.add_argument("--steps", type=int, default=512, help="optimization steps (Lucid: 512)")
-  p.add_argument("--size", type=int, default=128, help="image side in pixels (Lucid: 128)")
-  p.add_argument("--seed", type=int, default=0)
+  add_render_arguments(p)
   p.add_argument("--batch", type=int, default=None,
-                 help="images per SPEC when it names one unit (different seeds draws)")
-  p.add_argument("--lr", type=float, default=0.05, help="Adam learning rate (Lucid: 0.05)")
-  p.add_argument("--param", choices=["fourier", "pixel"], default="fourier")
-  p.add_argument("--transforms", choices=["standard", "shared", "none"], default="standard",
-                 help="standard: Lucid's preset with a draw per image; shared: one draw for "
-                      "the batch, as Lucid; none")
-  p.add_argument("--kernels", choices=["auto", "xla", "pallas"], default="auto",
-                 help="the one-pass transforms' and the Fourier decode's implementation: "
-                      "auto picks the Pallas kernels only where measured faster (no device "
-                      "yet, so XLA); pallas forces them (interpreted, slowly, off a GPU)")
-  p.add_argument("--input-size", type=int, default=None,
-                 help="resize images to this size before the network (lucent uses 224)")
+                 help="images per SPEC when it names one unit (each draws its own start)")
   for name, what in [("tv", "total variation"), ("l1", "L1 norm"), ("l2", "L2 norm"),
-                     ("blur", "blur penalty")]:
-    p.add_argument(f"--{name}", type=float, default=0.0, help=f"weight of the {what} penalty")
-  p.add_argument("--diversity", type=float, default=0.0,
+                     ("blur", "blur")]:
+    p.add_argument(f"--{name}", type=finite_float, default=0.0,
+                   help=f"weight of the {what} penalty")
+  p.add_argument("--diversity", type=finite_float, default=0.0,
                  help="weight of Lucid's diversity term on the first SPEC's layer")
   p.add_argument("--out", default="render.png",
                  help="grid PNG; one PNG per image goes to <out stem>_images/")
@@ -70,28 +57,17 @@ def build_objective(args):
 
 
 def run(args) -> int:
-  import functools
+  from featviz import images
+  from featviz._loop import api
 
-  from featviz import images, render, transforms
-  from featviz import param as param_lib
-
+  config = config_from(args)
+  if args.batch is not None and args.batch < 1:
+    raise UsageError(f"--batch must be a positive integer, got {args.batch}")
   out = writable_output(args.out)
-  for name in ("steps", "size"):
-    if getattr(args, name) < 1:
-      raise UsageError(f"--{name} must be a positive integer")
   specs, objective = build_objective(args)
   model = load_model(args)
-  impl = None if args.kernels == "auto" else args.kernels
-  transform = {"standard": transforms.standard(implementation=impl),
-               "shared": transforms.standard(shared=True),
-               "none": transforms.identity()}[args.transforms]
-  param = args.param
-  if param == "fourier" and impl is not None:
-    param = functools.partial(param_lib.fourier, implementation=impl)
-  result = render.render(
-      model, objective, param=param, transforms=transform,
-      optimizer=render.adam(args.lr), steps=args.steps, size=args.size, batch=args.batch,
-      seed=args.seed, input_size=args.input_size, progress_bar=not args.no_progress)
+  result = api.render(model, objective, config, seed=args.seed, batch=args.batch,
+                      progress_bar=not args.no_progress)
   labels = specs.labels(len(result.labels))  # the SPECs alone, without the penalties
   captions = [f"{label} ({value:.3g})" for label, value in zip(labels, result.history[-1])]
   folder = out.with_name(out.stem + "_images")
@@ -101,7 +77,9 @@ def run(args) -> int:
   scale = max(1, 96 // args.size)
   penalties = "".join(f", {name} {getattr(args, name):g}" for name in
                       ("tv", "l1", "l2", "blur", "diversity") if getattr(args, name))
-  title = f"{model.spec.name}, {args.steps} steps, {args.size} px, seed {args.seed}{penalties}"
+  dtype = f", {config.compute_dtype}" if config.compute_dtype else ""
+  title = (f"{model.spec.name}, {args.steps} steps, {args.size} px, seed {args.seed}{dtype}"
+           f"{penalties}")
   images.save_png(images.grid(result.images, captions, scale=scale, title=title), out)
   units_per_s = len(result.labels) / max(result.run_seconds, 1e-9)
   print(f"wrote {out} and {len(result.labels)} images in {folder}/ "

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
-
-from featviz.cli.common import add_model_arguments, load_model
+from featviz.cli.common import HelpFormatter, add_model_arguments, load_model
 from featviz.cli.errors import UsageError, writable_dir
+from featviz.cli.render_flags import add_render_arguments, config_from
 
 _EPILOG = """Renders one image per channel of each layer into DIR (DIR/<layer>/<unit>.png,
 an index, DIR/<layer>_atlas.png, DIR/summary.json). Re-running the same command renders only
@@ -26,7 +25,7 @@ Examples:
 
 def register(sub) -> None:
   p = sub.add_parser("sweep", help="render every unit of some layers, resumable",
-                     epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                     epilog=_EPILOG, formatter_class=HelpFormatter)
   add_model_arguments(p)
   which = p.add_mutually_exclusive_group(required=True)
   which.add_argument("--layers", help="comma-separated layer names")
@@ -35,15 +34,9 @@ def register(sub) -> None:
                  help="channel range A:B, half-open as in Python (0:8 is units 0-7), clipped "
                       "to each layer's channels; default: all")
   p.add_argument("--batch", type=int, default=8,
-                 help="units per compiled call (default 8; raise it on an accelerator)")
-  p.add_argument("--steps", type=int, default=512, help="optimization steps (Lucid: 512)")
-  p.add_argument("--size", type=int, default=128, help="image side in pixels (Lucid: 128)")
-  p.add_argument("--seed", type=int, default=0)
-  p.add_argument("--lr", type=float, default=0.05, help="Adam learning rate (Lucid: 0.05)")
-  p.add_argument("--param", choices=["fourier", "pixel"], default="fourier")
-  p.add_argument("--transforms", choices=["standard", "shared", "none"], default="standard",
-                 help="standard: Lucid's preset with a draw per image; shared: one draw for "
-                      "the batch, as Lucid; none")
+                 help="units per compiled call (raise it on an accelerator); the images do not "
+                      "depend on it, and a store may be resumed with another")
+  add_render_arguments(p)
   p.add_argument("--dataset", default=None,
                  help="a folder of photos: score each unit against its best photo")
   p.add_argument("--out", required=True, help="the store folder")
@@ -81,9 +74,9 @@ def run(args) -> int:
   share = _share(args.share)
   if share is not None and args.distributed:
     raise UsageError("--share and --distributed both split the work: give one")
-  for name in ("steps", "size", "batch"):
-    if getattr(args, name) < 1:
-      raise UsageError(f"--{name} must be a positive integer")
+  config = config_from(args)
+  if args.batch < 1:
+    raise UsageError(f"--batch must be a positive integer, got {args.batch}")
   try:
     units = partition.parse_units(args.units) if args.units is not None else None
   except ValueError as e:
@@ -96,9 +89,8 @@ def run(args) -> int:
     raise UsageError("--layers names no layer")
   try:
     summary = sweep.sweep(
-        model, layers, out=out, units=units, batch=args.batch, steps=args.steps, size=args.size,
-        seed=args.seed, dataset=args.dataset, progress_bar=not args.no_progress,
-        learning_rate=args.lr, param=args.param, transforms=args.transforms, process=share)
+        model, layers, config, out=out, units=units, batch=args.batch, seed=args.seed,
+        dataset=args.dataset, progress_bar=not args.no_progress, process=share)
   except sweep_store.SettingsMismatchError as e:
     raise UsageError(str(e)) from None
   print(sweep.table(summary))

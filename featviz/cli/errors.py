@@ -7,6 +7,8 @@ import pathlib
 
 from featviz.model import ImageShapeError, UnitOutOfRangeError, UnknownLabelError
 from featviz.model import UnknownLayerError
+from featviz._loop.config import ConfigError
+from featviz._sweep.store import SettingsMismatchError
 from featviz.cli.spec_grammar import SpecError
 
 EXIT_USAGE = 2  # argparse's own exit code for bad arguments
@@ -23,8 +25,17 @@ def _zoo_errors() -> tuple[type[BaseException], ...]:
           zoo.WeightMismatchError, zoo.HashMismatchError, zoo.CorruptCacheError)
 
 
-USAGE_ERRORS = (UsageError, SpecError, UnknownLayerError, UnitOutOfRangeError, UnknownLabelError,
+USAGE_ERRORS = (UsageError, SpecError, ConfigError, SettingsMismatchError, UnknownLayerError,
+                UnitOutOfRangeError, UnknownLabelError,
                 ImageShapeError) + _zoo_errors()
+
+
+def _store_errors() -> tuple[type[BaseException], ...]:
+  from featviz._sweep import store  # a damaged, orphaned or busy sweep folder (issue 17)
+  return (store.StoreError, store.ManifestLostError)
+
+
+USAGE_ERRORS += _store_errors()
 
 
 def writable_output(path: str, suffix: str | None = ".png") -> pathlib.Path:

@@ -1,0 +1,246 @@
+"""``featviz.render``: gradient ascent on images, and what it returns.
+
+``render(model, objective)`` draws each image's initial parameters from its own key, then runs
+``steps`` of: parameters -> images -> random transforms -> network (only the layers the
+objective reads) -> scores -> gradient -> optimizer update, as compiled chunks of steps
+(:mod:`featviz._loop.program`). Every setting is a field of :class:`RenderConfig`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import time
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from featviz import objectives as obj_lib
+from featviz import progress
+from featviz._loop import keys as keys_lib
+from featviz._loop import program
+from featviz._loop.config import RenderConfig
+from featviz.model import Model
+from featviz.nonlin import rewrites_for
+
+
+class NonFiniteError(FloatingPointError):
+  """The objective or the image parameters stopped being finite.
+
+  Attributes:
+    step: the first step whose loss or updated parameters were not finite.
+    images: the images of the last finite step (after ``step`` steps), or None.
+  """
+
+  def __init__(self, message: str, step: int | None = None, images: np.ndarray | None = None):
+    super().__init__(message)
+    self.step = step
+    self.images = images
+
+
+@dataclasses.dataclass
+class RenderResult:
+  """What :func:`render` returns.
+
+  Attributes:
+    images: ``(B, H, W, C)`` float32 in ``[0, 1]``.
+    history: ``(steps, B)``: each image's objective value at every step, on the transformed
+      image the step optimized.
+    labels: a short label per image (e.g. ``"block10:5"``).
+    seed: the seed of the key (``None`` when a key was passed).
+    steps: the steps run.
+    compile_seconds: time spent compiling the programs this render needed (0 when all were
+      compiled before in this process; loading them from JAX's persistent compilation cache
+      counts here too, and takes far less than compiling).
+    run_seconds: time spent running the compiled programs (every chunk, the initial draw and
+      the final images), transfers of the results included.
+    objective: the objective, bound to the model.
+    config: the settings of the render.
+  """
+
+  images: np.ndarray
+  history: np.ndarray
+  labels: list[str]
+  seed: int | None
+  steps: int
+  compile_seconds: float
+  run_seconds: float
+  objective: obj_lib.Objective
+  config: RenderConfig | None = None
+
+  def _repr_png_(self) -> bytes:
+    """The images as one captioned grid, so a notebook shows a result by itself."""
+    from featviz import images as images_lib
+    captions = [f"{label} ({value:.3g})" for label, value in zip(self.labels, self.history[-1])]
+    buffer = io.BytesIO()
+    images_lib.grid(self.images, captions).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def resolve_batch(objective: obj_lib.Objective, batch: int | None) -> int:
+  """The number of images: ``batch``, or what the objective's units imply."""
+  implied = objective.batch
+  if batch is None:
+    return implied or 1
+  if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
+    raise ValueError(f"batch must be a positive integer, got {batch!r}")
+  if implied is not None and implied != batch:
+    raise ValueError(f"the objective renders {implied} images (one per unit) but batch={batch}")
+  return int(batch)
+
+
+def _plan(model: Model, objective: obj_lib.Objective, config: RenderConfig, batch: int,
+          mesh: jax.sharding.Mesh | None, chunk: int) -> program.Plan:
+  transform = config.transform()
+  platform = mesh.devices.flat[0].platform if mesh is not None else jax.default_backend()
+  return program.Plan(
+      layers=model.layers_in_order(sorted(objective.layers)),
+      param=config.param_factory(),
+      size=(config.size, config.size),
+      batch=batch,
+      channels=model.spec.channels,
+      transforms=transform,
+      shared_draws=program.draws_shared(transform),
+      optimizer=config.optimizer if config.optimizer is not None else config.learning_rate,
+      redirect_relu_steps=config.redirect_relu_steps,
+      chunk=chunk,
+      input_size=model.input_size(config.input_size),
+      compute_dtype=config.compute_dtype,
+      rewrites=rewrites_for(config.rewrites, platform),
+      batch_sharding=None if mesh is None else program.batch_sharding(mesh))
+
+
+def _prepare(model, objective, config, overrides, batch, mesh):
+  config = (config if config is not None else RenderConfig()).replace(**overrides)
+  if not isinstance(model, Model):
+    raise TypeError(f"model must be a featviz.Model (featviz.zoo.load(name)), got "
+                    f"{type(model).__name__}")
+  batch = resolve_batch(objective, batch)
+  bound = objective.bind(model.spec, batch)
+  network_side = model.input_size(config.input_size) or config.size
+  if network_side < model.spec.min_size:
+    raise ValueError(f"{model.spec.name} needs images of at least {model.spec.min_size} px; "
+                     f"its input would be {network_side} px (size {config.size}, input_size "
+                     f"{config.input_size})")
+  if mesh is not None and batch % mesh.size:
+    raise ValueError(f"batch {batch} must be a multiple of the mesh's {mesh.size} devices; "
+                     "pad the batch (featviz._sweep.partition.padded_batch)")
+  lengths = program.chunk_lengths(config.steps, config.chunk)
+  plan = _plan(model, bound, config, batch, mesh, lengths[0])
+  return config, batch, jax.tree.map(program.canonical, bound), plan, lengths
+
+
+def lower(model: Model, objective: obj_lib.Objective, config: RenderConfig | None = None, *,
+          batch: int | None = None, mesh: jax.sharding.Mesh | None = None,
+          **overrides) -> jax.stages.Lowered:
+  """The render's chunk program, lowered and not run: ``.compile().cost_analysis()`` gives
+  its FLOPs (XLA counts a scan body once: one step), ``.as_text()`` its HLO.
+
+  Same arguments as :func:`render`; the chunk is the render's first chunk length.
+  """
+  _, _, bound, plan, _ = _prepare(model, objective, config, overrides, batch, mesh)
+  return program.lower_chunk(plan, model, bound)
+
+
+def render(model: Model, objective: obj_lib.Objective, config: RenderConfig | None = None, *,
+           key: jax.Array | None = None, seed: int = 0, batch: int | None = None,
+           mesh: jax.sharding.Mesh | None = None, progress_bar: bool = True,
+           **overrides) -> RenderResult:
+  """Renders images that maximize ``objective`` on ``model``.
+
+  Args:
+    model: a :class:`featviz.Model` (``featviz.zoo.load(name)``).
+    objective: what to maximize; its units decide the batch (one image per unit).
+    config: the settings (:class:`RenderConfig`); ``None``: Lucid's defaults.
+    key: a ``jax.random.key``; ``None``: ``jax.random.key(seed)``. Image ``i`` draws from
+      ``key`` folded with its label and repeat count (:mod:`featviz._loop.keys`), so an
+      image does not depend on the rest of the batch. The same key, inputs and device give
+      the same images.
+    seed: the seed of the key when ``key`` is None.
+    batch: number of images; defaults to what the objective's units imply.
+    mesh: split the batch over this mesh's devices (data parallel: every image has its own
+      parameters, so no device waits for another). ``batch`` must be a multiple of
+      ``mesh.size``. ``None``: the default device.
+    progress_bar: show a progress bar on stderr.
+    **overrides: fields of :class:`RenderConfig` to replace (``render(m, obj, steps=64)``).
+
+  Returns:
+    A :class:`RenderResult` with ``images (B, H, W, C)`` and ``history (steps, B)``.
+
+  Raises:
+    NonFiniteError: the objective or the parameters became NaN or infinite; the message
+      names the step and the objective.
+    featviz.ConfigError: a setting out of range.
+  """
+  config, batch, bound, plan, lengths = _prepare(model, objective, config, overrides, batch,
+                                                 mesh)
+  root = keys_lib.as_key(key, seed)
+  labels = bound.labels(batch)
+  k_init, k_steps, k_shared = keys_lib.derive(root, labels)
+  # Every program first (init, the chunk length(s), images), then the run.
+  init, compile_seconds = program.compiled_setup(plan, "init")
+  chunks = {}
+  for n in dict.fromkeys(lengths):
+    chunks[n], seconds = program.compiled_chunk(dataclasses.replace(plan, chunk=n), model, bound)
+    compile_seconds += seconds
+  finish, seconds = program.compiled_setup(plan, "images")
+  compile_seconds += seconds
+  args = (model, bound, k_steps, k_shared)
+  if mesh is not None:  # committed arrays must arrive as compiled; a no-op when they do
+    args = jax.device_put(args, program.shardings(plan, model, bound)[0][:4])
+    k_init = jax.device_put(k_init, plan.batch_sharding)
+  desc = f"render {model.spec.name} {labels[0]}" + (f" (+{batch - 1})" if batch > 1 else "")
+  with progress.bar(config.steps, desc, enabled=progress_bar, images_per_step=batch) as bar:
+    start = time.perf_counter()
+    images, history, bad_step = _run(init, chunks, finish, k_init, args, lengths, bar)
+    run_seconds = time.perf_counter() - start
+  if bad_step >= 0:
+    raise NonFiniteError(
+        f"the objective {' | '.join(dict.fromkeys(labels))} on {model.spec.name} became "
+        f"non-finite at step {bad_step} of {config.steps}; the images were kept at step "
+        f"{bad_step - 1}. Lower the learning rate or add a regularizer.", bad_step, images)
+  return RenderResult(images, history, labels, seed if key is None else None, config.steps,
+                      compile_seconds, run_seconds, bound, config)
+
+
+def _run(init, chunks, finish, k_init, args, lengths: Sequence[int], bar) -> tuple:
+  """Runs the compiled programs: ``(images, history, bad_step)`` as NumPy values.
+
+  Chunk ``i + 1`` is dispatched before Python waits for chunk ``i``'s first bad step (a
+  scalar), so the device always has the next chunk queued while the bar advances and the
+  finiteness check runs. A non-finite step ends the run after the chunk that follows it: the
+  state froze at that step, so the images are those of the last finite step either way.
+  """
+  state = init(k_init)
+  history, pending, bad_step, done = [], [], -1, 0
+
+  def wait(entry):
+    bad, steps_done = entry
+    bad = int(jax.device_get(bad))
+    progress.advance(bar, steps_done)
+    return bad
+
+  for n in lengths:
+    state, rows = chunks[n](*args, state, np.int32(done))
+    done += n
+    history.append(rows)
+    pending.append((state[2], done))
+    if len(pending) > 1:
+      bad_step = wait(pending.pop(0))
+      if bad_step >= 0:
+        break
+  if bad_step < 0:
+    for entry in pending:
+      bad_step = wait(entry)
+  images, history = jax.device_get((finish(state[0]), history))
+  return np.asarray(images), np.concatenate([np.asarray(h) for h in history]), bad_step
+
+
+def score_images(model: Model, objective: obj_lib.Objective, images: Any) -> np.ndarray:
+  """Each image's objective value, on the images as given (no transforms): ``(B,)``."""
+  images = jnp.asarray(images, jnp.float32)
+  bound = objective.bind(model.spec, images.shape[0])
+  acts = model.activations(images, sorted(bound.layers))
+  return np.asarray(bound(obj_lib.Context(acts, images)))

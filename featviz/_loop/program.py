@@ -1,0 +1,351 @@
+"""The compiled programs of a render: the initial draw, the chunk of steps, the final images.
+
+A render of ``steps`` steps runs as a ``lax.scan`` of ``chunk`` steps inside one compiled
+program, which Python calls ``steps / chunk`` times, carrying the state (parameters, optimizer
+state, first non-finite step) from call to call. The model (a pytree: weights are leaves), the
+objective's data (unit indices, targets), the per-image keys and the index of the chunk's first
+step are arguments of that program, never constants, so rendering other units, another seed or
+(where :func:`chunk_lengths` gives the same chunk) another step count reuses it.
+
+Why chunks and not one scan of all steps: the program has no host callbacks (progress is shown
+from Python between chunks), so JAX's persistent compilation cache can store it (see
+``featviz.compile_cache``), and showing a progress bar or not is the same program. Step ``t``
+draws its transforms from ``fold_in(k_steps, t)`` with the global ``t``, so the images do not
+depend on the chunking: they are bitwise those of a single chunk of all steps
+(``tests/test_render_chunks.py``).
+
+Everything static about the programs is a :class:`Plan`; equal plans and argument signatures
+share a compiled program, kept in one bounded cache.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from featviz import objectives as obj_lib
+from featviz import transforms as tf_lib
+from featviz.model import Model
+from featviz.nonlin import Ops, redirecting
+
+# Steps per compiled call, at most (see chunk_lengths). Measured on jax 0.10.2, 2-core CPU: a call
+# costs 0.04 ms (tiny test CNN, 8 weight arrays) to 0.25 ms (InceptionV1, 116) of host time to
+# dispatch, and InceptionV1 mixed4a (batch 1) ran at 20.0 ms/step in 1-step chunks, 18.9 in 8- and
+# 32-step chunks (a single scan: the same, within the machine's noise). Dispatch is asynchronous,
+# so that cost is hidden once a call's steps outlast it; 32 steps do for any real network and
+# nearly for a 16-px toy (0.19 ms/step in 1-step chunks, 0.08 in 32, 0.075 in 64). Longer chunks
+# would only make the progress bar and the non-finite check coarser, and fewer step counts would
+# share a chunk; 32 divides Lucid's 512 and the other powers of two users pick.
+MAX_CHUNK = 32
+
+# Compiled programs kept per process (least recently used dropped first). A sweep of every layer
+# of InceptionV1 needs 3 per layer shape; 64 keeps a whole model's with room to spare.
+MAX_PROGRAMS = 64
+
+
+def chunk_lengths(steps: int, chunk: int | None = None) -> tuple[int, ...]:
+  """The step counts of the compiled calls that run ``steps`` steps, in order.
+
+  ``chunk=None`` takes the largest divisor of ``steps`` that is at most :data:`MAX_CHUNK` (512,
+  256, 1024 steps: 32; 100, 200, 1000: 25; 12: 12), so every render compiles one loop program
+  and the step counts with the same divisor share it. A count with no divisor near 32 (101: 1)
+  gets short chunks rather than a second program: a call costs about 1 ms more than a step
+  inside a scan (see :data:`MAX_CHUNK`), 0.1 s for 101 calls, while a second program takes
+  seconds to compile on a CPU (measured: 4 to 7 s for InceptionV1 mixed4a, 4.8 s for
+  EfficientNet-Lite0 block3). An explicit ``chunk`` gives ``steps // chunk`` calls of ``chunk``
+  steps and one of the rest. The images never depend on the chunks.
+  """
+  steps = int(steps)
+  if steps < 1:
+    raise ValueError(f"steps must be at least 1, got {steps}")
+  if chunk is None:
+    chunk = max(d for d in range(1, min(steps, MAX_CHUNK) + 1) if steps % d == 0)
+  chunk = int(chunk)
+  if chunk < 1:
+    raise ValueError(f"chunk must be at least 1, got {chunk}")
+  full, rest = divmod(steps, chunk)
+  return (chunk,) * full + ((rest,) if rest else ())
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """Everything static about the programs of a render; equal plans share compiled programs.
+
+  The step count is not here: a render of ``steps`` steps calls the program of each length in
+  :func:`chunk_lengths`. Neither is the progress bar, which Python advances between calls, nor
+  the model, whose spec and forward function are the static part of its pytree.
+  """
+
+  layers: tuple[str, ...]
+  param: Callable  # f(size, batch, channels) -> featviz.param.Param
+  size: tuple[int, int]
+  batch: int
+  channels: int
+  transforms: Callable | None
+  shared_draws: bool  # the transforms draw once for the batch (Lucid's behaviour)
+  optimizer: optax.GradientTransformation | float  # a float: Adam with that learning rate
+  redirect_relu_steps: int
+  chunk: int  # steps per call of the program (a lax.scan of this length)
+  input_size: int | None
+  compute_dtype: str | None  # the network's arithmetic dtype; None: float32
+  rewrites: frozenset[str]  # featviz.nonlin.CPU_REWRITES the zoo layers use
+  # A NamedSharding that splits the batch axis over a mesh's devices; None: one device.
+  batch_sharding: Any = None
+
+  def setup(self) -> Plan:
+    """The fields the initial draw and the final images depend on (the rest blanked), so a
+    few small programs serve every layer, objective and step count of one image shape."""
+    return dataclasses.replace(self, layers=(), transforms=None, shared_draws=False,
+                               redirect_relu_steps=0, chunk=0, input_size=None,
+                               compute_dtype=None, rewrites=frozenset())
+
+  def build_optimizer(self) -> optax.GradientTransformation:
+    if isinstance(self.optimizer, float):
+      return optax.adam(self.optimizer)
+    return self.optimizer
+
+
+def draws_shared(transform: Callable) -> bool:
+  """True when ``transform`` draws one value for the whole batch (every part has
+  ``shared=True``; Lucid's behaviour): it then gets the batch's key, not one per image."""
+  if isinstance(transform, tf_lib.Compose):
+    return all(draws_shared(t) for t in transform.transforms)
+  return bool(getattr(transform, "shared", False))
+
+
+_PROGRAMS: collections.OrderedDict[Any, Any] = collections.OrderedDict()
+_TRACES = [0]
+
+
+def trace_count() -> int:
+  """How many times a chunk program has been traced (compiled) in this process: one per plan,
+  chunk length and argument signature. The small programs that draw the initial state and
+  decode the final images are not counted. A debugging aid (tests check reuse with it)."""
+  return _TRACES[0]
+
+
+def _all_finite(tree) -> jax.Array:
+  leaves = jax.tree.leaves(tree)
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+
+def _on_batch_axis(plan: Plan, params):
+  """Pins every params leaf's leading (batch) axis to the plan's devices (no-op on one).
+
+  Each image has its own parameters, so splitting the batch is data parallelism (the only
+  communication is the finiteness check's scalar all-reduces); without the pin XLA could keep
+  the freshly drawn parameters on one device.
+  """
+  if plan.batch_sharding is None:
+    return params
+  return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, plan.batch_sharding), params)
+
+
+def _init(plan: Plan, k_init: jax.Array):
+  """The loop's initial state ``(params, opt_state, bad_step = -1)``: each image's
+  parameters drawn from its own key (``k_init (B,)``)."""
+  one = plan.param(plan.size, 1, plan.channels)
+  params = jax.vmap(lambda k: jax.tree.map(lambda x: x[0], one.init(k)))(k_init)
+  params = _on_batch_axis(plan, params)
+  return params, plan.build_optimizer().init(params), jnp.asarray(-1, jnp.int32)
+
+
+def _images(plan: Plan, params) -> jax.Array:
+  """The images of ``params``."""
+  return plan.param(plan.size, plan.batch, plan.channels).to_image(params)
+
+
+def transform(plan: Plan, k_steps: jax.Array, k_shared: jax.Array, step: jax.Array,
+              images: jax.Array) -> jax.Array:
+  """Step ``step``'s random transforms: each image with its own key, or one shared draw."""
+  if plan.shared_draws:
+    return plan.transforms(jax.random.fold_in(k_shared, step), images)
+  keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(k_steps, step)
+  return jax.vmap(lambda k, image: plan.transforms(k, image[None])[0])(keys, images)
+
+
+def loss(plan: Plan, model: Model, objective: obj_lib.Objective, k_steps: jax.Array,
+         k_shared: jax.Array, params, step: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """``(-sum of scores, scores (B,))`` of one step: params -> images -> transforms ->
+  network (only the layers the objective reads) -> objective. ``model`` is already cast to
+  the plan's compute dtype."""
+  param = plan.param(plan.size, plan.batch, plan.channels)
+  with jax.named_scope("param"):
+    image = param.to_image(params)
+  with jax.named_scope("transforms"):
+    x = transform(plan, k_steps, k_shared, step, image)
+  ops = Ops(rewrites=plan.rewrites)
+  if plan.redirect_relu_steps:
+    ops = redirecting(step < plan.redirect_relu_steps, plan.rewrites)
+  with jax.named_scope("model"):
+    acts = model.activations(x, plan.layers, ops=ops, compute_dtype=plan.compute_dtype,
+                             input_size=plan.input_size)
+  with jax.named_scope("objective"):
+    scores = objective(obj_lib.Context(acts, image))
+  return -jnp.sum(scores), scores
+
+
+def _chunk(plan: Plan, model: Model, objective: obj_lib.Objective, k_steps: jax.Array,
+           k_shared: jax.Array, state, start: jax.Array):
+  """A chunk program: steps ``start .. start + plan.chunk - 1`` from ``state``.
+
+  Returns the new state and the chunk's history rows ``(plan.chunk, B)``. Step ``t`` uses the
+  global ``t`` (its transforms' keys, the redirected-ReLU switch), so a run's result does not
+  depend on how its steps are chunked.
+  """
+  _TRACES[0] += 1
+  model = model.cast(plan.compute_dtype)  # once per chunk, outside the scan
+  optimizer = plan.build_optimizer()
+  value_and_grad = jax.value_and_grad(functools.partial(loss, plan, model, objective, k_steps,
+                                                        k_shared), has_aux=True)
+
+  def step_fn(carry, step):
+    params, opt_state, bad_step = carry
+    (value, scores), grads = value_and_grad(params, step)
+    with jax.named_scope("optimizer"):
+      updates, new_opt_state = optimizer.update(grads, opt_state, params)
+      new_params = _on_batch_axis(plan, optax.apply_updates(params, updates))
+    finite = jnp.isfinite(value) & _all_finite(new_params)
+    bad_step = jnp.where((bad_step < 0) & ~finite, step, bad_step)
+    keep = bad_step < 0  # once non-finite, freeze: the error names the step afterwards
+    params = jax.tree.map(lambda n, o: jnp.where(keep, n, o), new_params, params)
+    opt_state = jax.tree.map(lambda n, o: jnp.where(keep, n, o), new_opt_state, opt_state)
+    return (params, opt_state, bad_step), scores
+
+  steps = start + jnp.arange(plan.chunk, dtype=jnp.int32)
+  return jax.lax.scan(step_fn, state, steps)
+
+
+def canonical(leaf):
+  """Fixes dtypes of objective data so the compiled program's signature is stable."""
+  if isinstance(leaf, (bool, np.bool_)):
+    return np.asarray(leaf)
+  if isinstance(leaf, (int, np.integer)):
+    return np.int32(leaf)
+  if isinstance(leaf, (float, np.floating)):
+    return np.float32(leaf)
+  if isinstance(leaf, np.ndarray):
+    if leaf.dtype.kind == "f":
+      return leaf.astype(np.float32)
+    if leaf.dtype.kind in "iu":
+      return leaf.astype(np.int32)
+  return leaf
+
+
+def _signature(tree) -> tuple:
+  leaves, treedef = jax.tree.flatten(tree)
+  return treedef, tuple((np.shape(x), str(getattr(x, "dtype", type(x)))) for x in leaves)
+
+
+def _key_struct(shape: tuple[int, ...]) -> jax.ShapeDtypeStruct:
+  return jax.ShapeDtypeStruct(shape, jax.random.key(0).dtype)
+
+
+@functools.lru_cache(maxsize=MAX_PROGRAMS)
+def _state_shape(setup: Plan):
+  """The loop state's shapes and dtypes, without drawing anything (traced once per setup)."""
+  return jax.eval_shape(functools.partial(_init, setup), _key_struct((setup.batch,)))
+
+
+def _state_shardings(setup: Plan):
+  """The state's layout: leaves with a leading batch axis split like the images, the rest
+  (Adam's step count, the first bad step) replicated."""
+  batch = setup.batch_sharding
+  replicated = jax.sharding.NamedSharding(batch.mesh, jax.sharding.PartitionSpec())
+  return jax.tree.map(lambda x: batch if x.shape[:1] == (setup.batch,) else replicated,
+                      _state_shape(setup))
+
+
+def shardings(plan: Plan, model: Model, objective) -> tuple[tuple, tuple]:
+  """``(in_shardings, out_shardings)`` of the chunk program when the plan splits the batch.
+
+  Arguments ``(model, objective, k_steps, k_shared, state, start)``: the model, the shared key
+  and ``start`` are replicated; objective leaves whose leading axis is the batch (unit
+  indices, per-image vectors), the per-image keys and state leaves with a leading batch axis
+  (parameters, Adam's moments) are split like the images. Results ``(state, history)``: the
+  state as it came in, the history ``(chunk, B)`` split on its second axis.
+  """
+  batch = plan.batch_sharding
+  mesh, axes = batch.mesh, batch.spec[0]
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+
+  def leaf(x):
+    return batch if np.ndim(x) >= 1 and np.shape(x)[0] == plan.batch else replicated
+
+  state = _state_shardings(plan.setup())
+  in_shardings = (jax.tree.map(lambda _: replicated, model), jax.tree.map(leaf, objective),
+                  batch, replicated, state, replicated)
+  history = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, axes))
+  return in_shardings, (state, history)
+
+
+def batch_sharding(mesh: jax.sharding.Mesh) -> jax.sharding.NamedSharding:
+  """Splits a leading batch axis over every device of ``mesh`` (all its axes)."""
+  return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(mesh.axis_names))
+
+
+def _remember(key, make):
+  """The cached program under ``key`` and 0 s, or ``make()``'s and its compile time."""
+  if key in _PROGRAMS:
+    _PROGRAMS.move_to_end(key)
+    return _PROGRAMS[key], 0.0
+  start = time.perf_counter()
+  program = make()
+  _PROGRAMS[key] = program
+  while len(_PROGRAMS) > MAX_PROGRAMS:
+    _PROGRAMS.popitem(last=False)
+  return program, time.perf_counter() - start
+
+
+def lower_chunk(plan: Plan, model: Model, objective) -> jax.stages.Lowered:
+  """The chunk program of ``plan``, lowered for these arguments' shapes (not compiled)."""
+  layout = {}
+  if plan.batch_sharding is not None:
+    layout = dict(zip(("in_shardings", "out_shardings"), shardings(plan, model, objective)))
+  index = jax.ShapeDtypeStruct((), jnp.int32)
+  return jax.jit(_chunk, static_argnums=0, **layout).lower(
+      plan, model, objective, _key_struct((plan.batch,)), _key_struct(()),
+      _state_shape(plan.setup()), index)
+
+
+def compiled_chunk(plan: Plan, model: Model, objective):
+  """The compiled chunk program for this plan and argument signature, and its compile time.
+
+  Called as ``fn(model, objective, k_steps, k_shared, state, start) -> (state, history)``
+  with ``state`` from :func:`compiled_setup`'s ``"init"`` program or a previous call. With
+  ``plan.batch_sharding`` it takes and returns arrays laid out as :func:`shardings` says.
+  """
+  key = ("chunk", plan, _signature(model), _signature(objective))
+  return _remember(key, lambda: lower_chunk(plan, model, objective).compile())
+
+
+def compiled_setup(plan: Plan, kind: str):
+  """The compiled ``"init"`` (``k_init -> state``) or ``"images"`` (``params -> images``)
+  program of ``plan.setup()``, and its compile time (0 when compiled before)."""
+  setup = plan.setup()
+
+  def make():
+    layout = {}
+    if kind == "init":
+      fn, arg = _init, _key_struct((setup.batch,))
+      if setup.batch_sharding is not None:
+        layout = {"in_shardings": (setup.batch_sharding,),
+                  "out_shardings": _state_shardings(setup)}
+    elif kind == "images":
+      fn, arg = _images, _state_shape(setup)[0]
+      if setup.batch_sharding is not None:
+        layout = {"in_shardings": (_state_shardings(setup)[0],),
+                  "out_shardings": setup.batch_sharding}
+    else:
+      raise ValueError(f"kind must be 'init' or 'images', got {kind!r}")
+    return jax.jit(fn, static_argnums=0, **layout).lower(setup, arg).compile()
+
+  return _remember((kind, setup), make)
