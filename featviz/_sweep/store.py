@@ -22,16 +22,34 @@ index file with the old rows and the new ones.
 
 The ``_index`` name cannot clash with a layer folder: layer folder names go
 through ``images.safe_name``, which strips leading underscores.
+
+**Damage is repaired, never served.** A row counts as done only while its PNG is intact
+(a regular file with the PNG signature and the ``IEND`` trailer, a cheap check of 20 bytes),
+so a deleted, truncated or garbage PNG is rendered again on resume; one that still fails to
+decode when an atlas is drawn is dropped from its index file (:meth:`Store.forget`) and
+rendered on the next resume. A store whose ``manifest.json`` is lost while index rows remain
+is refused (:class:`ManifestLostError`): the rows cannot say every setting that made them.
+A damaged manifest or index file raises :class:`CorruptStoreError` naming the file.
+
+**One sweep at a time, or the processes of one sweep.** :meth:`Store.open` takes a shared
+``fcntl.flock`` on ``.featviz-sweep.lock`` (the processes of one sweep, ``--share`` or
+``--distributed``, share it), and :meth:`Store.remove_temporaries`, which only a process
+alone on the store may call, makes it exclusive first: a second sweep on the same folder then
+gets :class:`StoreLockedError` instead of deleting the first one's temporary files.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
+import fcntl
 import hashlib
 import json
 import os
 import pathlib
+import stat
+import warnings
+import weakref
 from typing import Any, Iterable, Mapping
 
 import jax
@@ -44,6 +62,11 @@ FORMAT = 1  # bump when the layout changes; part of the settings compared on res
 INDEX = "_index"
 MANIFEST = "manifest.json"
 SUMMARY = "summary.json"
+LOCK = ".featviz-sweep.lock"
+
+# A PNG starts with this signature and ends with the empty IEND chunk (PNG spec, 5.2 and 11.2.5).
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 
 # Manifest fields that must match for a store to be resumed (the rest is record only).
 COMPARED = ("format", "model", "weights_sha256", "featviz_version", "settings", "dataset")
@@ -51,6 +74,66 @@ COMPARED = ("format", "model", "weights_sha256", "featviz_version", "settings", 
 
 class SettingsMismatchError(ValueError):
   """The store was made with other settings; the message lists what differs."""
+
+
+class ManifestLostError(SettingsMismatchError):
+  """The store has index rows but no ``manifest.json``: the rows' settings are unknown."""
+
+
+class StoreError(ValueError):
+  """A store folder that cannot be used as it is; the message names the file and the fix."""
+
+
+class CorruptStoreError(StoreError):
+  """A ``manifest.json`` or index file of the store does not parse as what it should be."""
+
+
+class StoreLockedError(StoreError):
+  """Another sweep (another process) is writing the store."""
+
+
+# This process's lock on each store: {lock file: [fd, exclusive, Store objects using it]}.
+# flock conflicts between two descriptors even in one process, so Store objects share one.
+_HELD: dict[str, list[Any]] = {}
+
+
+def _release(key: str) -> None:
+  held = _HELD.get(key)
+  if held is None:
+    return
+  held[2] -= 1
+  if held[2] <= 0:
+    del _HELD[key]
+    os.close(held[0])  # closing the last descriptor releases the flock
+
+
+def _png_intact(path: pathlib.Path) -> bool:
+  """A regular file (not a symlink) with the PNG signature and the IEND trailer."""
+  try:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+  except OSError:
+    return False
+  try:
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_size < len(_PNG_SIGNATURE) + len(_PNG_END):
+      return False
+    head = os.pread(fd, len(_PNG_SIGNATURE), 0)
+    tail = os.pread(fd, len(_PNG_END), st.st_size - len(_PNG_END))
+    return head == _PNG_SIGNATURE and tail == _PNG_END
+  except OSError:
+    return False
+  finally:
+    os.close(fd)
+
+
+def _read_json(path: pathlib.Path, what: str, fix: str) -> Any:
+  """``path`` parsed as JSON; :class:`CorruptStoreError` naming the file otherwise."""
+  try:
+    return json.loads(path.read_text())
+  except (OSError, ValueError, UnicodeDecodeError) as e:
+    reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+    raise CorruptStoreError(f"{path}: unreadable {what} ({type(e).__name__}: {reason}); "
+                            f"{fix}") from None
 
 
 def weights_sha256(model) -> tuple[str, str]:
@@ -99,6 +182,53 @@ class Store:
 
   def __init__(self, root: str | os.PathLike):
     self.root = pathlib.Path(root)
+    self._lock_key: str | None = None
+
+  # ----- lock
+  def _locked_message(self, fd: int) -> str:
+    try:
+      pid = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+      pid = ""
+    by = f" by process {pid}" if pid.isdigit() else ""
+    return (f"another featviz sweep is writing {self.root} (its lock {LOCK} is held{by}); "
+            "wait for it to finish, or give this sweep another --out folder. The processes "
+            "of one sweep share a folder with --share I/N or --distributed")
+
+  def lock(self, exclusive: bool = False) -> None:
+    """Takes this process's ``flock`` on the store: shared, or exclusive when alone on it.
+
+    Raises:
+      StoreLockedError: another process holds it (exclusively, or at all for ``exclusive``).
+    """
+    key = os.path.realpath(self.root / LOCK)
+    held = _HELD.get(key)
+    if held is None:
+      fd = os.open(key, os.O_RDWR | os.O_CREAT, 0o666)
+      try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+      except BlockingIOError:
+        message = self._locked_message(fd)
+        os.close(fd)
+        raise StoreLockedError(message) from None
+      held = _HELD[key] = [fd, False, 0]
+    if self._lock_key is None:  # the root never changes: one use of the lock per Store
+      held[2] += 1
+      self._lock_key = key
+      weakref.finalize(self, _release, key)
+    if exclusive and not held[1]:
+      try:
+        fcntl.flock(held[0], fcntl.LOCK_EX | fcntl.LOCK_NB)
+      except BlockingIOError:
+        message = self._locked_message(held[0])
+        try:  # flock may have dropped the shared lock while trying: take it back
+          fcntl.flock(held[0], fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+          pass
+        raise StoreLockedError(message) from None
+      held[1] = True
+      os.ftruncate(held[0], 0)
+      os.pwrite(held[0], f"{os.getpid()}\n".encode(), 0)
 
   # ----- manifest
   def open(self, manifest: Mapping[str, Any], *, writer: bool = True) -> dict[str, Any]:
@@ -114,30 +244,61 @@ class Store:
 
     Raises:
       SettingsMismatchError: listing every field that differs.
+      ManifestLostError: index rows exist but ``manifest.json`` does not.
+      CorruptStoreError: ``manifest.json`` does not parse as a JSON object.
+      StoreLockedError: another sweep is writing the store (:meth:`lock`).
     """
     self.root.mkdir(parents=True, exist_ok=True)
+    self.lock()
     (self.root / INDEX).mkdir(exist_ok=True)
     path = self.root / MANIFEST
     if not path.exists():
-      with contextlib.suppress(FileExistsError):  # another process made it first: check it
-        tmp = self.root / f".{MANIFEST}.{os.getpid()}.new"
+      self._refuse_orphan_rows(manifest)
+      tmp = self.root / f".{MANIFEST}.{os.getpid()}.new"
+      try:
         tmp.write_bytes(_json_bytes(dict(manifest)))
-        try:
-          os.link(tmp, path)  # fails if it exists: first writer wins, atomically
-        finally:
+        os.link(tmp, path)  # fails if it exists: first writer wins, atomically
+      except FileExistsError:
+        pass  # another process made it first: check it
+      finally:
+        with contextlib.suppress(FileNotFoundError):
           tmp.unlink()
-    stored = json.loads(path.read_text())
+    fix = ("restore it, or move the folder aside to start the sweep over "
+           "(or give another --out folder)")
+    stored = _read_json(path, "sweep manifest", fix)
+    if not isinstance(stored, dict):
+      raise CorruptStoreError(f"{path}: the sweep manifest is a {type(stored).__name__}, not a "
+                              f"JSON object; {fix}")
     diff = differences({k: stored.get(k) for k in COMPARED},
                        {k: manifest.get(k) for k in COMPARED})
     if diff:
       raise SettingsMismatchError(
           f"{self.root} holds a sweep made with other settings:\n  " + "\n  ".join(diff) +
           "\nuse another --out folder, or repeat the store's settings to resume it")
-    layers = {**stored.get("layers", {}), **manifest.get("layers", {})}
+    layers = {**(stored.get("layers") or {}), **manifest.get("layers", {})}
     if writer and layers != stored.get("layers"):
       stored["layers"] = layers
       write_json(path, stored)
     return stored
+
+  def _refuse_orphan_rows(self, manifest: Mapping[str, Any]) -> None:
+    """Raises :class:`ManifestLostError` when index rows exist without a manifest."""
+    rows = self.rows(intact=False)
+    if not rows:
+      return
+    settings = manifest.get("settings") or {}
+    diff = []
+    for key in ("steps", "seed", "size"):
+      seen = sorted({json.dumps(r.get(key)) for r in rows.values() if key in r})
+      if key in settings and seen and seen != [json.dumps(settings[key])]:
+        diff.append(f"{key}: the rows have {', '.join(seen)}, this run asks "
+                    f"{json.dumps(settings[key])}")
+    said = ("; they differ from this run: " + "; ".join(diff)) if diff else (
+        "; the model, weights, learning rate and other settings of the rows cannot be checked")
+    raise ManifestLostError(
+        f"{self.root} has {len(rows)} index rows under {INDEX}/ but no {MANIFEST}, so the "
+        f"settings that made them are lost{said}. Restore {MANIFEST}, or move the folder aside "
+        f"(or delete {INDEX}/ and the layer folders) to start over, or give another --out folder")
 
   # ----- paths
   def layer_dir(self, layer: str) -> pathlib.Path:
@@ -153,16 +314,51 @@ class Store:
     return self.root / INDEX / images.safe_name(layer) / f"{chunk:05d}.json"
 
   # ----- index
-  def rows(self, layers: Iterable[str] | None = None) -> dict[tuple[str, int], dict[str, Any]]:
-    """Every committed row, ``{(layer, unit): row}``, merged over all index files."""
+  def _index_rows(self, file: pathlib.Path) -> list[dict[str, Any]]:
+    """The rows of one index file; :class:`CorruptStoreError` naming it if malformed."""
+    fix = ("delete it: the units it lists are rendered again on resume")
+    data = _read_json(file, "index file", fix)
+    rows = data.get("rows") if isinstance(data, dict) else None
+    if not isinstance(rows, list) or not all(
+        isinstance(r, dict) and isinstance(r.get("layer"), str) and isinstance(r.get("png"), str)
+        and type(r.get("unit")) is int for r in rows):
+      raise CorruptStoreError(f"{file}: not a sweep index file (it needs 'rows', a list of "
+                              f"objects with a string 'layer' and 'png' and an integer 'unit'); "
+                              f"{fix}")
+    return rows
+
+  def rows(self, layers: Iterable[str] | None = None, *,
+           intact: bool = True) -> dict[tuple[str, int], dict[str, Any]]:
+    """Every committed row, ``{(layer, unit): row}``, merged over all index files.
+
+    Args:
+      layers: only these layers' rows; None: every layer's.
+      intact: only rows whose PNG is intact (:func:`_png_intact`): the done units. A row
+        whose PNG was deleted or damaged is then not done, and a resume renders it again.
+        False: every row (for :meth:`check` and readers that report missing PNGs).
+
+    Raises:
+      CorruptStoreError: an index file does not parse; the message names it.
+    """
     folders = ([self.root / INDEX / images.safe_name(x) for x in layers] if layers is not None
                else sorted(p for p in (self.root / INDEX).glob("*") if p.is_dir()))
     out = {}
     for folder in folders:
       for file in sorted(folder.glob("*.json")):
-        for row in json.loads(file.read_text())["rows"]:
-          out[(row["layer"], int(row["unit"]))] = row
+        for row in self._index_rows(file):
+          if not intact or _png_intact(self.root / row["png"]):
+            out[(row["layer"], int(row["unit"]))] = row
     return out
+
+  def forget(self, layer: str, unit: int) -> None:
+    """Drops ``unit``'s row from its index file, so that the next resume renders it again."""
+    for file in sorted((self.root / INDEX / images.safe_name(layer)).glob("*.json")):
+      rows = self._index_rows(file)
+      kept = [r for r in rows if int(r["unit"]) != unit]
+      if len(kept) != len(rows):
+        data = json.loads(file.read_text())
+        data["rows"] = kept
+        write_json(file, data)
 
   def commit(self, layer: str, chunk: int, pictures: Mapping[int, np.ndarray],
              rows: Iterable[dict[str, Any]]) -> None:
@@ -174,7 +370,7 @@ class Store:
     file.parent.mkdir(parents=True, exist_ok=True)
     merged = {}
     if file.exists():
-      merged = {int(r["unit"]): r for r in json.loads(file.read_text())["rows"]}
+      merged = {int(r["unit"]): r for r in self._index_rows(file)}
     merged.update({int(r["unit"]): r for r in rows})
     write_json(file, {"layer": layer, "chunk": chunk,
                       "rows": [merged[u] for u in sorted(merged)]})
@@ -184,10 +380,22 @@ class Store:
     """A labelled grid of the layer's rendered units (from their PNGs), ``<layer>_atlas.png``.
 
     Captions are ``unit`` or, with dataset scores, ``unit ratio``. Tiles under
-    96 px are upscaled to about 96 px (nearest) so captions stay readable.
+    96 px are upscaled to about 96 px (nearest) so captions stay readable. A PNG that
+    does not decode is left out with a warning, and its row is dropped (:meth:`forget`):
+    the next resume renders the unit again.
     """
-    rows = sorted(rows, key=lambda r: int(r["unit"]))
-    pictures = [np.asarray(Image.open(self.root / r["png"]), np.float32) / 255.0 for r in rows]
+    pictures, kept = [], []
+    for r in sorted(rows, key=lambda r: int(r["unit"])):
+      try:
+        with Image.open(self.root / r["png"]) as im:
+          pictures.append(np.asarray(im, np.float32) / 255.0)
+      except (OSError, ValueError, SyntaxError) as e:  # PIL's decoder errors
+        warnings.warn(f"{self.root / r['png']} does not decode ({e}); left out of the atlas, "
+                      f"and {layer}:{r['unit']} will be rendered again on resume", stacklevel=2)
+        self.forget(layer, int(r["unit"]))
+        continue
+      kept.append(r)
+    rows = kept
     captions = [f"{r['unit']}" + (f" {r['ratio']:.2f}" if r.get("ratio") is not None else "")
                 for r in rows]
     title = f"{layer}: {len(rows)} units"
@@ -195,12 +403,19 @@ class Store:
     return images.save_png(grid, self.atlas(layer))
 
   def remove_temporaries(self) -> int:
-    """Deletes files a killed writer left half-written (``images.atomic_write``'s ``.*.tmp``).
+    """Deletes what a killed writer left: ``images.atomic_write``'s ``.*.tmp`` files and
+    :meth:`open`'s ``.manifest.json.<pid>.new``.
 
-    Call it only when no other process writes the store: a live writer's
-    temporary file would vanish under it. Returns how many were removed.
+    Call it only when no other process of this sweep writes the store: it first makes
+    this process's lock exclusive (:meth:`lock`), so another sweep's live temporary
+    files are never deleted. Returns how many were removed.
+
+    Raises:
+      StoreLockedError: another process has the store open.
     """
+    self.lock(exclusive=True)
     stale = [p for p in self.root.rglob(".*.tmp") if p.is_file()]
+    stale += [p for p in self.root.glob(f".{MANIFEST}.*.new") if p.is_file()]
     for p in stale:
       with contextlib.suppress(FileNotFoundError):
         p.unlink()
@@ -214,7 +429,7 @@ class Store:
     between the two commit steps and vanish when the sweep resumes.
     """
     problems = []
-    rows = self.rows()
+    rows = self.rows(intact=False)
     seen_files = set()
     for (layer, unit), row in sorted(rows.items()):
       path = self.root / row["png"]

@@ -130,7 +130,7 @@ def read_sweep(path: str | os.PathLike) -> Sweep:
     raise NotASweepError(f"{str(root)!r} is not a sweep: it has no {store_lib.INDEX}/ folder "
                          f"of index files {hint}")
   try:
-    rows = store_lib.Store(root).rows()
+    rows = store_lib.Store(root).rows(intact=False)  # gone PNGs are listed as missing
   except (ValueError, KeyError) as e:
     raise NotASweepError(f"{str(root)!r}: an index file under {store_lib.INDEX}/ does not "
                          f"parse ({e})") from None
