@@ -38,14 +38,6 @@ def _store_errors() -> tuple[type[BaseException], ...]:
 USAGE_ERRORS += _store_errors()
 
 
-def _store_errors() -> tuple[type[BaseException], ...]:
-  from featviz._sweep import store  # a damaged, orphaned or busy sweep folder (issue 17)
-  return (store.StoreError, store.ManifestLostError)
-
-
-USAGE_ERRORS += _store_errors()
-
-
 def writable_output(path: str, suffix: str | None = ".png") -> pathlib.Path:
   """Checks, before any work, that ``path`` can be written; creates its parent folder."""
   out = pathlib.Path(path)
