@@ -9,7 +9,9 @@ from featviz import objectives, transforms, zoo
 from featviz._loop import api as render
 from featviz.analysis import photos
 
-TOLERANCE = 0.02  # the issue's bound: relative L2 error ||bf16 - f32|| / ||f32|| per layer
+# The bound featviz holds bf16 to: relative L2 error ||bf16 - f32|| / ||f32|| per layer, under
+# 2 % (measured: below 2 % with dense kernels only; 5 % with every kernel; 8 % all in bf16).
+TOLERANCE = 0.02
 
 
 def relative_errors(model, images, layers):
@@ -42,10 +44,21 @@ def test_cast_kernels_keeps_vectors_and_depthwise_kernels_float32():
   assert out["depthwise"].dtype == np.float32 and out["bias"].dtype == np.float32
 
 
-def test_bf16_render_keeps_float32_parameters_and_rises():
+def test_bf16_render_multiplies_in_bf16_keeps_float32_parameters_and_rises():
+  import featviz
   model = tiny_cnn.make()
-  r = render.render(model, objectives.channel("conv2", np.arange(3)), steps=20, size=16,
-                    transforms=transforms.identity(), progress_bar=False,
-                    compute_dtype="bfloat16")
+  objective = objectives.channel("conv2", np.arange(3))
+  kw = dict(steps=20, size=16, transforms=transforms.identity())
+  hlo = {dtype: featviz.lower(model, objective, compute_dtype=dtype, **kw).as_text()
+         for dtype in (None, "bfloat16")}
+  # The convolutions' operands are bf16 in the bf16 program only (the claim a float32 run,
+  # which would also rise, cannot satisfy).
+  def bf16_convolutions(text):
+    return [line for line in text.splitlines() if "convolution" in line and "bf16" in line]
+  assert bf16_convolutions(hlo["bfloat16"]) and not bf16_convolutions(hlo[None])
+  r = render.render(model, objective, progress_bar=False, compute_dtype="bfloat16", **kw)
+  f32 = render.render(model, objective, progress_bar=False, **kw)
   assert r.images.dtype == np.float32 and r.history.dtype == np.float32
   assert np.all(r.history[-1] > r.history[0])
+  assert not np.array_equal(r.history, f32.history)
+  assert r.config.compute_dtype == "bfloat16"

@@ -97,9 +97,9 @@ def test_cli_resumes_and_refuses_other_settings_with_exit_2(tmp_path, monkeypatc
   code, _, err = _cli(monkeypatch, capsys, "--layers", "conv1", "--steps", "6", "--seed", "2",
                       "--out", str(tmp_path))
   assert code == 2
-  assert "settings.steps: store has 4, this run asks 6" in err
+  assert "settings.config.steps: store has 4, this run asks 6" in err
   assert "settings.seed: store has 0, this run asks 2" in err
-  assert "settings.size" not in err
+  assert "settings.config.size" not in err
 
 
 @pytest.mark.parametrize("args, message", [
@@ -224,3 +224,25 @@ def test_sigkill_mid_sweep_then_resume_leaves_every_unit_once(tmp_path):
   # Only the PNGs: temporary files of the killed writer were removed on resume.
   assert sorted(p.name for p in (out / "conv3").iterdir()) == [f"{u:04d}.png" for u in range(8)]
   assert not list(out.rglob("*.tmp"))
+
+
+def test_a_sweep_writes_the_same_pngs_whatever_its_batch_and_resumes_with_another(
+    tmp_path, monkeypatch, capsys):
+  """Per-image keys: a unit's image depends on (seed, layer, unit) only (featviz._loop.keys)."""
+  common = ["--layers", "conv2", "--steps", "8", "--transforms", "standard"]
+  for batch in ("2", "3"):
+    code, _, err = _cli(monkeypatch, capsys, *common, "--batch", batch,
+                        "--out", str(tmp_path / batch))
+    assert code == 0, err
+  units = range(MODEL.spec.layers["conv2"])
+  assert [_png_bytes(tmp_path / "2", "conv2", u) for u in units] == [
+      _png_bytes(tmp_path / "3", "conv2", u) for u in units]
+  # A resume with another batch is the same sweep: it renders what is missing, bitwise alike.
+  part = tmp_path / "part"
+  code, _, err = _cli(monkeypatch, capsys, *common, "--batch", "2", "--units", "0:3",
+                      "--out", str(part))
+  assert code == 0, err
+  code, _, err = _cli(monkeypatch, capsys, *common, "--batch", "5", "--out", str(part))
+  assert code == 0, err
+  assert [_png_bytes(part, "conv2", u) for u in units] == [
+      _png_bytes(tmp_path / "3", "conv2", u) for u in units]

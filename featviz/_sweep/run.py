@@ -70,10 +70,10 @@ from featviz.model import Model
 DEFAULT_BATCH = 8
 
 
-def settings(config: RenderConfig, key: jax.Array) -> dict[str, Any]:
-  """What decides a sweep's images, as recorded in its manifest: the whole config and the key
-  (its raw data, so a ``jax.random.key(seed)`` and the same seed agree)."""
-  return {"config": config.to_dict(),
+def settings(config: RenderConfig, key: jax.Array, seed: int | None) -> dict[str, Any]:
+  """What decides a sweep's images, as recorded in its manifest: the whole config, the seed
+  (None when a key was given) and the key's raw data."""
+  return {"config": config.to_dict(), "seed": seed,
           "key": [int(x) for x in np.asarray(jax.random.key_data(key)).ravel()],
           "key_impl": str(jax.random.key_impl(key))}
 
@@ -182,8 +182,8 @@ def sweep(model: Model, layers: Sequence[str], config: RenderConfig | None = Non
     featviz.SettingsMismatchError: ``out`` holds a sweep with other settings.
   """
   config = (config if config is not None else RenderConfig()).replace(**overrides)
-  key = keys_lib.as_key(key, seed)
-  recorded = settings(config, key)  # refuses settings given as objects
+  recorded = settings(config, keys_lib.as_key(key, seed), seed if key is None else None)
+  key = keys_lib.as_key(key, seed)  # (settings() refuses settings given as objects)
   if isinstance(units, str):
     units = partition.parse_units(units)
   if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
