@@ -100,12 +100,12 @@ class MBConv(nn.Module):
     h = x
     width = b.c_in * b.expand
     if b.expand != 1:
-      h = tfl.Conv(width, (1, 1), use_bias=False, name="expand")(h)
+      h = tfl.Conv(width, (1, 1), use_bias=False, rewrites=ops.rewrites, name="expand")(h)
       h = ops.relu6(tfl.BatchNorm(BN_EPS, name="expand_bn")(h))
     h = tfl.Conv(width, (b.kernel, b.kernel), (b.stride, b.stride), groups=width,
-                 use_bias=False, name="depthwise")(h)
+                 use_bias=False, rewrites=ops.rewrites, name="depthwise")(h)
     h = ops.relu6(tfl.BatchNorm(BN_EPS, name="depthwise_bn")(h))
-    h = tfl.Conv(b.c_out, (1, 1), use_bias=False, name="project")(h)
+    h = tfl.Conv(b.c_out, (1, 1), use_bias=False, rewrites=ops.rewrites, name="project")(h)
     h = tfl.BatchNorm(BN_EPS, name="project_bn")(h)
     if b.stride == 1 and b.c_in == b.c_out:
       h = h + x
@@ -124,7 +124,7 @@ class EfficientNetLite0(nn.Module):
     Args:
       x: images ``(B, H, W, 3)`` in ``[-127/128, 1]`` (``(255 x - 127) / 128``).
       layers: names from :func:`spec`; unknown names raise.
-      ops: the ReLU6 to use.
+      ops: the ReLU6 to use, and the CPU rewrites of the convs.
 
     Returns:
       ``{name: activation}`` for exactly ``layers``: NHWC, ``(B, 1000)`` for ``logits``.
@@ -132,7 +132,7 @@ class EfficientNetLite0(nn.Module):
     keep, out = fv_model.ActivationRecorder(spec(), layers).start()
     if not layers:
       return out
-    h = tfl.Conv(STEM, (3, 3), (2, 2), use_bias=False, name="stem")(x)
+    h = tfl.Conv(STEM, (3, 3), (2, 2), use_bias=False, rewrites=ops.rewrites, name="stem")(x)
     h = tfl.BatchNorm(BN_EPS, name="stem_bn")(h)
     if keep("stem_pre_act", h):
       return out
@@ -143,7 +143,7 @@ class EfficientNetLite0(nn.Module):
       h = MBConv(block, name=f"block{i}")(h, ops)
       if keep(f"block{i}", h):
         return out
-    h = tfl.Conv(HEAD, (1, 1), use_bias=False, name="head")(h)
+    h = tfl.Conv(HEAD, (1, 1), use_bias=False, rewrites=ops.rewrites, name="head")(h)
     h = tfl.BatchNorm(BN_EPS, name="head_bn")(h)
     if keep("head_pre_act", h):
       return out

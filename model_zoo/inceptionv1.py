@@ -88,12 +88,12 @@ class Mixed(nn.Module):
     w = dict(zip(BRANCHES, self.widths))
 
     def conv(name: str, k: int, h: jax.Array) -> jax.Array:
-      return tfl.Conv(w[name], (k, k), name=name)(h)
+      return tfl.Conv(w[name], (k, k), rewrites=ops.rewrites, name=name)(h)
 
     b1 = conv("1x1", 1, x)
     b3 = conv("3x3", 3, ops.relu(conv("3x3_bottleneck", 1, x)))
     b5 = conv("5x5", 5, ops.relu(conv("5x5_bottleneck", 1, x)))
-    bp = conv("pool_reduce", 1, tfl.max_pool_same(x, 3, 1))
+    bp = conv("pool_reduce", 1, tfl.max_pool_same(x, 3, 1, ops.rewrites))
     branches = (b1, b3, b5, bp)
     pre = jnp.concatenate(branches, axis=-1)
     post = jnp.concatenate([ops.relu(b) for b in branches], axis=-1)
@@ -112,7 +112,7 @@ class InceptionV1(nn.Module):
     Args:
       x: images ``(B, H, W, 3)`` in ``(-117, 138)`` (``255 * x - 117``), H, W >= 64.
       layers: names from :func:`spec`; unknown names raise.
-      ops: the ReLU to use.
+      ops: the ReLU to use, and the CPU rewrites of the convs and max pools.
 
     Returns:
       ``{name: activation}`` for exactly ``layers``: NHWC, ``(B, 1008)`` for ``logits``.
@@ -125,19 +125,19 @@ class InceptionV1(nn.Module):
       return out
     h = x
     for name, (k, stride, features) in STEM.items():
-      h = tfl.Conv(features, (k, k), (stride, stride), name=name)(h)
+      h = tfl.Conv(features, (k, k), (stride, stride), rewrites=ops.rewrites, name=name)(h)
       if keep(f"{name}_pre_relu", h):
         return out
       h = ops.relu(h)
       if keep(name, h):
         return out
       if name == "conv2d0":
-        h = tfl.lrn(tfl.max_pool_same(h, 3, 2))  # maxpool0, localresponsenorm0.
+        h = tfl.lrn(tfl.max_pool_same(h, 3, 2, ops.rewrites))  # maxpool0, localresponsenorm0.
       elif name == "conv2d2":
-        h = tfl.max_pool_same(tfl.lrn(h), 3, 2)  # localresponsenorm1, maxpool1.
+        h = tfl.max_pool_same(tfl.lrn(h), 3, 2, ops.rewrites)  # localresponsenorm1, maxpool1.
     for name, widths in MIXED.items():
       if name in POOL_BEFORE:
-        h = tfl.max_pool_same(h, 3, 2)
+        h = tfl.max_pool_same(h, 3, 2, ops.rewrites)
       pre, h = Mixed(widths[1:], name=name)(h, ops)
       if keep(f"{name}_pre_relu", pre) or keep(name, h):
         return out

@@ -7,8 +7,13 @@ the pads for 224 px inputs; here they are recomputed for every input size, so fe
 visualizations at 128 or 320 px see the same arithmetic the original graph would.
 
 All tensors are NHWC, float32 (or bfloat16 when the render loop asks for it; constants
-here are Python floats so that they keep the input's dtype). Kernels are HWIO (Flax's ``nn.Conv`` layout): a plain conv
-``(kh, kw, C_in, C_out)``, a depthwise conv ``(kh, kw, 1, C)`` with ``groups=C``.
+here are Python floats so that they keep the input's dtype). Kernels are HWIO (Flax's
+``nn.Conv`` layout): a plain conv ``(kh, kw, C_in, C_out)``, a depthwise conv ``(kh, kw, 1, C)``
+with ``groups=C``.
+
+The conv and the max pool have CPU rewrites, which a caller switches on by name
+(``featviz.nonlin.CPU_REWRITES``; an architecture passes ``ops.rewrites``): the same values and
+gradients as XLA's op, as programs XLA:CPU runs faster (benchmarks/README.md). None by default.
 """
 
 from __future__ import annotations
@@ -23,21 +28,9 @@ import numpy as np
 from jax import lax
 
 __all__ = ("same_padding", "Conv", "depthwise_shifted", "BatchNorm", "max_pool_same",
-           "max_pool_shifted", "avg_pool_valid", "lrn", "REWRITES", "use_rewrite")
+           "max_pool_shifted", "avg_pool_valid", "lrn")
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
-
-
-# The rewrites of XLA ops that were measured faster on CPU (benchmarks/README.md), by name.
-REWRITES = ("conv_flipped_backward", "depthwise_shifted", "max_pool_shifted")
-
-
-def use_rewrite(name: str) -> bool:
-  """Whether ``name`` (one of :data:`REWRITES`) replaces XLA's op: on CPU only, where it was
-  measured; nowhere else has been. Read at trace time;
-  ``benchmarks/render_throughput.py --whatif`` swaps this function to time each rewrite
-  switched the other way."""
-  return jax.default_backend() == "cpu"
 
 
 def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -73,9 +66,10 @@ class Conv(nn.Module):
     strides: ``(sh, sw)``.
     groups: ``feature_group_count``; ``groups == C_in == features`` is a depthwise conv.
     use_bias: add a ``bias`` of shape ``(C_out,)``.
-
-  On CPU a depthwise conv runs as :func:`depthwise_shifted` (4 to 10 times faster there);
-  elsewhere every conv is ``lax.conv_general_dilated``.
+    rewrites: names from ``featviz.nonlin.CPU_REWRITES``. With ``"depthwise_shifted"`` a
+      depthwise conv runs as :func:`depthwise_shifted`, with ``"conv_flipped_backward"`` a plain
+      conv as :func:`conv_flipped_backward`; otherwise (the default) every conv is
+      ``lax.conv_general_dilated``. The values and gradients are the same either way.
 
   Params (the names and shapes of ``nn.Conv``): ``kernel`` ``(kh, kw, C_in // groups,
   C_out)`` and ``bias`` ``(C_out,)``. Input ``(B, H, W, C_in)`` -> output
@@ -87,6 +81,7 @@ class Conv(nn.Module):
   strides: tuple[int, int] = (1, 1)
   groups: int = 1
   use_bias: bool = True
+  rewrites: frozenset[str] = frozenset()
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -97,9 +92,9 @@ class Conv(nn.Module):
     # Multiply in the kernel's dtype (bfloat16 when the render loop asks for it), accumulate
     # and return float32.
     x = x.astype(kernel.dtype)
-    if self.groups == c_in == self.features and use_rewrite("depthwise_shifted"):
+    if self.groups == c_in == self.features and "depthwise_shifted" in self.rewrites:
       y = depthwise_shifted(x, kernel, self.strides, pads)
-    elif self.groups == 1 and use_rewrite("conv_flipped_backward"):
+    elif self.groups == 1 and "conv_flipped_backward" in self.rewrites:
       y = conv_flipped_backward(x, kernel, tuple(self.strides), tuple(map(tuple, pads)))
     else:
       y = lax.conv_general_dilated(x, kernel, window_strides=self.strides, padding=pads,
@@ -124,12 +119,10 @@ def conv_flipped_backward(x: jax.Array, kernel: jax.Array, strides: tuple[int, i
   The input gradient of a conv is a conv of the output gradient with the kernel
   flipped in space and its in/out axes swapped. JAX's transpose rule asks XLA for
   that as a view of the kernel (reversed, read ``01oi``); XLA:CPU then misses its
-  fast convolution path and the backward convolutions run 3 to 5 times slower
-  than forward ones of the same FLOPs. Here the flipped, swapped kernel is a real
-  HWIO array, so the input gradient is an ordinary forward conv. Measured on
-  InceptionV1 ``mixed4a`` at 128 px, 2 CPU cores: a render step 59 -> 31 ms at
-  batch 1, 397 -> 235 ms at batch 8 (``benchmarks/README.md``). Used on CPU only,
-  where it was measured. The kernel gradient is JAX's own.
+  fast convolution path and the backward convolutions run slower than forward
+  ones of the same FLOPs. Here the flipped, swapped kernel is a real
+  HWIO array, so the input gradient is an ordinary forward conv. The kernel gradient
+  is JAX's own. Measured: benchmarks/README.md.
   """
   return _plain_conv(x, kernel, strides, pads)
 
@@ -165,9 +158,8 @@ def depthwise_shifted(x: jax.Array, kernel: jax.Array, strides: tuple[int, int],
 
   ``y[b, i, j, c] = sum_{u, v} xp[b, i * sh + u, j * sw + v, c] * kernel[u, v, 0, c]`` with
   ``xp`` the zero-padded input: the definition of a depthwise convolution (the tests hold it
-  to ``lax.conv_general_dilated`` with ``feature_group_count=C``). XLA:CPU's
-  grouped convolution is 4 to 10 times slower than this on EfficientNet-Lite0's shapes
-  (measured on 2 cores, jax 0.10.2, batch 24), so :class:`Conv` uses it on CPU only.
+  to ``lax.conv_general_dilated`` with ``feature_group_count=C``), which XLA:CPU runs
+  slowly as a grouped convolution. Measured: benchmarks/README.md.
 
   Args:
     x: ``(B, H, W, C)``.
@@ -190,6 +182,7 @@ def depthwise_shifted(x: jax.Array, kernel: jax.Array, strides: tuple[int, int],
       term = window.astype(jnp.float32) * kernel[u, v, 0].astype(jnp.float32)
       y = term if y is None else y + term
   return y
+
 
 class BatchNorm(nn.Module):
   """Batch norm in inference mode, from the stored statistics (no batch statistics).
@@ -216,7 +209,8 @@ class BatchNorm(nn.Module):
     return (x - mean) * (scale * lax.rsqrt(var + float(self.eps))) + bias
 
 
-def max_pool_same(x: jax.Array, window: int, stride: int) -> jax.Array:
+def max_pool_same(x: jax.Array, window: int, stride: int,
+                  rewrites: frozenset[str] = frozenset()) -> jax.Array:
   """``window x window`` max pool, TF SAME padding, padded with ``-inf``.
 
   Padding with ``-inf`` (TF's behaviour, not zeros) means a border pixel is never
@@ -224,11 +218,12 @@ def max_pool_same(x: jax.Array, window: int, stride: int) -> jax.Array:
   ``(B, H, W, C)`` -> ``(B, ceil(H / stride), ceil(W / stride), C)``.
 
   The gradient goes to the first maximum of each window in row-major order, as
-  XLA's ``select_and_scatter`` gives ``reduce_window``. On CPU the pool runs as
+  XLA's ``select_and_scatter`` gives ``reduce_window``. With ``"max_pool_shifted"``
+  in ``rewrites`` (names from ``featviz.nonlin.CPU_REWRITES``) the pool runs as
   :func:`max_pool_shifted`, which has that gradient without the argmax
   reduce-window and scatter XLA:CPU makes of it.
   """
-  if use_rewrite("max_pool_shifted"):
+  if "max_pool_shifted" in rewrites:
     return max_pool_shifted(x, window, stride)
   pads = _same_pads(x.shape, (window, window), (stride, stride))
   # A concrete (NumPy) init value lets JAX recognise a max pool, which it can differentiate.
@@ -276,9 +271,7 @@ def max_pool_shifted(x: jax.Array, window: int, stride: int) -> jax.Array:
   is ``reduce_window``'s gradient, ties included (after a ReLU, ties at 0 are
   common). All of it is elementwise compares, selects and pads, instead of the
   variadic argmax ``reduce-window`` and the scatter that XLA:CPU makes of
-  ``reduce_window``'s gradient. Measured on InceptionV1 ``mixed4a`` at 128 px, 2 CPU
-  cores: a render step went from 32.0 to 20.8 ms at batch 1 and from 234.5 to 158.8 ms at
-  batch 8 (``benchmarks/README.md``).
+  ``reduce_window``'s gradient. Measured: benchmarks/README.md.
   """
   taps = _pool_taps(x, window, stride)
   y = taps[0]

@@ -1,13 +1,17 @@
-"""The CPU conv with a materialized transposed kernel: same values and gradients as lax's."""
+"""The conv's CPU rewrites: with each rewrite on or off, the same values and gradients as lax's."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from featviz.nonlin import CPU_REWRITES
 from featviz.zoo import tf_layers
 
 NHWC = ("NHWC", "HWIO", "NHWC")
+# Every subset that reaches a conv: none, each conv rewrite alone, and all three.
+REWRITE_SETS = [frozenset(), frozenset({"conv_flipped_backward"}),
+                frozenset({"depthwise_shifted"}), CPU_REWRITES]
 
 
 @pytest.mark.parametrize("size,k,stride", [(17, 3, 1), (16, 3, 2), (15, 7, 2), (9, 1, 1),
@@ -31,3 +35,32 @@ def test_forward_and_both_gradients_match_lax(size, k, stride):
   rx, rw = jax.vjp(ref, x, w)[1](g)
   np.testing.assert_allclose(dx, rx, rtol=1e-4, atol=1e-4)
   np.testing.assert_allclose(dw, rw, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("rewrites", REWRITE_SETS, ids=lambda r: "+".join(sorted(r)) or "none")
+@pytest.mark.parametrize("groups,k,stride", [(1, 3, 2), (1, 5, 1), (6, 3, 2), (6, 5, 1)])
+def test_conv_layer_matches_lax_with_each_rewrite_set(rewrites, groups, k, stride):
+  """``Conv(rewrites=...)``: values and the input, kernel and bias gradients of XLA's conv, with
+  TF SAME pads (an odd-sized input, so stride 2 pads unevenly)."""
+  rng = np.random.default_rng(groups * k + stride)
+  x = jnp.asarray(rng.normal(size=(2, 11, 10, 6)), jnp.float32)
+  params = {"kernel": jnp.asarray(rng.normal(size=(k, k, 6 // groups, 6)), jnp.float32),
+            "bias": jnp.asarray(rng.normal(size=(6,)), jnp.float32)}
+  layer = tf_layers.Conv(6, (k, k), (stride, stride), groups=groups, rewrites=rewrites)
+  pads = [tf_layers.same_padding(n, k, stride) for n in x.shape[1:3]]
+
+  def ours(params, x):
+    return layer.apply({"params": params}, x)
+
+  def ref(params, x):
+    return jax.lax.conv_general_dilated(x, params["kernel"], (stride, stride), pads,
+                                        dimension_numbers=NHWC,
+                                        feature_group_count=groups) + params["bias"]
+
+  want, ref_vjp = jax.vjp(ref, params, x)
+  got, our_vjp = jax.vjp(ours, params, x)
+  assert got.shape == want.shape == ((2, 6, 5, 6) if stride == 2 else (2, 11, 10, 6))
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  g = jnp.asarray(rng.normal(size=want.shape), jnp.float32)
+  for ours_grad, ref_grad in zip(jax.tree.leaves(our_vjp(g)), jax.tree.leaves(ref_vjp(g))):
+    np.testing.assert_allclose(ours_grad, ref_grad, rtol=1e-4, atol=1e-4)
