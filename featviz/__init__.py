@@ -12,9 +12,7 @@ static site. ``analysis`` holds the classic techniques (activation maps, CAM, da
 DeepDream, inversion, ...).
 """
 
-from importlib import metadata as _metadata
-
-__version__ = _metadata.version("featviz")
+from featviz.home import VERSION as __version__
 
 from featviz import analysis, gallery, images, nonlin, objectives, param, regularizers, transforms
 from featviz import zoo

@@ -26,10 +26,12 @@ from collections.abc import Iterator
 import jax
 from jax.experimental.compilation_cache import compilation_cache as jax_cache
 
+from featviz import home
+
 # The opt-out: FEATVIZ_COMPILE_CACHE=0 (or false, no, off) leaves JAX's cache settings alone.
 ENV_VAR = "FEATVIZ_COMPILE_CACHE"
 _OFF = ("0", "false", "no", "off")
-# The folder under the featviz cache root (featviz.zoo.cache.root()).
+# The folder under the featviz cache root (featviz.home.root()).
 SUBDIR = "jax_compilation_cache"
 # Programs whose backend compile takes at least this long are stored. JAX's default, 1 s, would
 # leave out the render's small programs that draw the initial state and decode the images: 0.29 s
@@ -42,8 +44,7 @@ _JAX_DEFAULT_MIN_COMPILE_TIME_SECS = 1.0  # jax_persistent_cache_min_compile_tim
 
 def default_dir() -> pathlib.Path:
   """``$FEATVIZ_HOME/jax_compilation_cache`` (``~/.cache/featviz/...`` without FEATVIZ_HOME)."""
-  from featviz.zoo import cache  # here, not at import: the zoo loads its converters
-  return cache.root() / SUBDIR
+  return home.root() / SUBDIR
 
 
 def enabled_by_env() -> bool:

@@ -37,10 +37,10 @@ import zipfile
 import jax
 import numpy as np
 
-import featviz
+from featviz import home
 from featviz import model as fv_model
 
-from . import cache, sources, torch_pickle
+from . import cache, sources, state_dict, torch_pickle
 from .sources import Digest, HashMismatchError, Source
 
 __all__ = ["Entry", "UnknownModelError", "convert", "describe", "entry", "list_models", "load",
@@ -124,30 +124,29 @@ def _module(e: Entry) -> types.ModuleType:
   return importlib.import_module(f"featviz.zoo.{e.module}")
 
 
-def read_weight_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
+def read_weight_file(path: str | os.PathLike, *, lazy: bool = False) -> dict[str, np.ndarray]:
   """``{name: array}`` from a PyTorch ``state_dict`` file (either layout) or an ``.npz``.
 
+  ``lazy``: the values are ``torch_pickle.LazyTensor`` s, read when a converter uses them
+  (after it has checked names and shapes). Either way reading is bounded (``torch_pickle``).
+
   Raises:
-    torch_pickle.CheckpointError: the file is empty, truncated or corrupt.
+    torch_pickle.CheckpointError: the file is empty, truncated or corrupt, or would expand
+      past its bounds.
   """
   path = pathlib.Path(path)
   if zipfile.is_zipfile(path):
     with zipfile.ZipFile(path) as archive:
       names = archive.namelist()
     if names and all(n.endswith(".npy") for n in names):  # np.savez: one .npy per array.
-      try:
-        with np.load(path, allow_pickle=False) as npz:
-          return {k: npz[k] for k in npz.files}
-      except Exception as e:  # zipfile, format and pickle errors alike mean a damaged file.
-        raise torch_pickle.CheckpointError(
-            f"{path}: truncated or corrupt .npz ({type(e).__name__}: {e})") from e
-  return torch_pickle.load_state_dict(path)
+      return torch_pickle.load_npz(path, lazy=lazy)
+  return torch_pickle.load_state_dict(path, lazy=lazy)
 
 
 def _verified_entry(e: Entry) -> tuple[pathlib.Path, str] | None:
   """(folder, sha256) of a cache entry of ``e`` whose file matched the catalogue's digest."""
   for path, metadata in cache.entries(e.name):
-    if metadata.get("verified") is True and metadata.get("featviz_version") == featviz.__version__:
+    if metadata.get("verified") is True and metadata.get("featviz_version") == home.VERSION:
       return path, metadata["sha256"]
   return None
 
@@ -164,7 +163,7 @@ def _restore(path: pathlib.Path, sha256: str, name: str):
   """Restores an entry: (weights, metadata), or None after discarding a stale or corrupt one."""
   try:
     weights, metadata = cache.restore(path, name, sha256)
-    if metadata.get("featviz_version") == featviz.__version__:
+    if metadata.get("featviz_version") == home.VERSION:
       return weights, metadata
   except cache.CorruptCacheError as err:
     warnings.warn(f"{err}; converting the weights again", stacklevel=3)
@@ -205,7 +204,8 @@ def _ensure(e: Entry, weights: str | os.PathLike | None):
   restored = path and _restore(path, sha256, e.name)
   if restored:
     return (*restored, path)
-  converted = _module(e).convert(read_weight_file(file))
+  converted = state_dict.convert_checked(_module(e).convert, read_weight_file(file, lazy=True),
+                                         e.name)
   path = cache.save(e.name, sha256, description, converted,
                     extra={"verified": verified, "file": str(file)})
   return (*cache.restore(path, e.name, sha256), path)

@@ -54,8 +54,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-import featviz
-from featviz import objectives
+from featviz import home, objectives
 from featviz._loop import api as render_api
 from featviz._loop import keys as keys_lib
 from featviz._loop import program
@@ -87,7 +86,7 @@ def manifest(model: Model, settings: dict[str, Any], layers: dict[str, tuple[int
       "model": model.spec.name,
       "weights_sha256": digest,
       "weights_hashed": hashed,
-      "featviz_version": featviz.__version__,
+      "featviz_version": home.VERSION,
       "settings": settings,
       "dataset": dataset,
       "layers": {layer: model.spec.layers[layer] for layer in layers},
