@@ -18,7 +18,6 @@ For a one-channel model the colour step is skipped and images are ``(B, H, W, 1)
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any, Callable
 
 import jax
@@ -27,16 +26,14 @@ import numpy as np
 
 from featviz.kernels import choose_implementation
 from featviz.kernels.fourier_decode import api as fourier_kernel
+# Lucid's Fourier maths and colour constants have one home, the kernel's reference
+# (kernels/fourier_decode/reference.py, what the fused kernel is tested against); featviz.param
+# re-exports the names it had.
+from featviz.kernels.fourier_decode.reference import (  # noqa: F401 (re-exports)
+    COLOR_CORRELATION_SVD_SQRT, COLOR_MATRIX, FOURIER_OUTPUT_DIVISOR, inverse_dft_matrices,
+    irfft2_by_matmul, rfft2d_freqs)
+from featviz.kernels.fourier_decode.reference import spectrum_scale as fourier_scale
 
-# Lucid's colour correlation matrix: the square root of the ImageNet colour
-# covariance from an SVD (lucid/optvis/param/color.py, color_correlation_svd_sqrt).
-COLOR_CORRELATION_SVD_SQRT = np.asarray(
-    [[0.26, 0.09, 0.02],
-     [0.27, 0.00, -0.05],
-     [0.27, -0.09, 0.03]], np.float32)
-# Lucid normalizes it by its largest column norm (max_norm_svd_sqrt, about 0.46195).
-COLOR_MATRIX = COLOR_CORRELATION_SVD_SQRT / np.max(
-    np.linalg.norm(COLOR_CORRELATION_SVD_SQRT, axis=0))
 
 def normal(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
   """Standard normal draws of ``shape``, drawn as one flat vector and reshaped.
@@ -50,9 +47,6 @@ def normal(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
 
 # Lucid's initial standard deviation for both parameterizations (sd=None -> 0.01).
 DEFAULT_SD = 0.01
-# Lucid divides the Fourier image by 4 (spatial.py: "TODO: is that a magic
-# constant?"). Lucent and Xplique keep it; we keep it so that images match theirs.
-FOURIER_OUTPUT_DIVISOR = 4.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,64 +74,6 @@ def to_valid_rgb(t: jax.Array, decorrelate: bool = True) -> jax.Array:
   if decorrelate and t.shape[-1] == 3:
     t = decorrelate_color(t)
   return jax.nn.sigmoid(t)
-
-
-def rfft2d_freqs(h: int, w: int) -> np.ndarray:
-  """Spatial frequency magnitude of each ``rfft2`` bin, shape ``(h, w // 2 + 1)``."""
-  fy = np.fft.fftfreq(h)[:, None]
-  fx = np.fft.rfftfreq(w)[None, :]
-  return np.sqrt(fx * fx + fy * fy)
-
-
-def fourier_scale(h: int, w: int, decay_power: float = 1.0) -> np.ndarray:
-  """Lucid's spectrum scale ``sqrt(h w) / max(f, 1 / max(h, w)) ** decay_power``."""
-  freqs = rfft2d_freqs(h, w)
-  scale = 1.0 / np.maximum(freqs, 1.0 / max(w, h)) ** decay_power
-  return (scale * np.sqrt(w * h)).astype(np.float32)
-
-
-def inverse_dft_matrices(h: int, w: int) -> tuple[np.ndarray, ...]:
-  """Real matrices that compute ``numpy.fft.irfft2(X, s=(h, w))`` as two matmuls.
-
-  ``irfft2`` is a complex inverse DFT over rows, then an inverse real DFT over
-  columns from the ``w // 2 + 1`` Hermitian bins. With ``X = R + iI``:
-  ``Y = (Ch R - Sh I) + i (Sh R + Ch I)`` and ``out = Y_re Cw - Y_im Sw``, where
-  ``Ch[y, k] = cos(2 pi k y / h) / h``, ``Sh`` likewise with sine, and ``Cw``,
-  ``Sw`` weight bin ``k`` by 2 except the DC and (even ``w``) Nyquist bins, over
-  ``w``. The imaginary parts of those two bins drop out by themselves:
-  ``sin(0) = sin(pi x) = 0``, as ``irfft`` discards them.
-
-  Returns:
-    ``(ch, sh)`` of shape ``(h, h)`` and ``(cw, sw)`` of shape ``(w // 2 + 1, w)``.
-  """
-  y = np.arange(h)[:, None]
-  ky = np.arange(h)[None, :]
-  ang_h = 2 * np.pi * y * ky / h
-  ch, sh = np.cos(ang_h) / h, np.sin(ang_h) / h
-  kx = np.arange(w // 2 + 1)[:, None]
-  x = np.arange(w)[None, :]
-  weight = np.full((w // 2 + 1, 1), 2.0)
-  weight[0] = 1.0
-  if w % 2 == 0:
-    weight[-1] = 1.0
-  ang_w = 2 * np.pi * kx * x / w
-  cw, sw = weight * np.cos(ang_w) / w, weight * np.sin(ang_w) / w
-  return tuple(m.astype(np.float32) for m in (ch, sh, cw, sw))
-
-
-def irfft2_by_matmul(real: jax.Array, imag: jax.Array, h: int, w: int) -> jax.Array:
-  """``irfft2(real + i imag, s=(h, w))`` over the last two axes, by DFT matmuls.
-
-  Full float32 precision (``Precision.HIGHEST``: no TF32 or bf16 passes on GPUs).
-  Four small matmuls per image and channel map onto tensor cores and fuse with
-  the spectrum scale; whether they beat ``jnp.fft.irfft2`` on a GPU has not been
-  measured yet (``kernels/fourier_decode`` holds the fused candidate).
-  """
-  ch, sh, cw, sw = (jnp.asarray(m) for m in inverse_dft_matrices(h, w))
-  mm = functools.partial(jnp.einsum, precision=jax.lax.Precision.HIGHEST)
-  y_re = mm("yk,...kx->...yx", ch, real) - mm("yk,...kx->...yx", sh, imag)
-  y_im = mm("yk,...kx->...yx", sh, real) + mm("yk,...kx->...yx", ch, imag)
-  return mm("...yk,kx->...yx", y_re, cw) - mm("...yk,kx->...yx", y_im, sw)
 
 
 def fourier(size: int | tuple[int, int], batch: int = 1, channels: int = 3, *,

@@ -33,6 +33,10 @@ import jax
 import jax.numpy as jnp
 
 from featviz.kernels import affine_resample
+# The bilinear sampler and Lucid's scale and angle tables have one home, the affine_resample
+# kernel (its reference and its composed standard transforms); the names are re-exported here.
+from featviz.kernels.affine_resample.api import STANDARD_ANGLES, STANDARD_SCALES
+from featviz.kernels.affine_resample.reference import bilinear_sample as bilinear_resample
 
 Array = jax.Array
 
@@ -42,33 +46,6 @@ def _draw(key: Array, values: Sequence[float], batch: int, shared: bool) -> Arra
   table = jnp.asarray(values, jnp.float32)
   idx = jax.random.randint(key, () if shared else (batch,), 0, len(values))
   return jnp.broadcast_to(table[idx], (batch,))
-
-
-def bilinear_resample(images: Array, src_y: Array, src_x: Array, fill: float) -> Array:
-  """Samples ``images (B, H, W, C)`` at source coordinates ``(B, H', W')``.
-
-  Coordinates are in pixels (row, column). Taps outside the image take ``fill``.
-  """
-  _, h, w, _ = images.shape
-
-  def one(image, ys, xs):
-    y0 = jnp.floor(ys)
-    x0 = jnp.floor(xs)
-    wy = (ys - y0)[..., None]
-    wx = (xs - x0)[..., None]
-    y0 = y0.astype(jnp.int32)
-    x0 = x0.astype(jnp.int32)
-
-    def tap(yi, xi):
-      inside = ((yi >= 0) & (yi < h) & (xi >= 0) & (xi < w))[..., None]
-      value = image[jnp.clip(yi, 0, h - 1), jnp.clip(xi, 0, w - 1)]
-      return jnp.where(inside, value, jnp.asarray(fill, image.dtype))
-
-    top = tap(y0, x0) * (1 - wx) + tap(y0, x0 + 1) * wx
-    bottom = tap(y0 + 1, x0) * (1 - wx) + tap(y0 + 1, x0 + 1) * wx
-    return top * (1 - wy) + bottom * wy
-
-  return jax.vmap(one)(images, src_y, src_x)
 
 
 def affine_about_center(images: Array, scale: Array, angle: Array, fill: float) -> Array:
@@ -213,13 +190,6 @@ def random_rotate(angles: Sequence[float], units: str = "degrees", shared: bool 
 
 def compose(transforms: Sequence) -> Compose:
   return Compose(tuple(transforms))
-
-
-# Lucid's standard_transforms (lucid/optvis/transform.py), anchors.md §(b):
-# scales 1 + (i - 5) / 50 for i in 0..10 (0.90 ... 1.10); angles -10..10 degrees
-# plus 5 extra zeros, so 0 is drawn with probability 6/26.
-STANDARD_SCALES = tuple(1 + (i - 5) / 50.0 for i in range(11))
-STANDARD_ANGLES = tuple(float(a) for a in list(range(-10, 11)) + 5 * [0])
 
 
 @dataclasses.dataclass(frozen=True)

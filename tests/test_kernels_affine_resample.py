@@ -108,12 +108,33 @@ def test_matrices_get_no_gradient():
   assert float(jnp.abs(grad).max()) == 0.0
 
 
-def test_auto_picks_xla_until_a_gpu_measurement_exists():
-  assert api.PALLAS_WINS_ON == frozenset()
-  assert kernels.choose_implementation(None, api.PALLAS_WINS_ON) == "xla"
+def test_auto_picks_pallas_only_on_a_measured_device_kind(monkeypatch):
+  """The dispatch rule on a made-up table: auto is Pallas on a listed device kind, XLA elsewhere,
+  and an explicit choice wins either way."""
+  kind = jax.devices()[0].device_kind
+  assert kernels.choose_implementation(None, frozenset({kind})) == "pallas"
+  assert kernels.choose_implementation(None, frozenset({kind + " (another)"})) == "xla"
+  assert kernels.choose_implementation(None, frozenset()) == "xla"
+  assert kernels.choose_implementation("xla", frozenset({kind})) == "xla"
+  assert kernels.choose_implementation("pallas", frozenset()) == "pallas"
+  # The op reads its table: listing this device makes auto run the (interpreted) kernel.
+  images = uniform(np.random.default_rng(4), (2,) + IMAGE + (3,))
+  matrices = random_maps(np.random.default_rng(5), 2)
+  monkeypatch.setattr(api, "PALLAS_WINS_ON", frozenset({kind}))
+  traced = jax.make_jaxpr(lambda x: op(x, matrices, None, None))(images)
+  assert "pallas_call" in str(traced)
+  monkeypatch.setattr(api, "PALLAS_WINS_ON", frozenset())
+  assert "pallas_call" not in str(jax.make_jaxpr(lambda x: op(x, matrices, None, None))(images))
   with pytest.raises(ValueError, match="implementation must be one of"):
     ar.affine_resample(np.ones((1, 4, 4, 1), np.float32), np.zeros((1, 2, 3), np.float32),
                        (4, 4), implementation="cuda")
+
+
+def test_featviz_transforms_uses_the_reference_sampler_and_tables():
+  """One home: featviz.transforms re-exports the reference's sampler and api's Lucid tables."""
+  assert tf_lib.bilinear_resample is reference.bilinear_sample
+  assert tf_lib.STANDARD_SCALES is api.STANDARD_SCALES
+  assert tf_lib.STANDARD_ANGLES is api.STANDARD_ANGLES
 
 
 def test_pallas_kernels_lower_to_triton_without_a_gpu():

@@ -21,11 +21,23 @@ def spectrum(rng, batch, channels, h, w, sd):
 @pytest.mark.parametrize("h,w,channels,decorrelate", [(32, 32, 3, True), (24, 17, 3, True),
                                                       (16, 16, 1, True), (16, 20, 3, False)])
 def test_reference_is_featviz_param_fourier(h, w, channels, decorrelate):
+  """``param.fourier``'s XLA path is this reference's maths (shared below); the two write only the
+  colour mix differently, so ``implementation=`` never changes an image."""
   params = spectrum(np.random.default_rng(h + w), 2, channels, h, w, 0.05)
   want = param.fourier((h, w), 2, channels, decorrelate=decorrelate).to_image(params)
   got = reference.fourier_decode(params, decorrelate=decorrelate, width=w)
-  # The same maths; featviz.param mixes colours at default precision (float32 on CPU).
   np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_featviz_param_uses_the_reference_maths_and_constants():
+  """One home: featviz.param re-exports the reference's constants and inverse DFT."""
+  assert param.COLOR_CORRELATION_SVD_SQRT is reference.COLOR_CORRELATION_SVD_SQRT
+  assert param.COLOR_MATRIX is reference.COLOR_MATRIX
+  assert param.FOURIER_OUTPUT_DIVISOR is reference.FOURIER_OUTPUT_DIVISOR
+  assert param.inverse_dft_matrices is reference.inverse_dft_matrices
+  assert param.irfft2_by_matmul is reference.irfft2_by_matmul
+  assert param.rfft2d_freqs is reference.rfft2d_freqs
+  assert param.fourier_scale is reference.spectrum_scale
 
 
 # (H, W, C, decorrelate, rows): several row blocks; a non-square image; grey; no decorrelation.
@@ -57,13 +69,26 @@ def test_pallas_matches_reference_forward_and_gradient(h, w, channels, decorrela
   np.testing.assert_allclose(got_grad, want_grad, atol=2e-6 * scale)
 
 
-def test_auto_picks_xla_and_explicit_pallas_checks_the_size():
-  assert api.PALLAS_WINS_ON == frozenset()
-  assert kernels.choose_implementation(None, api.PALLAS_WINS_ON) == "xla"
-  params = np.zeros((1, 2, 3, 24, 13), np.float32)
+def test_auto_picks_pallas_only_on_a_measured_device_kind_and_size(monkeypatch):
+  """The dispatch rule on a made-up table: with this device kind listed, auto runs the kernel
+  where the size allows it and falls back to XLA where not; explicit Pallas checks the size."""
+  kind = jax.devices()[0].device_kind
+  assert kernels.choose_implementation(None, frozenset({kind})) == "pallas"
+  assert kernels.choose_implementation(None, frozenset({kind + " (another)"})) == "xla"
+  supported = np.zeros((1, 2, 3, 32, 17), np.float32)  # 32 x 32: powers of two
+  unsupported = np.zeros((1, 2, 3, 24, 13), np.float32)
+
+  def uses_pallas(params, **kwargs):
+    return "pallas_call" in str(jax.make_jaxpr(lambda p: fd.fourier_decode(p, **kwargs))(params))
+
+  assert not uses_pallas(supported)  # today's table: XLA
+  monkeypatch.setattr(api, "PALLAS_WINS_ON", frozenset({kind}))
+  assert uses_pallas(supported)
+  assert not uses_pallas(unsupported)  # auto falls back at sizes the kernel does not take
+  assert not uses_pallas(supported, implementation="xla")
   with pytest.raises(ValueError, match="powers of two"):
-    fd.fourier_decode(params, implementation="pallas")
-  assert fd.fourier_decode(params).shape == (1, 24, 24, 3)  # auto: XLA at any size
+    fd.fourier_decode(unsupported, implementation="pallas")
+  assert fd.fourier_decode(unsupported).shape == (1, 24, 24, 3)
 
 
 def test_pallas_kernels_lower_to_triton_without_a_gpu():

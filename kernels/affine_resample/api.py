@@ -130,8 +130,9 @@ JITTER_BEFORE = 8     # jitter(8)
 JITTER_AFTER = 4      # jitter(4)
 PAD_VALUE = 0.5       # Lucid's pad colour; featviz's RandomScale fills with it too
 ROTATE_FILL = 0.0     # featviz's RandomRotate fill (TF's rotate fills zeros)
-# Copied from featviz/transforms.py (kernels/ imports only jax): scales 1 + (i - 5) / 50 for
-# i in 0..10 (0.90 ... 1.10); angles -10..10 degrees plus 5 extra zeros.
+# Lucid's standard_transforms tables (lucid/optvis/transform.py, anchors.md §(b)), their one home
+# (featviz.transforms imports them): scales 1 + (i - 5) / 50 for i in 0..10 (0.90 ... 1.10);
+# angles -10..10 degrees plus 5 extra zeros, so 0 is drawn with probability 6/26.
 STANDARD_SCALES = tuple(1 + (i - 5) / 50.0 for i in range(11))
 STANDARD_ANGLES = tuple(float(a) for a in list(range(-10, 11)) + 5 * [0])
 
@@ -210,8 +211,8 @@ def on_exact_grid(matrices: Array) -> Array:
   Then every source coordinate ``m00 y + m01 x + m02`` of an output up to 1024 px, with
   coefficients under 2 (zoom and turn) and offsets under 1024, is computed exactly in float32
   (each product needs at most 13 + 10 bits, each sum 11 + 12 of the 24), and so are the tap
-  weights (multiples of 2**-12) and their products. XLA:CPU contracts multiply-adds into FMAs fusion by
-  fusion, and the render loop's fusions differ with the number of devices; with exact
+  weights (multiples of 2**-12) and their products. XLA:CPU contracts multiply-adds into FMAs
+  fusion by fusion, and the render loop's fusions differ with the number of devices; with exact
   arithmetic that cannot change a bit. Without the rounding, a 4-device render drifted from the
   1-device one (gradients 1.5e-5 apart, images 0.36 after 32 steps;
   ``tests/test_sweep_multidevice.py``). The cost: each coefficient moves by at most 2**-13,

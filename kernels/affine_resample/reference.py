@@ -6,9 +6,9 @@ Every image ``b`` of ``images (B, H, W, C)`` has its own affine map from output 
     (src_y, src_x) = matrices[b] @ (y, x, 1)        matrices: (B, 2, 3)
 
 and the output pixel is the bilinear interpolation of the input at that point. Each of the four
-taps that falls outside the input takes the constant ``fill``; the interpolation formula is
-``featviz.transforms.bilinear_resample``'s, term for term, so that with equal coordinates the two
-agree to the last bit.
+taps that falls outside the input takes the constant ``fill``. :func:`bilinear_sample` is also
+``featviz.transforms.bilinear_resample`` (the step-by-step transforms' sampler), so that with equal
+coordinates the one-pass op and the step-by-step transforms agree to the last bit.
 
 **The canvas (optional).** Lucid's pipeline fills with two colours: padding and zoom fill 0.5, but
 the rotation fills 0 (``featviz.transforms.RandomRotate``), so the corners that the rotated canvas
@@ -45,8 +45,8 @@ def affine_coordinates(matrices: Array, out_size: tuple[int, int]) -> tuple[Arra
 def bilinear_sample(images: Array, src_y: Array, src_x: Array, fill: float) -> Array:
   """Samples ``images (B, H, W, C)`` at ``(B, H', W')`` source points; outside taps take ``fill``.
 
-  ``featviz.transforms.bilinear_resample`` re-expressed (kernels/ imports only jax): same taps,
-  same weights, same order of operations.
+  Coordinates are in pixels (row, column). ``featviz.transforms`` uses this one as its
+  ``bilinear_resample``.
   """
   _, h, w, _ = images.shape
 

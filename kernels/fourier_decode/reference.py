@@ -1,7 +1,9 @@
 """What ``fourier_decode`` means, in plain ``jnp``: Lucid's Fourier image, spectrum to RGB.
 
-``featviz.param.fourier(...).to_image`` re-expressed with jax and NumPy only (kernels/ must not
-import featviz; ``tests/test_kernels_fourier_decode.py`` checks the two agree)::
+The one home of the Fourier parameterization's maths (kernels/ imports only jax and NumPy):
+``featviz.param`` imports its constants, spectrum scale and inverse DFT from here, and
+``featviz.param.fourier(...).to_image`` is :func:`fourier_decode` (its XLA path, colour mixing
+apart; ``tests/test_kernels_fourier_decode.py`` checks the two agree)::
 
     params (B, 2, C, H, W // 2 + 1)     real and imaginary spectrum of every image
     -> times spectrum_scale (H, W // 2 + 1)   Lucid's 1 / max(f, 1 / max(H, W)) ** decay * sqrt(HW)
@@ -20,38 +22,50 @@ import numpy as np
 
 Array = jax.Array
 
-# Copied from featviz/param.py (COLOR_CORRELATION_SVD_SQRT): Lucid's square root of the ImageNet
-# colour covariance (lucid/optvis/param/color.py, color_correlation_svd_sqrt).
+# Lucid's colour correlation matrix: the square root of the ImageNet colour covariance from an SVD
+# (lucid/optvis/param/color.py, color_correlation_svd_sqrt).
 COLOR_CORRELATION_SVD_SQRT = np.asarray(
     [[0.26, 0.09, 0.02],
      [0.27, 0.00, -0.05],
      [0.27, -0.09, 0.03]], np.float32)
-# featviz/param.py COLOR_MATRIX: normalized by the largest column norm (Lucid's
-# max_norm_svd_sqrt, about 0.46195).
+# Normalized by its largest column norm (Lucid's max_norm_svd_sqrt, about 0.46195).
 COLOR_MATRIX = COLOR_CORRELATION_SVD_SQRT / np.max(
     np.linalg.norm(COLOR_CORRELATION_SVD_SQRT, axis=0))
-# featviz/param.py FOURIER_OUTPUT_DIVISOR: Lucid divides the Fourier image by 4 (spatial.py).
+# Lucid divides the Fourier image by 4 (spatial.py: "TODO: is that a magic constant?"). Lucent and
+# Xplique keep it; we keep it so that images match theirs.
 FOURIER_OUTPUT_DIVISOR = 4.0
 
 
-def spectrum_scale(h: int, w: int, decay_power: float = 1.0) -> np.ndarray:
-  """``(h, w // 2 + 1)`` float32: ``sqrt(h w) / max(f, 1 / max(h, w)) ** decay_power``.
-
-  ``featviz.param.fourier_scale``: ``f`` is each ``rfft2`` bin's frequency magnitude.
-  """
+def rfft2d_freqs(h: int, w: int) -> np.ndarray:
+  """Spatial frequency magnitude of each ``rfft2`` bin, shape ``(h, w // 2 + 1)``."""
   fy = np.fft.fftfreq(h)[:, None]
   fx = np.fft.rfftfreq(w)[None, :]
-  freqs = np.sqrt(fx * fx + fy * fy)
+  return np.sqrt(fx * fx + fy * fy)
+
+
+def spectrum_scale(h: int, w: int, decay_power: float = 1.0) -> np.ndarray:
+  """``(h, w // 2 + 1)`` float32: Lucid's ``sqrt(h w) / max(f, 1 / max(h, w)) ** decay_power``.
+
+  ``f`` is each ``rfft2`` bin's frequency magnitude (:func:`rfft2d_freqs`).
+  """
+  freqs = rfft2d_freqs(h, w)
   scale = 1.0 / np.maximum(freqs, 1.0 / max(w, h)) ** decay_power
   return (scale * np.sqrt(w * h)).astype(np.float32)
 
 
 def inverse_dft_matrices(h: int, w: int) -> tuple[np.ndarray, ...]:
-  """``(ch, sh)`` of shape ``(h, h)``, ``(cw, sw)`` of shape ``(w // 2 + 1, w)``, float32.
+  """Real matrices that compute ``numpy.fft.irfft2(X, s=(h, w))`` as two matmuls.
 
-  ``featviz.param.inverse_dft_matrices``: with ``X = R + iI``, ``numpy.fft.irfft2(X, s=(h, w))``
-  is ``(ch R - sh I) cw - (sh R + ch I) sw``. ``ch[y, k] = cos(2 pi k y / h) / h``, ``sh`` with
-  sine; ``cw``, ``sw`` weight column bin ``k`` by 2 except DC and (even ``w``) Nyquist, over ``w``.
+  ``irfft2`` is a complex inverse DFT over rows, then an inverse real DFT over
+  columns from the ``w // 2 + 1`` Hermitian bins. With ``X = R + iI``:
+  ``Y = (Ch R - Sh I) + i (Sh R + Ch I)`` and ``out = Y_re Cw - Y_im Sw``, where
+  ``Ch[y, k] = cos(2 pi k y / h) / h``, ``Sh`` likewise with sine, and ``Cw``,
+  ``Sw`` weight bin ``k`` by 2 except the DC and (even ``w``) Nyquist bins, over
+  ``w``. The imaginary parts of those two bins drop out by themselves:
+  ``sin(0) = sin(pi x) = 0``, as ``irfft`` discards them.
+
+  Returns:
+    ``(ch, sh)`` of shape ``(h, h)`` and ``(cw, sw)`` of shape ``(w // 2 + 1, w)``, float32.
   """
   y = np.arange(h)[:, None]
   ky = np.arange(h)[None, :]
@@ -68,6 +82,21 @@ def inverse_dft_matrices(h: int, w: int) -> tuple[np.ndarray, ...]:
   return tuple(m.astype(np.float32) for m in (ch, sh, cw, sw))
 
 
+def irfft2_by_matmul(real: Array, imag: Array, h: int, w: int,
+                     precision=jax.lax.Precision.HIGHEST) -> Array:
+  """``irfft2(real + i imag, s=(h, w))`` over the last two axes, by DFT matmuls.
+
+  ``precision`` is every matmul's; HIGHEST (the default) is full float32, no TF32 or bf16 passes
+  on GPUs. Four small matmuls per image and channel map onto tensor cores and fuse with the
+  spectrum scale.
+  """
+  ch, sh, cw, sw = (jnp.asarray(m) for m in inverse_dft_matrices(h, w))
+  mm = functools.partial(jnp.einsum, precision=precision)
+  y_re = mm("yk,...kx->...yx", ch, real) - mm("yk,...kx->...yx", sh, imag)
+  y_im = mm("yk,...kx->...yx", sh, real) + mm("yk,...kx->...yx", ch, imag)
+  return mm("...yk,kx->...yx", y_re, cw) - mm("...yk,kx->...yx", y_im, sw)
+
+
 def fourier_decode(params: Array, decay_power: float = 1.0, decorrelate: bool = True,
                    precision=jax.lax.Precision.HIGHEST, width: int | None = None) -> Array:
   """``params (B, 2, C, H, W // 2 + 1)`` -> images ``(B, H, W, C)`` in (0, 1).
@@ -78,16 +107,13 @@ def fourier_decode(params: Array, decay_power: float = 1.0, decorrelate: bool = 
   """
   _, _, c, h, wf = params.shape
   w = 2 * (wf - 1) if width is None else width
-  ch, sh, cw, sw = (jnp.asarray(m) for m in inverse_dft_matrices(h, w))
   scale = jnp.asarray(spectrum_scale(h, w, decay_power))
   real, imag = params[:, 0] * scale, params[:, 1] * scale
-  mm = functools.partial(jnp.einsum, precision=precision)
-  y_re = mm("yk,...kx->...yx", ch, real) - mm("yk,...kx->...yx", sh, imag)
-  y_im = mm("yk,...kx->...yx", sh, real) + mm("yk,...kx->...yx", ch, imag)
-  image = mm("...yk,kx->...yx", y_re, cw) - mm("...yk,kx->...yx", y_im, sw)  # (B, C, H, W)
+  image = irfft2_by_matmul(real, imag, h, w, precision)  # (B, C, H, W)
   image = jnp.transpose(image, (0, 2, 3, 1)) / FOURIER_OUTPUT_DIVISOR
   if decorrelate and c == 3:
-    # featviz.param writes ``image @ COLOR_MATRIX.T`` at default precision (which a GPU may run
-    # as TF32); here every product is at ``precision``, so the meaning is exact float32.
+    # featviz.param.decorrelate_color writes ``image @ COLOR_MATRIX.T`` (at HIGHEST); here the
+    # product is at ``precision``, like every other.
+    mm = functools.partial(jnp.einsum, precision=precision)
     image = mm("...c,jc->...j", image, jnp.asarray(COLOR_MATRIX))
   return jax.nn.sigmoid(image)
