@@ -106,9 +106,8 @@ def test_layer_tap_gradient_matches_the_split_network():
   model = tiny_cnn.make(3, seed=4)
   x = np.random.default_rng(1).uniform(size=(2, 16, 16, 3)).astype(np.float32)
   classes = jnp.asarray([1, 3])
-  acts, grads, logits = jax.jit(
-      lambda w, x: layer_grad.logit_grad_at_layer(layer_grad.Net.of(model), w, x, "conv2",
-                                                  classes))(model.weights, jnp.asarray(x))
+  acts, grads, logits = jax.jit(  # the model goes through jit as one (pytree) argument
+      lambda m, x: layer_grad.logit_grad_at_layer(m, x, "conv2", classes))(model, jnp.asarray(x))
   w = model.weights
 
   def top(h2):  # tiny_cnn above conv2, written out

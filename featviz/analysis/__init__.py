@@ -2,15 +2,16 @@
 
 Every function takes a :class:`featviz.model.Model` and images ``(B, H, W, C)`` in
 ``[0, 1]`` (RGB or greyscale, as ``model.spec.channels`` says), batches over images
-and units, and runs jitted; the figures they feed are drawn with PIL + NumPy.
+and units, and runs jitted; the figures they feed are drawn with PIL + NumPy. The jitted
+helpers take ``(model, images, ...)``, the model as one pytree argument, and reach the
+network only through ``model.activations`` (resize, value range, normalisation, forward).
 
 Modules (import them directly; this package imports nothing):
 
   photos           load a photo or a folder of photos as ``(B, H, W, C)`` for a model
   predictions      top-k classes and their softmax probabilities, with label names
   figures          colour maps, heat-map overlays, bar charts and captioned panels
-  layer_grad       gradients of a class logit with respect to any named layer; ``Net``,
-                   a model's hashable half, to pass to jit as a static argument
+  layer_grad       gradients of a class logit with respect to any named layer
   activation_maps  every channel of a layer for one image; per-layer sparsity
   filters          first-convolution kernels as tiles; optimized filter images
   cam              CAM, Grad-CAM, guided backprop, guided Grad-CAM, deconvnet

@@ -23,15 +23,15 @@ from PIL import Image
 
 from featviz import images as images_lib
 from featviz.analysis import figures
-from featviz.analysis.layer_grad import Net
 from featviz.model import Model
+from featviz.nonlin import STANDARD_OPS
 
 NORMALIZE = ("channel", "layer")
 
 
-@functools.partial(jax.jit, static_argnums=(0, 3))
-def _run(net: Net, weights, images: jax.Array, layers: tuple[str, ...]):
-  acts = net(weights, images, layers)
+@functools.partial(jax.jit, static_argnums=2)
+def _run(model: Model, images: jax.Array, layers: tuple[str, ...]):
+  acts = model.activations(images, layers, ops=STANDARD_OPS)
   zeros = {n: jnp.mean((a == 0).astype(jnp.float32)) for n, a in acts.items()}
   return acts, zeros
 
@@ -55,7 +55,7 @@ def activations_and_sparsity(model: Model, images, layer: str | None = None,
   model.check_images(images)
   names = model.layers_in_order(list(layers if layers is not None else model.spec.layers)
                                 + ([layer] if layer else []))
-  acts, zeros = _run(Net.of(model), model.weights, jnp.asarray(images, jnp.float32), names)
+  acts, zeros = _run(model, jnp.asarray(images, jnp.float32), names)
   wanted = set(layers if layers is not None else model.spec.layers)
   sparsity = {n: float(zeros[n]) for n in names if n in wanted}
   return (np.asarray(acts[layer]) if layer else None), sparsity

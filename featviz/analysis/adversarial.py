@@ -22,7 +22,6 @@ intersection, since both are boxes.
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import jax
 import jax.numpy as jnp
@@ -30,23 +29,23 @@ import numpy as np
 from PIL import Image
 
 from featviz.analysis import figures, predictions
-from featviz.analysis.layer_grad import Net
 from featviz.model import Model
+from featviz.nonlin import STANDARD_OPS
 
 METHODS = ("fgsm", "pgd")
 DEFAULT_EPS = 0.03
 DEFAULT_STEPS = 10
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _attack(net: Net, weights, images, classes, sign, eps, step_size, steps, start, key):
+@jax.jit
+def _attack(model: Model, images, classes, sign, eps, step_size, steps, start, key):
   """``steps`` signed-gradient steps on ``sign * CE(classes)``; returns images and logits.
 
   ``sign`` (B,) is +1 (untargeted: ascend the true class's loss) or -1 (targeted:
   descend the target's loss); ``start`` 0 or 1 scales the uniform random start.
   """
   def loss(x):
-    logits = net(weights, x, ("logits",))["logits"]
+    logits = model.activations(x, ("logits",), ops=STANDARD_OPS)["logits"]
     ce = -jnp.take_along_axis(jax.nn.log_softmax(logits), classes[:, None], axis=1)[:, 0]
     return jnp.sum(sign * ce)  # images are independent: each gets its own gradient
 
@@ -58,7 +57,8 @@ def _attack(net: Net, weights, images, classes, sign, eps, step_size, steps, sta
 
   noise = jax.random.uniform(key, images.shape, images.dtype, -1.0, 1.0) * eps * start
   adv = jax.lax.fori_loop(0, steps, body, project(images + noise))
-  both = net(weights, jnp.concatenate([images, adv]), ("logits",))["logits"]
+  both = model.activations(jnp.concatenate([images, adv]), ("logits",),
+                           ops=STANDARD_OPS)["logits"]
   return adv, both[:images.shape[0]], both[images.shape[0]:]
 
 
@@ -148,8 +148,8 @@ def attack(model: Model, images, *, method: str = "pgd", target=None, label=None
     model.spec.label_index(int(c))
   sign = jnp.full((b,), -1.0 if targeted else 1.0, jnp.float32)
   adv, before, after = _attack(
-      Net.of(model), model.weights, images, jnp.asarray(classes), sign, jnp.float32(eps),
-      jnp.float32(step_size), jnp.int32(steps), jnp.float32(random_start), jax.random.key(seed))
+      model, images, jnp.asarray(classes), sign, jnp.float32(eps), jnp.float32(step_size),
+      jnp.int32(steps), jnp.float32(random_start), jax.random.key(seed))
   adv, before, after = (np.asarray(x) for x in (adv, before, after))
   original = np.asarray(images)
   delta = adv - original

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from featviz.analysis import figures
-from featviz.analysis.layer_grad import Net, logit_grad_at_layer
+from featviz.analysis.layer_grad import logit_grad_at_layer
 from featviz.model import Model
 from featviz.nonlin import DECONVNET, GUIDED, STANDARD_OPS
 
@@ -57,39 +57,37 @@ def _weighted_sum(acts: jax.Array, per_channel: jax.Array) -> jax.Array:
   return jnp.einsum("bhwc,bc->bhw", acts, per_channel)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 3))
-def _cam(net: Net, weights, images, layer: str, kernel, classes):
-  acts = net(weights, images, (layer, "logits"))
+@functools.partial(jax.jit, static_argnums=2)
+def _cam(model: Model, images, layer: str, kernel, classes):
+  acts = model.activations(images, (layer, "logits"), ops=STANDARD_OPS)
   return _weighted_sum(acts[layer], kernel[:, classes].T), acts["logits"]
 
 
-def _grad_cam_core(net: Net, weights, images, layer: str, classes):
-  acts, grads, logits = logit_grad_at_layer(net, weights, images, layer, classes)
+def _grad_cam_core(model: Model, images, layer: str, classes):
+  acts, grads, logits = logit_grad_at_layer(model, images, layer, classes)
   if acts.ndim != 4:
-    raise ValueError(f"Grad-CAM needs a spatial layer (B, h, w, C); {layer!r} of {net.name} "
-                     f"is {acts.shape}")
+    raise ValueError(f"Grad-CAM needs a spatial layer (B, h, w, C); {layer!r} of "
+                     f"{model.spec.name} is {acts.shape}")
   alpha = grads.mean(axis=(1, 2))  # (B, C): Grad-CAM's channel weights
   return jax.nn.relu(_weighted_sum(acts, alpha)), logits
 
 
-def _input_grad_core(net: Net, weights, images, classes, rule: str):
-  ops = RULES[rule]
-
+def _input_grad_core(model: Model, images, classes, rule: str):
   def score(x):
-    logits = net(weights, x, ("logits",), ops)["logits"]
+    logits = model.activations(x, ("logits",), ops=RULES[rule])["logits"]
     return jnp.sum(jnp.take_along_axis(logits, classes[:, None], axis=1)), logits
 
   return jax.grad(score, has_aux=True)(images)
 
 
-_grad_cam = jax.jit(_grad_cam_core, static_argnums=(0, 3))
-_input_grad = jax.jit(_input_grad_core, static_argnums=(0, 4))
+_grad_cam = jax.jit(_grad_cam_core, static_argnums=2)
+_input_grad = jax.jit(_input_grad_core, static_argnums=3)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 3))
-def _guided_grad_cam(net: Net, weights, images, layer: str, classes):
-  maps, logits = _grad_cam_core(net, weights, images, layer, classes)
-  guided, _ = _input_grad_core(net, weights, images, classes, "guided")
+@functools.partial(jax.jit, static_argnums=2)
+def _guided_grad_cam(model: Model, images, layer: str, classes):
+  maps, logits = _grad_cam_core(model, images, layer, classes)
+  guided, _ = _input_grad_core(model, images, classes, "guided")
   b, h, w, _ = images.shape
   up = jax.image.resize(maps, (b, h, w), "linear")  # bilinear, as the Grad-CAM paper
   return guided * up[..., None], maps, logits
@@ -101,7 +99,7 @@ def _prepare(model: Model, images, classes):
   classes = np.broadcast_to(np.asarray(classes), (images.shape[0],))
   for c in classes:
     model.spec.label_index(int(c))  # range check with a clear message
-  return Net.of(model), images, jnp.asarray(classes, jnp.int32)
+  return images, jnp.asarray(classes, jnp.int32)
 
 
 def cam(model: Model, images, classes, head: LinearHead | tuple) -> tuple[np.ndarray, np.ndarray]:
@@ -117,17 +115,17 @@ def cam(model: Model, images, classes, head: LinearHead | tuple) -> tuple[np.nda
     ``(maps (B, h, w), logits (B, K))``; maps are raw (signed, no bias, not normalized).
   """
   layer, kernel, _ = head
-  net, images, classes = _prepare(model, images, classes)
+  images, classes = _prepare(model, images, classes)
   model.spec.check_layer(layer)
-  maps, logits = _cam(net, model.weights, images, layer, jnp.asarray(kernel), classes)
+  maps, logits = _cam(model, images, layer, jnp.asarray(kernel), classes)
   return np.asarray(maps), np.asarray(logits)
 
 
 def grad_cam(model: Model, images, classes, layer: str) -> tuple[np.ndarray, np.ndarray]:
   """Grad-CAM at ``layer``: ``(maps (B, h, w) >= 0, logits (B, K))``, maps not normalized."""
-  net, images, classes = _prepare(model, images, classes)
+  images, classes = _prepare(model, images, classes)
   model.spec.check_layer(layer)
-  maps, logits = _grad_cam(net, model.weights, images, layer, classes)
+  maps, logits = _grad_cam(model, images, layer, classes)
   return np.asarray(maps), np.asarray(logits)
 
 
@@ -140,16 +138,16 @@ def input_gradient(model: Model, images, classes, rule: str = "guided"
   """
   if rule not in RULES:
     raise ValueError(f"rule must be one of {tuple(RULES)}, got {rule!r}")
-  net, images, classes = _prepare(model, images, classes)
-  grads, logits = _input_grad(net, model.weights, images, classes, rule)
+  images, classes = _prepare(model, images, classes)
+  grads, logits = _input_grad(model, images, classes, rule)
   return np.asarray(grads), np.asarray(logits)
 
 
 def guided_grad_cam(model: Model, images, classes, layer: str):
   """``(guided backprop * upsampled Grad-CAM (B, H, W, C), Grad-CAM (B, h, w), logits)``."""
-  net, images, classes = _prepare(model, images, classes)
+  images, classes = _prepare(model, images, classes)
   model.spec.check_layer(layer)
-  out = _guided_grad_cam(net, model.weights, images, layer, classes)
+  out = _guided_grad_cam(model, images, layer, classes)
   return tuple(np.asarray(x) for x in out)
 
 

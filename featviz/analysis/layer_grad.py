@@ -1,8 +1,8 @@
 """Gradients with respect to a named layer, for any model, without the model's help.
 
-Grad-CAM needs ``d score / d A`` for the activations ``A`` of some layer. A zoo
-``forward(weights, x, layers, ops)`` returns ``A`` but offers no way to feed a
-changed ``A`` to the layers above it. So we trace the forward pass once into a
+Grad-CAM needs ``d score / d A`` for the activations ``A`` of some layer.
+:meth:`featviz.model.Model.activations` returns ``A`` but offers no way to feed a
+changed ``A`` to the layers above it. So we trace it once into a
 jaxpr (the list of primitive operations JAX records), find the variable that
 holds ``A``, and evaluate the jaxpr again with ``A + delta`` substituted where
 ``A`` is produced. The gradient with respect to ``delta`` at ``delta = 0`` is
@@ -13,21 +13,18 @@ This is JAX's "custom interpreter" pattern (docs: "Writing custom Jaxpr
 interpreters in JAX"); it costs one extra trace, not extra compute. A layer
 computed inside a loop or a branch (``scan``, ``cond``) of the forward pass is not
 reached; no zoo model has one.
-
-Also here: :class:`Net`, the hashable half of a :class:`Model` that every jitted
-analysis function takes as its static argument.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Callable, Sequence
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 from jax.extend import core as jcore
 
-from featviz.model import STANDARD_OPS, Model, Ops
+from featviz.model import Model
+from featviz.nonlin import STANDARD_OPS, Ops
 
 # Primitives that call a closed sub-jaxpr (``params["jaxpr"]`` or ``["call_jaxpr"]``); entered
 # when they produce the tapped variable.
@@ -86,15 +83,18 @@ def _eval_with_delta(jaxpr, consts: Sequence, args: Sequence, target, delta):
   return [read(v) for v in jaxpr.outvars]
 
 
-def tapped_forward(forward: Callable, weights, x: jax.Array, layer: str,
-                   layers: tuple[str, ...], ops: Ops = STANDARD_OPS):
-  """``forward`` with an additive tap on ``layer``.
+def tapped_activations(model: Model, images: jax.Array, layer: str,
+                       layers: Sequence[str], ops: Ops = STANDARD_OPS):
+  """:meth:`Model.activations` with an additive tap on ``layer`` (traceable).
+
+  The program traced is ``model.activations`` itself (resize, value range, normalisation,
+  forward), so the tap sees the network exactly as every other technique does.
 
   Args:
-    forward: a model's ``forward(weights, x, layers, ops)``.
-    weights, x: its arguments (``x`` in the network's value range).
+    model: the network (its weights may be traced).
+    images: ``(B, H, W, C)`` in ``[0, 1]``.
     layer: the layer to tap; must be in ``layers``.
-    layers: the layers to return (forward order; must include ``layer``).
+    layers: the layers to return (must include ``layer``).
     ops: the ReLUs to use (guided ones, for guided Grad-CAM and friends).
 
   Returns:
@@ -102,14 +102,14 @@ def tapped_forward(forward: Callable, weights, x: jax.Array, layer: str,
     ``A + delta`` in place of ``layer``'s activations ``A`` (so ``f(0)[layer]`` is ``A``);
     ``shape`` is ``A``'s ``jax.ShapeDtypeStruct``, the shape ``delta`` must have.
   """
-  names = tuple(layers)
+  names = model.layers_in_order(layers)
 
-  def run(w, x):
-    out = forward(w, x, names, ops)
+  def run(m, x):
+    out = m.activations(x, names, ops=ops)
     return [out[n] for n in names]
 
-  closed, shapes = jax.make_jaxpr(run, return_shape=True)(weights, x)
-  flat_args = jax.tree.leaves((weights, x))
+  closed, shapes = jax.make_jaxpr(run, return_shape=True)(model, images)
+  flat_args = jax.tree.leaves((model, images))
   target = closed.jaxpr.outvars[names.index(layer)]
   if isinstance(target, jcore.Literal):
     raise ValueError(f"layer {layer!r} is a constant of the forward pass; it has no gradient")
@@ -121,45 +121,7 @@ def tapped_forward(forward: Callable, weights, x: jax.Array, layer: str,
   return f, shapes[names.index(layer)]
 
 
-@dataclasses.dataclass(frozen=True)
-class Net:
-  """The static half of a :class:`Model`: hashable, so jitted functions take it as a
-  static argument while the weights stay a traced one (DESIGN.md: weights are
-  arguments of the compiled program, never constants).
-
-  Attributes:
-    name: the model's name, for messages.
-    forward: ``forward(weights, x, layers, ops)``.
-    value_range: ``(lo, hi)``; images in ``[0, 1]`` become ``lo + (hi - lo) * x``.
-    order: every layer name, in forward order.
-  """
-
-  name: str
-  forward: Callable
-  value_range: tuple[float, float]
-  order: tuple[str, ...]
-
-  @classmethod
-  def of(cls, model: Model) -> "Net":
-    return cls(model.spec.name, model.forward, tuple(model.spec.value_range),
-               tuple(model.spec.layers))
-
-  def layers(self, wanted: Sequence[str]) -> tuple[str, ...]:
-    """``wanted`` deduplicated, in forward order (the forward pass stops at the deepest)."""
-    wanted = set(wanted)
-    return tuple(n for n in self.order if n in wanted)
-
-  def to_input(self, images: jax.Array) -> jax.Array:
-    lo, hi = self.value_range
-    return lo + (hi - lo) * images
-
-  def __call__(self, weights, images: jax.Array, layers: Sequence[str],
-               ops: Ops = STANDARD_OPS) -> dict[str, jax.Array]:
-    """Activations of ``layers`` for images ``(B, H, W, C)`` in ``[0, 1]`` (traceable)."""
-    return self.forward(weights, self.to_input(images), self.layers(layers), ops)
-
-
-def logit_grad_at_layer(net: Net, weights, images: jax.Array, layer: str, classes: jax.Array,
+def logit_grad_at_layer(model: Model, images: jax.Array, layer: str, classes: jax.Array,
                         ops: Ops = STANDARD_OPS):
   """``A`` and ``d logit[b, classes[b]] / d A`` for every image ``b`` (traceable).
 
@@ -167,7 +129,7 @@ def logit_grad_at_layer(net: Net, weights, images: jax.Array, layer: str, classe
   logit gives every image its own gradient in one backward pass.
 
   Args:
-    net, weights: the network (:meth:`Net.of`) and its weights.
+    model: the network (its weights may be traced: ``jax.jit`` it as one argument).
     images: ``(B, H, W, C)`` in ``[0, 1]``.
     layer: a layer name.
     classes: ``(B,)`` int class indices into the logits.
@@ -177,8 +139,7 @@ def logit_grad_at_layer(net: Net, weights, images: jax.Array, layer: str, classe
     ``(acts, grads, logits)``: ``acts`` and ``grads`` shaped like the layer,
     ``(B, h, w, c)`` or ``(B, c)``; ``logits (B, K)`` with the standard forward pass.
   """
-  names = net.layers((layer, "logits"))
-  f, shape = tapped_forward(net.forward, weights, net.to_input(images), layer, names, ops)
+  f, shape = tapped_activations(model, images, layer, (layer, "logits"), ops)
 
   def score(delta):
     out = f(delta)
@@ -193,10 +154,8 @@ def layer_shapes(model: Model, size: int | None = None) -> dict[str, tuple[int, 
   """Every layer's activation shape for one ``size x size`` image (default: the spec's)."""
   size = size or model.spec.image_size
   x = jax.ShapeDtypeStruct((1, size, size, model.spec.channels), jnp.float32)
-  names = tuple(model.spec.layers)
-  out = jax.eval_shape(lambda w, x: model.forward(w, x, names, STANDARD_OPS),
-                       model.weights, x)
-  return {n: tuple(out[n].shape) for n in names}
+  out = jax.eval_shape(lambda m, x: m.activations(x, ops=STANDARD_OPS), model, x)
+  return {n: tuple(a.shape) for n, a in out.items()}
 
 
 def last_spatial_layer(model: Model, size: int | None = None) -> str:

@@ -9,8 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from featviz.analysis.layer_grad import Net
 from featviz.model import Model, ModelSpec
+from featviz.nonlin import STANDARD_OPS
 
 
 def label_name(spec: ModelSpec, index: int) -> str:
@@ -21,9 +21,9 @@ def label_name(spec: ModelSpec, index: int) -> str:
   return f"class {index}"
 
 
-@functools.partial(jax.jit, static_argnums=(0, 3))
-def _top(net: Net, weights, images: jax.Array, k: int):
-  logits = net(weights, images, ("logits",))["logits"]
+@functools.partial(jax.jit, static_argnums=2)
+def _top(model: Model, images: jax.Array, k: int):
+  logits = model.activations(images, ("logits",), ops=STANDARD_OPS)["logits"]
   probs = jax.nn.softmax(logits, axis=-1)
   top_p, top_i = jax.lax.top_k(probs, k)
   return probs, top_p, top_i
@@ -32,7 +32,7 @@ def _top(net: Net, weights, images: jax.Array, k: int):
 def probabilities(model: Model, images) -> np.ndarray:
   """Softmax of the logits: ``(B, K)`` for images ``(B, H, W, C)`` in ``[0, 1]``."""
   model.check_images(images)
-  return np.asarray(_top(Net.of(model), model.weights, jnp.asarray(images, jnp.float32), 1)[0])
+  return np.asarray(_top(model, jnp.asarray(images, jnp.float32), 1)[0])
 
 
 def top_classes(model: Model, images, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
@@ -40,7 +40,7 @@ def top_classes(model: Model, images, k: int = 5) -> tuple[np.ndarray, np.ndarra
   model.check_images(images)
   n = model.spec.layers["logits"]
   k = max(1, min(int(k), n))
-  _, top_p, top_i = _top(Net.of(model), model.weights, jnp.asarray(images, jnp.float32), k)
+  _, top_p, top_i = _top(model, jnp.asarray(images, jnp.float32), k)
   return np.asarray(top_p), np.asarray(top_i)
 
 
