@@ -30,7 +30,8 @@ from PIL import Image
 
 from featviz.analysis import figures
 from featviz.analysis import receptive_field as rf_lib
-from featviz.model import STANDARD_OPS, Model
+from featviz.model import Model
+from featviz.nonlin import STANDARD_OPS
 
 # Images per compiled batch: 16 photos of 224 px keep EfficientNet-Lite0's largest
 # activations (16 x 112 x 112 x 96 floats, 77 MB) small on a laptop; the last batch is
@@ -83,11 +84,10 @@ class UnitExamples:
   boxes: np.ndarray
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _summaries(forward, layer: str, value_range: tuple[float, float], weights, images):
+@functools.partial(jax.jit, static_argnums=2)
+def _summaries(model: Model, images, layer: str):
   """``(B, H, W, C)`` in [0, 1] -> mean, peak, flat arg-max, each ``(B, C)``."""
-  lo, hi = value_range
-  acts = forward(weights, lo + (hi - lo) * images, (layer,), STANDARD_OPS)[layer]
+  acts = model.activations(images, (layer,), ops=STANDARD_OPS)[layer]
   if acts.ndim == 2:
     acts = acts[:, None, None, :]
   flat = acts.reshape(acts.shape[0], -1, acts.shape[-1])  # (B, h * w, C)
@@ -108,8 +108,7 @@ def scan_layer(model: Model, images: np.ndarray, layer: str, batch: int = BATCH)
   for start in range(0, n, batch):
     part = images[start:start + batch]
     padded = np.concatenate([part, np.zeros((batch - len(part),) + part.shape[1:], part.dtype)])
-    mean, peak, arg, hw = _summaries(model.forward, layer, tuple(model.spec.value_range),
-                                     model.weights, padded)
+    mean, peak, arg, hw = _summaries(model, padded, layer)
     means.append(np.asarray(mean)[:len(part)])
     peaks.append(np.asarray(peak)[:len(part)])
     where.append(np.asarray(arg)[:len(part)])

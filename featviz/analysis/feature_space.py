@@ -29,7 +29,8 @@ from PIL import Image, ImageDraw
 
 from featviz.analysis import figures
 from featviz.analysis.dataset_examples import fit_text
-from featviz.model import STANDARD_OPS, Model
+from featviz.model import Model
+from featviz.nonlin import STANDARD_OPS
 
 POOLS = ("mean", "flat")
 # Images per compiled batch (the last is padded): see dataset_examples.BATCH.
@@ -40,11 +41,9 @@ class UnknownPoolError(ValueError):
   pass
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
-def _features(forward, layer: str, value_range: tuple[float, float], pool: str, weights,
-              images):
-  lo, hi = value_range
-  acts = forward(weights, lo + (hi - lo) * images, (layer,), STANDARD_OPS)[layer]
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _features(model: Model, images, layer: str, pool: str):
+  acts = model.activations(images, (layer,), ops=STANDARD_OPS)[layer]
   if acts.ndim == 4 and pool == "mean":
     return acts.mean(axis=(1, 2))
   return acts.reshape(acts.shape[0], -1)
@@ -67,8 +66,7 @@ def features(model: Model, images: np.ndarray, layer: str, pool: str = "mean",
   for start in range(0, len(images), batch):
     part = images[start:start + batch]
     padded = np.concatenate([part, np.zeros((batch - len(part),) + part.shape[1:], part.dtype)])
-    feats = _features(model.forward, layer, tuple(model.spec.value_range), pool,
-                      model.weights, padded)
+    feats = _features(model, padded, layer, pool)
     out.append(np.asarray(feats)[:len(part)])
   return np.concatenate(out)
 

@@ -5,8 +5,8 @@ operations in the forward pass carries that pixel to the unit. That set is a pro
 the architecture alone (kernel sizes, strides, paddings, pools, branches, residuals), not
 of the weights or of the image, so we compute it from the structure of the forward pass:
 
-1. Trace ``model.forward`` once into a jaxpr, the list of primitive operations JAX records
-   ("Understanding Jaxprs" in the JAX docs). Nothing about the zoo architectures is
+1. Trace :meth:`Model.activations <featviz.model.Model.activations>` once into a jaxpr, the
+   list of primitive operations JAX records ("Understanding Jaxprs" in the JAX docs). Nothing about the zoo architectures is
    hard-coded here: SAME paddings computed for the input size, depthwise convolutions
    written as shifted slices, Inception's concatenated branches and max pools all appear
    as the primitives they are.
@@ -40,6 +40,7 @@ over the layer's channels. Flat layers (``logits``, ``(B, C)``) see the whole im
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import jax
@@ -48,7 +49,8 @@ import numpy as np
 from jax import lax
 from jax.extend import core as jcore
 
-from featviz.model import STANDARD_OPS, Model
+from featviz.model import Model
+from featviz.nonlin import STANDARD_OPS
 
 # Element-wise primitives: output element i depends on element i of each operand (scalar
 # operands broadcast). ``convert_element_type`` and ``copy`` are element-wise too.
@@ -176,33 +178,42 @@ def _pull_masks(jaxpr: jcore.Jaxpr, in_tainted: Sequence[bool],
   return [masks.get(v) if _is_var(v) else None for v in jaxpr.invars]
 
 
-_PROGRAMS: dict = {}
+@functools.partial(jax.jit, static_argnums=2)
+def _layer(model: Model, images: jax.Array, layer: str) -> jax.Array:
+  """``layer``'s activations for ``images`` in [0, 1]: the program whose structure is read.
+
+  Jitted so that ``_layer.eval_shape`` and ``jax.make_jaxpr(_layer)`` reuse one trace per
+  model architecture, layer and image shape (jit's own cache).
+  """
+  return model.activations(images, (layer,), ops=STANDARD_OPS)[layer]
 
 
-def _program(model: Model, layer: str, shape: tuple[int, int, int, int]):
-  """The jitted mask pull-back for ``layer`` at input ``shape``, traced once and cached."""
-  key = (model.forward, layer, shape, jax.tree.structure(model.weights),
-         tuple((np.shape(w), str(np.asarray(w).dtype)) for w in jax.tree.leaves(model.weights)))
-  if key in _PROGRAMS:
-    return _PROGRAMS[key]
-  structs = jax.tree.map(lambda w: jax.ShapeDtypeStruct(np.shape(w), jnp.asarray(w).dtype),
-                         model.weights)
+def _abstract(tree):
+  return jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), jnp.result_type(a)), tree)
+
+
+def _out_shape(model: Model, layer: str, shape: tuple[int, ...]) -> tuple[int, ...]:
+  """The shape of ``layer``'s activations for images of ``shape`` (traced once, cached)."""
   x = jax.ShapeDtypeStruct(shape, jnp.float32)
-  closed = jax.make_jaxpr(
-      lambda w, x: model.forward(w, x, (layer,), STANDARD_OPS)[layer])(structs, x)
-  n_in = len(closed.jaxpr.invars)
-  in_tainted = [False] * (n_in - 1) + [True]  # the image is the last input
+  return tuple(_layer.eval_shape(_abstract(model), x, layer).shape)
 
-  def pull(seed):
-    mask = _pull_masks(closed.jaxpr, in_tainted, [seed])[-1]
-    if mask is None:
-      return jnp.zeros(shape[:3], bool)
-    return jnp.max(mask, axis=-1) > 0  # a pixel counts when any of its colours does
 
-  out_shape = jax.eval_shape(
-      lambda w, x: model.forward(w, x, (layer,), STANDARD_OPS)[layer], structs, x).shape
-  _PROGRAMS[key] = (jax.jit(pull), tuple(out_shape))
-  return _PROGRAMS[key]
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _pull(model: Model, seed: jax.Array, layer: str, shape: tuple[int, ...]) -> jax.Array:
+  """The input pixels ``(B, H, W)`` that the units marked in ``seed`` depend on.
+
+  ``seed`` is a 0/1 mask shaped like ``layer``'s activations for images of ``shape``. Only the
+  model's structure is read (its weights are unused and pruned from the program), so jit
+  compiles once per architecture, layer and image shape, and caches it.
+  """
+  closed = jax.make_jaxpr(_layer, static_argnums=2)(_abstract(model),
+                                                    jax.ShapeDtypeStruct(shape, jnp.float32),
+                                                    layer)
+  in_tainted = [False] * (len(closed.jaxpr.invars) - 1) + [True]  # the image is the last input
+  mask = _pull_masks(closed.jaxpr, in_tainted, [seed])[-1]
+  if mask is None:
+    return jnp.zeros(shape[:3], bool)
+  return jnp.max(mask, axis=-1) > 0  # a pixel counts when any of its colours does
 
 
 def dependency_masks(model: Model, layer: str, queries, size: int | tuple[int, int] | None = None,
@@ -227,7 +238,7 @@ def dependency_masks(model: Model, layer: str, queries, size: int | tuple[int, i
   size = model.spec.image_size if size is None else size
   h, w = (size, size) if np.ndim(size) == 0 else tuple(size)
   shape = (int(chunk), int(h), int(w), model.spec.channels)
-  pull, out_shape = _program(model, layer, shape)
+  out_shape = _out_shape(model, layer, shape)
   queries = np.asarray(queries, np.int64).reshape(-1, 3)
   spatial = out_shape[1:-1]
   if len(spatial) == 2 and queries.size:
@@ -245,7 +256,7 @@ def dependency_masks(model: Model, layer: str, queries, size: int | tuple[int, i
       where = (b,) if len(spatial) == 0 else (b, row, col)
       units = slice(None) if unit < 0 else int(unit)
       seed[where + (units,)] = 1.0
-    out[start:start + len(part)] = np.asarray(pull(seed))[:len(part)]
+    out[start:start + len(part)] = np.asarray(_pull(model, seed, layer, shape))[:len(part)]
   return out
 
 
@@ -282,11 +293,8 @@ def centre_field(model: Model, layer: str, size: int | None = None,
   """
   size = model.spec.image_size if size is None else size
   hw = (size, size) if np.ndim(size) == 0 else tuple(size)
-  structs = jax.tree.map(lambda w: jax.ShapeDtypeStruct(np.shape(w), jnp.asarray(w).dtype),
-                         model.weights)
-  x = jax.ShapeDtypeStruct((1, *hw, model.spec.channels), jnp.float32)
-  shape = jax.eval_shape(
-      lambda w, x: model.forward(w, x, (layer,), STANDARD_OPS)[layer], structs, x).shape
+  model.spec.check_layer(layer)
+  shape = _out_shape(model, layer, (1, *hw, model.spec.channels))
   h, w = (shape[1], shape[2]) if len(shape) == 4 else (1, 1)
   box = receptive_fields(model, layer, [(h // 2, w // 2, unit)], size, chunk=1)[0]
   return (h, w), tuple(int(v) for v in box)
