@@ -5,7 +5,6 @@ import tomllib
 
 import pytest
 
-
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FOLDERS = {"featviz": "featviz", "model_zoo": "featviz.zoo", "kernels": "featviz.kernels"}
 
@@ -24,8 +23,11 @@ def test_every_package_folder_is_listed_in_pyproject():
 
 
 def test_installed_package_has_every_subpackage():
+  import featviz._loop.api  # noqa: F401
+  import featviz._sweep.run  # noqa: F401
   import featviz.analysis.cam  # noqa: F401
   import featviz.cli.cmd_render  # noqa: F401
+  import featviz.gallery.build  # noqa: F401
   import featviz.kernels.affine_resample  # noqa: F401
   import featviz.zoo.catalogue  # noqa: F401
   assert featviz.__version__

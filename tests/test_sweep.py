@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import featviz
 import tiny_cnn
 from featviz import cli, objectives
 from featviz._loop import api as render
@@ -246,3 +247,18 @@ def test_a_sweep_writes_the_same_pngs_whatever_its_batch_and_resumes_with_anothe
   assert code == 0, err
   assert [_png_bytes(part, "conv2", u) for u in units] == [
       _png_bytes(tmp_path / "3", "conv2", u) for u in units]
+
+
+def test_a_bf16_sweep_runs_from_the_cli_and_its_manifest_records_the_whole_config(
+    tmp_path, monkeypatch, capsys):
+  code, _, err = _cli(monkeypatch, capsys, "--layers", "conv1", "--steps", "4",
+                      "--compute-dtype", "bfloat16", "--out", str(tmp_path / "bf16"))
+  assert code == 0, err
+  manifest = json.loads((tmp_path / "bf16" / S.MANIFEST).read_text())
+  config = featviz.RenderConfig.from_dict(manifest["settings"]["config"])
+  assert config == featviz.RenderConfig(steps=4, size=24, transforms="none",
+                                        compute_dtype="bfloat16")
+  code, _, err = _cli(monkeypatch, capsys, "--layers", "conv1", "--steps", "4",
+                      "--out", str(tmp_path / "f32"))
+  assert code == 0, err
+  assert _png_bytes(tmp_path / "bf16", "conv1", 0) != _png_bytes(tmp_path / "f32", "conv1", 0)
