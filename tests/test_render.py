@@ -74,8 +74,25 @@ def test_only_layers_the_objective_reads_are_requested():
 
 
 def test_forward_stops_at_the_deepest_layer():
-  acts = MODEL.activations(np.full((1, 16, 16, 3), 0.5, np.float32), ["conv2"])
-  assert set(acts) == {"conv2"}
+  """Layers past the deepest one asked for are not computed: the traced program of
+  ``activations`` holds one convolution per layer up to it, and no logits matmul."""
+  import jax
+  import jax.extend  # noqa: F401  (jaxpr_ops reads jax.extend.core without importing it)
+  import jaxpr_ops
+
+  images = np.full((1, 16, 16, 3), 0.5, np.float32)
+
+  def ran(layers):
+    jaxpr = jax.make_jaxpr(lambda x: MODEL.activations(x, layers))(images)
+    counts = jaxpr_ops.primitive_counts(jaxpr)
+    return counts["conv_general_dilated"], counts["dot_general"]
+
+  assert ran(["conv1"]) == (1, 0)
+  assert ran(["conv2"]) == (2, 0)  # conv3 and the logits never ran.
+  assert ran(["conv1", "conv2"]) == (2, 0)
+  assert ran(["conv3"]) == (3, 0)
+  assert ran(["logits"]) == (3, 1)
+  assert set(MODEL.activations(images, ["conv2"])) == {"conv2"}
 
 
 @O.register()
