@@ -2,8 +2,10 @@
 
 Each subcommand lives in its own module ``featviz/cli/cmd_<name>.py`` with a
 ``register(subparsers)`` function; :func:`main` discovers them, so adding a
-subcommand touches no other file. Bad input exits with code 2 and a message
-that names the problem and the valid choices; a failed optimization exits 1.
+subcommand touches no other file. Every parser uses ``common.HelpFormatter``, so
+``--help`` shows each flag's default. A bare ``featviz`` (or ``featviz zoo``) prints
+the command list and exits 0. Bad input exits with code 2 and a message that names
+the problem and the valid choices; a failed optimization exits 1.
 Every command runs with JAX's persistent compilation cache on
 (``featviz.compile_cache``).
 """
@@ -15,13 +17,24 @@ import importlib
 import pkgutil
 import sys
 
+from featviz.cli.common import HelpFormatter
 from featviz.cli.errors import EXIT_FAILED, EXIT_USAGE, USAGE_ERRORS, UsageError
+
+_EPILOG = """`featviz COMMAND --help` explains a command, its flags and their defaults.
+`featviz` alone prints this list.
+
+Start with:
+  featviz zoo list
+  featviz zoo labels efficientnet_lite0 --grep fish
+  featviz render efficientnet_lite0 logit:goldfish --steps 256 --out goldfish.png
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
-      prog="featviz", description="Feature visualization for vision networks, on JAX.")
-  sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+      prog="featviz", description="Feature visualization for vision networks, on JAX.",
+      epilog=_EPILOG, formatter_class=HelpFormatter)
+  sub = parser.add_subparsers(dest="command", metavar="COMMAND")
   for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
     if info.name.startswith("cmd_"):
       importlib.import_module(f"{__name__}.{info.name}").register(sub)
@@ -31,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
   parser = build_parser()
   args = parser.parse_args(argv)
+  if getattr(args, "func", None) is None:  # a bare `featviz`: show what there is to run
+    parser.print_help()
+    return 0
   from featviz import compile_cache
   try:
     # Around every compile: a second run with the same settings loads its programs from disk.

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
 import pathlib
 
-from featviz.cli.common import add_model_arguments, load_model
+from featviz.cli.common import HelpFormatter, add_model_arguments, load_model, plural
 from featviz.cli.errors import UsageError, writable_output
 
 _EPILOG = """Prints the fraction of exactly-zero activations of every layer, and draws it.
@@ -18,7 +17,7 @@ Examples:
 
 def register(sub) -> None:
   p = sub.add_parser("activations", help="activation maps of a layer for a photo, and sparsity",
-                     epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                     epilog=_EPILOG, formatter_class=HelpFormatter)
   add_model_arguments(p)
   p.add_argument("image", help="a photo (resized on its shorter side, centre-cropped)")
   p.add_argument("--layer", required=True, help="a spatial layer (see `featviz zoo info`)")
@@ -26,7 +25,7 @@ def register(sub) -> None:
                  help="channel: each map min-max scaled on its own; layer: one scale for all")
   p.add_argument("--size", type=int, default=None,
                  help="input side in pixels (default: the model's, e.g. 224)")
-  p.add_argument("--out", default="activations.png", help="the figure (PNG)")
+  p.add_argument("--out", default="activations.png", help="the figure, a PNG file")
   p.set_defaults(func=run)
 
 
@@ -52,6 +51,6 @@ def run(args) -> int:
   print("sparsity (fraction of exactly-zero activations):")
   for layer, value in sparsity.items():
     print(f"  {layer:<{width}}  {value:7.2%}")
-  print(f"wrote {out}: {acts.shape[-1]} channels of {args.layer} "
+  print(f"wrote {out}: {plural(acts.shape[-1], 'channel')} of {args.layer} "
         f"({acts.shape[1]}x{acts.shape[2]}, normalized per {args.normalize})")
   return 0

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
 import pathlib
 
-from featviz.cli.common import add_model_arguments, load_model
+from featviz.cli.common import HelpFormatter, add_model_arguments, load_model
 from featviz.cli.errors import UsageError, writable_output
 
 _EPILOG = """With --target: a targeted attack towards that class. Without: untargeted, away
@@ -22,20 +21,24 @@ Examples:
 
 def register(sub) -> None:
   p = sub.add_parser("adversarial", help="FGSM / PGD adversarial examples for a photo",
-                     epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                     epilog=_EPILOG, formatter_class=HelpFormatter)
   add_model_arguments(p)
   p.add_argument("image", help="a photo (resized on its shorter side, centre-cropped)")
-  p.add_argument("--target", default=None, help="target class: index or name")
+  p.add_argument("--target", default=None,
+                 help="target class: index or name, e.g. goldfish (`featviz zoo labels MODEL`)")
   p.add_argument("--label", default=None,
                  help="untargeted: the true class (index or name; default: the top-1)")
-  p.add_argument("--method", choices=["fgsm", "pgd"], default="pgd")
-  p.add_argument("--eps", type=float, default=0.03, help="L-inf radius in [0, 1] units")
-  p.add_argument("--steps", type=int, default=10, help="PGD steps")
+  p.add_argument("--method", choices=["fgsm", "pgd"], default="pgd",
+                 help="fgsm: one signed-gradient step of eps; pgd: --steps projected steps")
+  p.add_argument("--eps", type=float, default=0.03,
+                 help="L-inf radius in [0, 1] pixel units (0.03 is about 8/255)")
+  p.add_argument("--steps", type=int, default=10, help="PGD steps (fgsm takes one)")
   p.add_argument("--step-size", type=float, default=None,
-                 help="PGD step (default 2.5 * eps / steps)")
+                 help="PGD step (default: 2.5 * eps / steps)")
   p.add_argument("--random-start", action="store_true", help="PGD from a random point")
-  p.add_argument("--seed", type=int, default=0, help="seed of the random start")
-  p.add_argument("--out", default="adversarial.png", help="the figure (PNG)")
+  p.add_argument("--seed", type=int, default=0,
+                 help="seed of the random start (with --random-start)")
+  p.add_argument("--out", default="adversarial.png", help="the figure, a PNG file")
   p.set_defaults(func=run)
 
 

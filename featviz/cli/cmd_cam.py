@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
 import pathlib
 
-from featviz.cli.common import add_model_arguments, load_model
+from featviz.cli.common import HelpFormatter, add_model_arguments, load_model
 from featviz.cli.errors import UsageError, writable_output
 
 _EPILOG = """Explains one class (default: the model's top-1) on a photo. The figure shows the
@@ -23,18 +22,24 @@ METHODS = ("cam", "gradcam", "guided", "guided-gradcam", "deconvnet")
 
 def register(sub) -> None:
   p = sub.add_parser("cam", help="class activation maps and gradient explanations of a photo",
-                     epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                     epilog=_EPILOG, formatter_class=HelpFormatter)
   add_model_arguments(p)
   p.add_argument("image", help="a photo (resized on its shorter side, centre-cropped)")
   which = p.add_mutually_exclusive_group()
-  which.add_argument("--class", dest="cls", type=int, default=None, help="class index")
-  which.add_argument("--label", default=None, help="class name, e.g. goldfish")
+  which.add_argument("--class", dest="cls", type=int, default=None,
+                     help="class index (default: the model's top-1 class)")
+  which.add_argument("--label", default=None,
+                     help="class name in any case, e.g. goldfish or golden_retriever "
+                          "(`featviz zoo labels MODEL`; default: the model's top-1 class)")
   p.add_argument("--layer", default=None,
                  help="Grad-CAM layer (default: the GAP head's layer, else the last spatial "
                       "layer); CAM always uses the head's layer")
-  p.add_argument("--method", choices=METHODS, default="gradcam")
+  p.add_argument("--method", choices=METHODS, default="gradcam",
+                 help="cam: the class map of the global-average-pool head; gradcam: Grad-CAM at "
+                      "--layer; guided: guided backprop; guided-gradcam: the two multiplied; "
+                      "deconvnet: Zeiler and Fergus's backward pass")
   p.add_argument("--alpha", type=float, default=0.5, help="heat map weight in the overlay")
-  p.add_argument("--out", default="cam.png", help="the figure (PNG)")
+  p.add_argument("--out", default="cam.png", help="the figure, a PNG file")
   p.set_defaults(func=run)
 
 

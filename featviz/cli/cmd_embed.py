@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import argparse
-
-from featviz.cli.common import add_model_arguments, load_model
+from featviz.cli.common import HelpFormatter, add_model_arguments, load_model
 from featviz.cli.errors import UsageError, writable_output
 
 _EPILOG = """Examples:
@@ -18,19 +16,20 @@ coordinates (van der Maaten and Hinton, 2008; PCA to 30 dimensions first, 1000 i
 
 def register(sub) -> None:
   p = sub.add_parser("embed", help="PCA or t-SNE map of a folder of photos in a layer",
-                     epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                     epilog=_EPILOG, formatter_class=HelpFormatter)
   add_model_arguments(p)
   p.add_argument("--dataset", required=True, metavar="DIR", help="a folder of photos")
   p.add_argument("--layer", required=True, help="the layer whose features are embedded")
-  p.add_argument("--method", choices=["pca", "tsne"], default="pca")
+  p.add_argument("--method", choices=["pca", "tsne"], default="pca",
+                 help="pca: the first two principal components; tsne: t-SNE")
   p.add_argument("--pool", choices=["mean", "flat"], default="mean",
-                 help="mean: spatial mean per channel (default); flat: every position")
+                 help="mean: spatial mean per channel; flat: every position")
   p.add_argument("--perplexity", type=float, default=None,
                  help="t-SNE perplexity (default: 30, the paper's, or (N - 1) / 3 if smaller)")
   p.add_argument("--iterations", type=int, default=1000, help="t-SNE iterations (paper: 1000)")
-  p.add_argument("--seed", type=int, default=0, help="t-SNE initial map")
+  p.add_argument("--seed", type=int, default=0, help="seed of t-SNE's initial map")
   p.add_argument("--thumb", type=int, default=48, help="thumbnail side in pixels")
-  p.add_argument("--out", default="embed.png", help="figure PNG")
+  p.add_argument("--out", default="embed.png", help="the figure, a PNG file")
   p.set_defaults(func=run)
 
 

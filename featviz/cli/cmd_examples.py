@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
 import re
 
-from featviz.cli.common import add_model_arguments, load_model
+from featviz.cli.common import HelpFormatter, add_model_arguments, load_model, plural
 from featviz.cli.errors import UsageError, writable_output
 
 _EPILOG = """Examples:
@@ -21,12 +20,12 @@ _UNIT = re.compile(r"^(?P<layer>[A-Za-z_]\w*):(?P<start>\d+)(?:-(?P<stop>\d+))?$
 
 def register(sub) -> None:
   p = sub.add_parser("examples", help="top dataset images and receptive-field patches of units",
-                     epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                     epilog=_EPILOG, formatter_class=HelpFormatter)
   add_model_arguments(p)
   p.add_argument("unit", metavar="LAYER:UNIT", help="a unit, or units A-B inclusive, of a layer")
   p.add_argument("--dataset", required=True, metavar="DIR", help="a folder of photos")
-  p.add_argument("--top", type=int, default=9, help="examples per unit (default 9)")
-  p.add_argument("--out", default="examples.png", help="figure PNG")
+  p.add_argument("--top", type=int, default=9, help="examples per unit")
+  p.add_argument("--out", default="examples.png", help="the figure, a PNG file")
   p.set_defaults(func=run)
 
 
@@ -64,8 +63,8 @@ def run(args) -> int:
   names = [p.stem for p in paths]
   fig = dataset_examples.figure(data, names, scan, examples, model.spec.name)
   images.save_png(fig, out)
-  print(f"scanned {len(data)} images through {model.spec.name} {layer} "
-        f"({scan.map_size[0]}x{scan.map_size[1]} map, {scan.mean.shape[1]} units) in "
+  print(f"scanned {plural(len(data), 'image')} through {model.spec.name} {layer} "
+        f"({scan.map_size[0]}x{scan.map_size[1]} map, {plural(scan.mean.shape[1], 'unit')}) in "
         f"{scanned - start:.1f} s; fields and figure in {time.perf_counter() - scanned:.1f} s")
   for e in examples:
     box = e.boxes[0]

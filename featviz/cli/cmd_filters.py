@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
 import re
 
-from featviz.cli.common import add_model_arguments, load_model
+from featviz.cli.common import HelpFormatter, add_model_arguments, load_model, plural
 from featviz.cli.errors import UsageError, writable_output
 
 _EPILOG = """Without --layer: the first convolution's kernels, one tile per filter, scaled
@@ -21,18 +20,19 @@ Examples:
 
 def register(sub) -> None:
   p = sub.add_parser("filters", help="first-layer filters, or optimized images for units",
-                     epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                     epilog=_EPILOG, formatter_class=HelpFormatter)
   add_model_arguments(p)
-  p.add_argument("--layer", default=None, help="render units of this layer instead")
+  p.add_argument("--layer", default=None,
+                 help="render images for units of this layer instead of showing the first kernels")
   p.add_argument("--units", default=None,
-                 help="with --layer: N or A-B inclusive (default 0-7, or fewer channels)")
+                 help="with --layer: N or A-B inclusive (default: 0-7, or every channel if fewer)")
   p.add_argument("--scale", choices=["filter", "global"], default="filter",
                  help="kernels: scale each filter by its own max |w|, or all by the largest")
   p.add_argument("--steps", type=int, default=512, help="render steps (Lucid: 512)")
   p.add_argument("--size", type=int, default=128, help="render side in pixels (Lucid: 128)")
-  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--seed", type=int, default=0, help="seed of the render")
   p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-  p.add_argument("--out", default="filters.png", help="the figure (PNG)")
+  p.add_argument("--out", default="filters.png", help="the figure, a PNG file")
   p.set_defaults(func=run)
 
 
@@ -68,7 +68,7 @@ def run(args) -> int:
       raise UsageError(str(e)) from e
     images.save_png(filters.kernel_figure(model, args.scale), out)
     kh, kw, cin, k = conv.kernel.shape
-    print(f"wrote {out}: {k} first-layer filters ({conv.path}, {kh}x{kw}x{cin}), "
+    print(f"wrote {out}: {plural(k, 'first-layer filter')} ({conv.path}, {kh}x{kw}x{cin}), "
           f"scaled per {args.scale} symmetrically around 0")
     return 0
   model.spec.check_layer(args.layer)
@@ -77,6 +77,6 @@ def run(args) -> int:
   result = filters.optimized_filters(model, args.layer, units, steps=args.steps, size=args.size,
                                      seed=args.seed, progress_bar=not args.no_progress)
   images.save_png(filters.optimized_figure(model, result, args.layer), out)
-  print(f"wrote {out}: {len(units)} units of {args.layer} ({result.run_seconds:.1f} s run, "
-        f"{result.compile_seconds:.1f} s compile)")
+  print(f"wrote {out}: {plural(len(units), 'unit')} of {args.layer} "
+        f"({result.run_seconds:.1f} s run, {result.compile_seconds:.1f} s compile)")
   return 0

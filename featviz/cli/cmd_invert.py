@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import argparse
-
-from featviz.cli.common import add_model_arguments, load_model
+from featviz.cli.common import HelpFormatter, add_model_arguments, load_model, plural
 from featviz.cli.errors import UsageError, writable_output
 
 _EPILOG = """Examples:
@@ -20,7 +18,7 @@ def register(sub) -> None:
   from featviz.analysis import inversion
 
   p = sub.add_parser("invert", help="reconstruct a photo from its activations at some layers",
-                     epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                     epilog=_EPILOG, formatter_class=HelpFormatter)
   add_model_arguments(p)
   p.add_argument("image", metavar="IMAGE", help="the photo")
   p.add_argument("--layers", required=True, help="comma-separated layer names")
@@ -28,11 +26,12 @@ def register(sub) -> None:
   p.add_argument("--size", type=int, default=None,
                  help="photo side in pixels (default: the model's input size)")
   p.add_argument("--tv", type=float, default=inversion.TV_WEIGHT,
-                 help="weight of the total variation per pixel value (default 0.5)")
+                 help="weight of the total variation per pixel value")
   p.add_argument("--lr", type=float, default=inversion.LEARNING_RATE, help="Adam learning rate")
-  p.add_argument("--param", choices=["fourier", "pixel"], default="fourier")
-  p.add_argument("--seed", type=int, default=0)
-  p.add_argument("--out", default="invert.png", help="figure PNG")
+  p.add_argument("--param", choices=["fourier", "pixel"], default="fourier",
+                 help="fourier: Lucid's decorrelated Fourier image; pixel: plain pixels")
+  p.add_argument("--seed", type=int, default=0, help="seed of the initial images")
+  p.add_argument("--out", default="invert.png", help="the figure, a PNG file")
   p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
   p.set_defaults(func=run)
 
@@ -58,10 +57,10 @@ def run(args) -> int:
   result = inversion.invert(model, photo, layers, steps=args.steps, tv_weight=args.tv,
                             lr=args.lr, param=args.param, seed=args.seed,
                             progress_bar=not args.no_progress)
-  title = (f"{model.spec.name} feature inversion, {args.steps} steps, {size} px, "
+  title = (f"{model.spec.name} feature inversion, {plural(args.steps, 'step')}, {size} px, "
            f"tv {args.tv:g}, seed {args.seed}")
   images.save_png(inversion.figure(photo, result, title, scale=max(1, 128 // size)), out)
-  print(f"inverted {len(layers)} layers at {size} px in {result.seconds:.1f} s")
+  print(f"inverted {plural(len(layers), 'layer')} at {size} px in {result.seconds:.1f} s")
   for layer, psnr, mse, loss in zip(result.layers, result.psnr, result.mse, result.loss):
     print(f"{layer:>14s}  PSNR {psnr:5.2f} dB  MSE {mse:.5f}  feature loss {loss:.4f}")
   print(f"wrote {out}")

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import argparse
-
-from featviz.cli.common import add_model_arguments, load_model
+from featviz.cli.common import HelpFormatter, add_model_arguments, load_model, plural
 from featviz.cli.errors import UsageError, writable_output
 
 _EPILOG = """Examples:
@@ -18,15 +16,15 @@ every position; distances are Euclidean (featviz.analysis.feature_space).
 
 def register(sub) -> None:
   p = sub.add_parser("neighbors", help="the dataset photos nearest to a query in a layer",
-                     epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                     epilog=_EPILOG, formatter_class=HelpFormatter)
   add_model_arguments(p)
   p.add_argument("query", metavar="QUERY_IMAGE", help="the query photo")
   p.add_argument("--dataset", required=True, metavar="DIR", help="a folder of photos")
   p.add_argument("--layer", required=True, help="the layer whose features are compared")
-  p.add_argument("--k", type=int, default=8, help="neighbours to show (default 8)")
+  p.add_argument("--k", type=int, default=8, help="neighbours to show")
   p.add_argument("--pool", choices=["mean", "flat"], default="mean",
-                 help="mean: spatial mean per channel (default); flat: every position")
-  p.add_argument("--out", default="neighbors.png", help="figure PNG")
+                 help="mean: spatial mean per channel; flat: every position")
+  p.add_argument("--out", default="neighbors.png", help="the figure, a PNG file")
   p.set_defaults(func=run)
 
 
@@ -58,7 +56,7 @@ def run(args) -> int:
   fig = feature_space.neighbors_figure(query, pathlib.Path(args.query).stem, data, names,
                                        index[0], dist[0], title)
   images.save_png(fig, out)
-  print(f"{len(data) + 1} images -> {feats.shape[1]}-D features at {args.layer} "
+  print(f"{plural(len(data) + 1, 'image')} -> {feats.shape[1]}-D features at {args.layer} "
         f"({args.pool}) in {seconds:.1f} s")
   for rank, (i, d) in enumerate(zip(index[0], dist[0]), 1):
     print(f"{rank:3d}  {d:10.4f}  {paths[i].name}")
