@@ -72,21 +72,37 @@ def test_jittable_finite_gradient_one_score_per_image(name):
     assert float(jnp.abs(grad).sum()) > 0
 
 
-@pytest.mark.parametrize("name", ["channel", "neuron", "class_logit", "direction"])
+# name -> three objectives of one structure with different units: stacked, their data is a batch
+# of unit sets.
+UNIT_SETS = {
+    "channel": [O.channel("conv2", np.array(u)) for u in ([0, 1, 2], [5, 3, 1], [4, 4, 0])],
+    "neuron": [O.neuron("conv2", np.array(u)) for u in ([0, 1, 2], [5, 3, 1], [4, 4, 0])],
+    "class_logit": [O.class_logit(i) for i in (0, 2, 4)],
+    "direction": [O.direction("conv3", np.linspace(a, b, 8)) for a, b in ((-1, 1), (1, 0), (0, 2))],
+}
+
+
+@pytest.mark.parametrize("name", sorted(UNIT_SETS))
 def test_vmap_over_units(name):
-  """vmap over a leading axis of unit data gives one score vector per unit set."""
-  objective, _ = CASES[name]
-  bound = objective.bind(MODEL.spec, B)
+  """vmap over a leading axis of unit data: row ``k`` is the score of unit set ``k`` alone."""
+  bound = [objective.bind(MODEL.spec, B) for objective in UNIT_SETS[name]]
   images = _images(B)
-  leaves, treedef = jax.tree.flatten(bound)
-  stacked = [jnp.stack([leaf, leaf]) for leaf in leaves]
+  # The unit data are the leaves; the structure is the first set's. (A bound ClassLogit also
+  # keeps its label in the structure, as metadata for labels(); the score reads the leaves.)
+  treedef = jax.tree.structure(bound[0])
+  leaves = [jax.tree.leaves(obj) for obj in bound]
+  assert all([np.shape(a) for a in ls] == [np.shape(a) for a in leaves[0]] for ls in leaves)
+  stacked = [jnp.stack(column) for column in zip(*leaves)]
 
   def score(*ls):
     obj = jax.tree.unflatten(treedef, ls)
     return obj(_context(obj, images))
 
   out = jax.vmap(score)(*stacked)
-  np.testing.assert_allclose(out[0], score(*leaves), rtol=1e-5, atol=1e-6)
+  assert out.shape == (len(bound), B)
+  for k, obj in enumerate(bound):
+    np.testing.assert_allclose(out[k], obj(_context(obj, images)), rtol=1e-5, atol=1e-6)
+  assert not np.allclose(out[0], out[1]) and not np.allclose(out[1], out[2])  # sets differ
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
