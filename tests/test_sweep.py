@@ -262,3 +262,17 @@ def test_a_bf16_sweep_runs_from_the_cli_and_its_manifest_records_the_whole_confi
                       "--out", str(tmp_path / "f32"))
   assert code == 0, err
   assert _png_bytes(tmp_path / "bf16", "conv1", 0) != _png_bytes(tmp_path / "f32", "conv1", 0)
+
+
+def test_a_chunk_that_goes_non_finite_is_recorded_and_the_sweep_goes_on(tmp_path):
+  weights = {k: dict(v) for k, v in MODEL.weights.items()}
+  weights["conv3"]["b"] = np.full_like(weights["conv3"]["b"], np.inf)  # conv3 is inf, and so
+  # are its scores from the first step
+  broken = MODEL.replace(weights=weights)
+  summary = sweep.sweep(broken, ["conv2", "conv3"], out=tmp_path, **FAST)
+  assert summary["layers"]["conv2"]["done"] == 6  # the healthy layer is complete
+  assert summary["layers"]["conv3"]["done"] == 0
+  assert [(f["layer"], f["units"]) for f in summary["failed"]] == [
+      ("conv3", [0, 1, 2, 3]), ("conv3", [4, 5, 6, 7])]
+  assert all("non-finite at step 0" in f["error"] for f in summary["failed"])
+  assert sweep.check(tmp_path) == []

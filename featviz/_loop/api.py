@@ -22,7 +22,8 @@ from featviz import progress
 from featviz._loop import keys as keys_lib
 from featviz._loop import program
 from featviz._loop.config import RenderConfig
-from featviz.model import Model
+from featviz._loop.config import ConfigError
+from featviz.model import ImageShapeError, Model
 from featviz.nonlin import rewrites_for
 
 
@@ -85,9 +86,10 @@ def resolve_batch(objective: obj_lib.Objective, batch: int | None) -> int:
   if batch is None:
     return implied or 1
   if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
-    raise ValueError(f"batch must be a positive integer, got {batch!r}")
+    raise ConfigError(f"batch must be a positive integer, got {batch!r}")
   if implied is not None and implied != batch:
-    raise ValueError(f"the objective renders {implied} images (one per unit) but batch={batch}")
+    raise ConfigError(f"the objective renders {implied} images (one per unit) but "
+                      f"batch={batch}; leave batch out, or give one unit per objective")
   return int(batch)
 
 
@@ -121,7 +123,7 @@ def _prepare(model, objective, config, overrides, batch, mesh):
   bound = objective.bind(model.spec, batch)
   network_side = model.input_size(config.input_size) or config.size
   if network_side < model.spec.min_size:
-    raise ValueError(f"{model.spec.name} needs images of at least {model.spec.min_size} px; "
+    raise ImageShapeError(f"{model.spec.name} needs images of at least {model.spec.min_size} px; "
                      f"its input would be {network_side} px (size {config.size}, input_size "
                      f"{config.input_size})")
   if mesh is not None and batch % mesh.size:

@@ -62,7 +62,7 @@ from featviz._loop.config import RenderConfig
 from featviz._sweep import partition
 from featviz._sweep import quality as sweep_quality
 from featviz._sweep import store as store_lib
-from featviz.model import Model
+from featviz.model import ImageShapeError, Model
 
 # Units per compiled call. 8 divides every channel count of the zoo's layers (so no padding);
 # on an accelerator raise it until memory is full (throughput grows with the batch).
@@ -175,7 +175,8 @@ def sweep(model: Model, layers: Sequence[str], config: RenderConfig | None = Non
   Returns:
     The summary (also in ``out/summary.json``): per layer the units asked and
     done, the median final activation and, with a dataset, the ratio's
-    min/median/max and fraction above 1.
+    min/median/max and fraction above 1; ``failed`` lists the chunks whose render
+    went non-finite (their units stay missing; the other chunks are rendered).
 
   Raises:
     featviz.SettingsMismatchError: ``out`` holds a sweep with other settings.
@@ -191,6 +192,10 @@ def sweep(model: Model, layers: Sequence[str], config: RenderConfig | None = Non
   if not layers:
     raise ValueError("name at least one layer to sweep")
   wanted = partition.layer_units(model.spec.layers, layers, units)
+  side = model.input_size(config.input_size) or config.size
+  if side < model.spec.min_size:  # before the store exists: bad input leaves nothing behind
+    raise ImageShapeError(f"{model.spec.name} needs images of at least {model.spec.min_size} px; "
+                     f"its input would be {side} px")
   devices = list(devices) if devices is not None else jax.local_devices()
   mesh = jax.sharding.Mesh(np.asarray(devices), ("batch",))
   index, count = process if process is not None else (jax.process_index(), jax.process_count())
@@ -215,6 +220,7 @@ def sweep(model: Model, layers: Sequence[str], config: RenderConfig | None = Non
   finished = sum((c.layer, u) in done for c in work for u in c.units)
   atlas_rows: dict[str, int] = {}  # layer -> rows in its atlas when written
   touched = set()  # layers this process rendered into
+  failed: list[dict[str, Any]] = []  # chunks that went non-finite (a re-run tries them again)
   bar = tqdm(total=total, initial=finished, desc=f"sweep {model.spec.name}", unit="unit",
              file=sys.stderr, dynamic_ncols=True, disable=not progress_bar)
   with bar:
@@ -222,7 +228,13 @@ def sweep(model: Model, layers: Sequence[str], config: RenderConfig | None = Non
       todo = [u for u in chunk.units if (chunk.layer, u) not in done]
       if todo:
         bar.set_postfix_str(f"{chunk.layer} units {todo[0]}-{todo[-1]}", refresh=True)
-        pictures, rows = render_chunk(model, chunk, todo, config, key, mesh, layers)
+        try:
+          pictures, rows = render_chunk(model, chunk, todo, config, key, mesh, layers)
+        except render_api.NonFiniteError as e:  # record it and go on with the other chunks
+          failed.append({"layer": chunk.layer, "units": list(todo), "step": e.step,
+                         "error": str(e)})
+          bar.update(len(todo))
+          continue
         for row in rows:
           row["png"] = str(store.png(chunk.layer, row["unit"]).relative_to(store.root))
           row["process"] = index
@@ -240,6 +252,7 @@ def sweep(model: Model, layers: Sequence[str], config: RenderConfig | None = Non
     if rows and atlas_rows.get(layer) != len(rows):
       _write_atlas(store, layer, config.size)
   summary = summarize(store, model, wanted, recorded)
+  summary["failed"] = failed
   store_lib.write_json(store.root / store_lib.SUMMARY, summary)
   return summary
 

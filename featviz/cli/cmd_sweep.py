@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from featviz.cli.common import HelpFormatter, add_model_arguments, load_model
 from featviz.cli.errors import UsageError, writable_dir
 from featviz.cli.render_flags import add_render_arguments, config_from
@@ -95,4 +97,8 @@ def run(args) -> int:
     raise UsageError(str(e)) from None
   print(sweep.table(summary))
   print(f"wrote {out}/ (summary.json, <layer>_atlas.png, <layer>/<unit>.png)")
-  return 0
+  for failure in summary["failed"]:
+    units = failure["units"]
+    print(f"featviz sweep: {failure['layer']} units {units[0]}-{units[-1]} not rendered: "
+          f"{failure['error']}", file=sys.stderr)
+  return 1 if summary["failed"] else 0
