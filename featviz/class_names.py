@@ -21,7 +21,7 @@ from another by case or punctuation can still be chosen exactly. Two classes wit
 from __future__ import annotations
 
 import difflib
-from typing import Sequence
+from collections.abc import Sequence
 
 from featviz.model import UnknownLabelError
 

@@ -21,8 +21,8 @@ before ``LAYER:`` starts a subtracted term (``logit:goldfish-0.5*logit:tench``).
 that holds other characters.
 
 ``A-B`` followed by ``*`` reads as unit A minus a weighted term
-(``logit:1-0.2*logit:7``). A range renders one image per unit; several ranges in one SPEC must have the
-same length (they pair up image by image).
+(``logit:1-0.2*logit:7``). A range renders one image per unit; several ranges in one SPEC must
+have the same length (they pair up image by image).
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ _TERM = re.compile(
     rf"""\s*(?P<sign>[+-])?\s*
     (?:(?P<weight>{_NUMBER})\s*\*\s*)?
     (?:
-      logit:(?:(?P<lstart>\d+)(?:-(?P<lstop>\d+)(?![\d.*eE]))?|(?P<logit>"[^"]+"|'[^']+'|{_NAME}))
+      logit:(?:(?P<lstart>\d+)(?:-(?P<lstop>\d+)(?![\d.*eE]))?
+             |(?P<logit>"[^"]+"|'[^']+'|{_NAME}))
      |deepdream:(?P<dream>[A-Za-z_][\w]*)
      |(?P<layer>[A-Za-z_][\w]*):(?P<start>\d+)(?:-(?P<stop>\d+)(?![\d.*eE]))?(?:@(?P<x>\d+),(?P<y>\d+))?
     )\s*""", re.VERBOSE)
