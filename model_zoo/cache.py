@@ -4,7 +4,8 @@ Converting a PyTorch file (reading the pickle, re-laying every tensor) happens o
 restore the converted pytree. The layout under the cache root (:func:`root`)::
 
   models/<name>-<sha256[:16]>/      one entry per model and source-file content
-    metadata.json                   model, source, sha256, featviz version, created, shapes
+    metadata.json                   model, source, sha256, featviz version, created, shapes,
+                                    weights_sha256 (of the converted arrays)
     weights/                        an orbax checkpoint of the weights pytree
   models/.tmp-<name>-...            an entry being written (or left by a crash): never read
   downloads/                        downloaded source files (see ``catalogue``)
@@ -20,12 +21,22 @@ another process still writing). An entry that exists but cannot be restored (a d
 edit) raises :class:`CorruptCacheError` naming the folder; ``catalogue`` then discards and rebuilds
 it from the source file.
 
+**Checked on every restore.** Orbax checks the tree and the shapes, not the bytes: one flipped
+bit in a data file used to load a wrong weight, silently, on every later load (red-team report,
+section 3). So ``metadata.json`` records ``weights_sha256``, a sha256 of the converted arrays
+(:func:`weights_digest`: each leaf's path, shape and bytes, in sorted path order; about 1 ms for
+mnist_cnn, tens of ms for EfficientNet), and :func:`restore` recomputes it: a mismatch, or an
+entry without one, raises :class:`CorruptCacheError` naming the entry, and ``catalogue`` rebuilds
+it. Leftover ``.tmp-discard-*`` of :func:`discard` (a folder or, where an entry was replaced by
+a file, a file) are removed on the next :func:`save`.
+
 Weights are a nested dict (string keys) of float32 arrays; they come back as NumPy arrays.
 """
 
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
 import pathlib
@@ -38,10 +49,10 @@ from typing import Any
 
 import numpy as np
 
-import featviz
+from featviz import home
 
 __all__ = ["CorruptCacheError", "discard", "entries", "entry_path", "lookup", "read_metadata",
-           "restore", "root", "save"]
+           "restore", "root", "save", "weights_digest"]
 
 _METADATA = "metadata.json"
 _WEIGHTS = "weights"
@@ -56,8 +67,7 @@ class CorruptCacheError(RuntimeError):
 
 def root() -> pathlib.Path:
   """The cache root: ``$FEATVIZ_HOME`` if set, else ``~/.cache/featviz``."""
-  home = os.environ.get("FEATVIZ_HOME")
-  return pathlib.Path(home) if home else pathlib.Path.home() / ".cache" / "featviz"
+  return home.root()
 
 
 def entry_path(name: str, sha256: str) -> pathlib.Path:
@@ -88,16 +98,49 @@ def _shapes(tree: Mapping[str, Any], where: str = "") -> dict[str, Any]:
   return out
 
 
+def weights_digest(tree: Mapping[str, Any]) -> str:
+  """sha256 over every leaf of a nested dict of arrays: ``path|dtype|shape|`` then its bytes,
+  leaves in sorted path order (so the digest does not depend on dict order)."""
+  leaves: list[tuple[str, np.ndarray]] = []
+
+  def walk(node: Mapping[str, Any], prefix: str) -> None:
+    for key, value in node.items():
+      if isinstance(value, Mapping):
+        walk(value, f"{prefix}{key}/")
+      else:
+        leaves.append((f"{prefix}{key}", np.asarray(value)))
+
+  walk(tree, "")
+  h = hashlib.sha256()
+  for path, array in sorted(leaves, key=lambda kv: kv[0]):
+    h.update(f"{path}|{array.dtype.str}|{list(array.shape)}|".encode())
+    h.update(np.ascontiguousarray(array).tobytes())
+  return h.hexdigest()
+
+
 def _as_numpy(tree: Mapping[str, Any]) -> dict[str, Any]:
   return {k: _as_numpy(v) if isinstance(v, Mapping) else np.asarray(v) for k, v in tree.items()}
+
+
+def _remove(path: pathlib.Path) -> None:
+  """Removes a folder tree, or a file or symlink (``rmtree`` cannot), ignoring races."""
+  try:
+    if path.is_dir() and not path.is_symlink():
+      shutil.rmtree(path, ignore_errors=True)
+    else:
+      path.unlink()
+  except FileNotFoundError:
+    pass  # Another process removed it first.
 
 
 def _clean_stale_tmp(models: pathlib.Path) -> None:
   now = time.time()
   for tmp in models.glob(_TMP_PREFIX + "*"):
     try:
-      if now - tmp.stat().st_mtime > _STALE_TMP_S:
-        shutil.rmtree(tmp, ignore_errors=True)
+      # A discarded entry is never read again, whatever its age; a build may still be written.
+      if tmp.name.startswith(f"{_TMP_PREFIX}discard-") or (
+          now - tmp.lstat().st_mtime > _STALE_TMP_S):
+        _remove(tmp)
     except OSError:
       pass  # Another process removed or renamed it first.
 
@@ -131,12 +174,13 @@ def save(name: str, sha256: str, source: str, weights: Mapping[str, Any],
   final = entry_path(name, sha256)
   tmp = pathlib.Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{final.name}-", dir=models))
   try:
-    _save_weights(tmp / _WEIGHTS, _as_numpy(weights))
+    arrays = _as_numpy(weights)
+    _save_weights(tmp / _WEIGHTS, arrays)
     metadata = {
         "model": name, "source": source, "sha256": sha256,
-        "featviz_version": featviz.__version__,
+        "featviz_version": home.VERSION,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        **(extra or {}), "shapes": shapes,
+        **(extra or {}), "shapes": shapes, "weights_sha256": weights_digest(arrays),
     }
     (tmp / _METADATA).write_text(json.dumps(metadata, indent=1) + "\n")
     try:
@@ -175,7 +219,8 @@ def restore(path: pathlib.Path, name: str, sha256: str) -> tuple[dict[str, Any],
 
   Raises:
     CorruptCacheError: metadata missing or not for ``(name, sha256)``, the checkpoint
-      unreadable, or its tree or shapes differ from the recorded ones.
+      unreadable, its tree or shapes differ from the recorded ones, or its arrays' digest
+      differs from the recorded ``weights_sha256`` (or none was recorded).
   """
   metadata = read_metadata(path)
   if metadata.get("model") != name or metadata.get("sha256") != sha256:
@@ -192,6 +237,15 @@ def restore(path: pathlib.Path, name: str, sha256: str) -> tuple[dict[str, Any],
     raise _corrupt(path, f"cannot restore the checkpoint ({type(e).__name__}: {e})") from e
   if restored != shapes:
     raise _corrupt(path, "the restored weights' shapes differ from metadata.json")
+  recorded = metadata.get("weights_sha256")
+  if not isinstance(recorded, str):
+    raise _corrupt(path, f"its {_METADATA} records no weights_sha256 (written by an older "
+                   "featviz), so its weights cannot be checked")
+  digest = weights_digest(weights)
+  if digest != recorded:
+    raise _corrupt(path, f"its weights do not match the digest recorded when they were "
+                   f"converted (weights_sha256 {recorded[:16]}..., restored {digest[:16]}...): "
+                   "the data files are damaged")
   return weights, metadata
 
 
@@ -223,4 +277,4 @@ def discard(path: pathlib.Path) -> None:
     os.rename(path, doomed)
   except FileNotFoundError:
     return  # Another process discarded it first.
-  shutil.rmtree(doomed, ignore_errors=True)
+  _remove(doomed)

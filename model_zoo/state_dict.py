@@ -4,6 +4,12 @@ A converter first checks the whole file (:func:`check_state_dict`), then re-lays
 from PyTorch's layout into Flax's. A partial load is never silent: a missing, unexpected or
 wrongly shaped tensor raises :class:`WeightMismatchError` before any conversion happens.
 
+:func:`convert_checked` runs a converter on a lazily read file (``torch_pickle.LazyTensor``:
+names and shapes are checked before any tensor is read), warns naming every tensor whose dtype
+was cast (int64, float64, float16 to float32), and refuses converted weights holding NaN or
+inf (:class:`NonFiniteWeightsError`): cached, they would surface much later as a render that
+"became non-finite" and a hint to lower the learning rate.
+
 Layouts (PyTorch -> Flax/TF):
 
 =================  ==========================  ===============================
@@ -17,18 +23,23 @@ linear             ``(out, in)``               ``(in, out)``
 
 from __future__ import annotations
 
-from typing import Mapping
+import warnings
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
-__all__ = ("WeightMismatchError", "check_state_dict", "conv_kernel", "depthwise_kernel",
-           "dense_kernel", "vector")
+__all__ = ("NonFiniteWeightsError", "WeightMismatchError", "check_finite", "check_state_dict",
+           "conv_kernel", "convert_checked", "depthwise_kernel", "dense_kernel", "vector")
 
 _SHOWN = 5  # How many keys of each kind an error message lists before "and N more".
 
 
 class WeightMismatchError(ValueError):
   """A weight file does not hold exactly the tensors an architecture needs."""
+
+
+class NonFiniteWeightsError(WeightMismatchError):
+  """Converted weights hold NaN or inf; the message names the tensors and counts."""
 
 
 def _listing(what: str, items: list[str]) -> str:
@@ -91,3 +102,60 @@ def dense_kernel(weight: np.ndarray) -> np.ndarray:
 def vector(value: np.ndarray) -> np.ndarray:
   """A bias or batch-norm vector, unchanged but for the dtype (float32)."""
   return np.asarray(value, np.float32)
+
+
+def _leaves(tree: Any, prefix: str = ""):
+  if isinstance(tree, Mapping):
+    for key, value in tree.items():
+      yield from _leaves(value, f"{prefix}.{key}" if prefix else str(key))
+  else:
+    yield prefix, tree
+
+
+def check_finite(weights: Any, model: str) -> None:
+  """Raises :class:`NonFiniteWeightsError` naming each leaf of ``weights`` with NaN or inf."""
+  bad = []
+  for path, leaf in _leaves(weights):
+    array = np.asarray(leaf)
+    if array.dtype.kind in "fc":
+      count = int(array.size - np.count_nonzero(np.isfinite(array)))
+      if count:
+        bad.append(f"{path} ({count} of {array.size} values)")
+  if bad:
+    raise NonFiniteWeightsError(
+        f"the {model} weights hold NaN or inf: {_listing('tensors', bad)}; weights must be "
+        "finite numbers (was the file saved from a training run that diverged?)")
+
+
+def convert_checked(convert: Callable[[Mapping[str, Any]], Any], state: Mapping[str, Any],
+                    model: str) -> Any:
+  """``convert(state)``, warning about dtype casts and refusing non-finite results.
+
+  Args:
+    convert: an architecture's ``convert`` (checks names and shapes, then re-lays tensors).
+    state: ``{name: array}``, best ``torch_pickle.LazyTensor`` s (``lazy=True``): a tensor is
+      then read only after ``convert`` has checked every name and shape.
+    model: the model's name, for the messages.
+
+  Returns:
+    The converted weights.
+
+  Raises:
+    WeightMismatchError: from ``convert`` (a plain ``ValueError`` of a converter that does not
+      raise the specific class yet, mnist_cnn's, becomes one, with its message);
+      :class:`NonFiniteWeightsError` for NaN or inf.
+  """
+  try:
+    weights = convert(state)
+  except ValueError as e:
+    if type(e) is not ValueError:
+      raise
+    raise WeightMismatchError(f"{model}: {e}") from e
+  casts = [f"{name} ({value.dtype})" for name, value in state.items()
+           if getattr(value, "materialized", True) and np.dtype(getattr(
+               value, "dtype", np.float32)) != np.float32]
+  if casts:
+    warnings.warn(f"the {model} weight file's {_listing('tensors', casts)} were cast to "
+                  "float32 by the conversion", stacklevel=2)
+  check_finite(weights, model)
+  return weights

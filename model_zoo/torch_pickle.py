@@ -24,6 +24,22 @@ of what a tensor checkpoint needs and maps each to a harmless stand-in of our ow
 raises :class:`UnsafeCheckpointError` before it is called. Tensors come back as C-contiguous NumPy
 arrays in native byte order, copied out of their storage (views and strides resolved).
 
+**Bounded.** A tiny file must not allocate gigabytes (red-team report, section 2: a 531-byte
+stride-0 view copied out to 1.3 GB, 64 such keys in 10 kB to 4.4 GB, a 1 MB zip bomb to 2.3 GB).
+So nothing is inflated or copied before it is bounded:
+
+* the tensors of a file together may hold at most :data:`ALIAS_FACTOR` times the bytes of the
+  storages they view, plus :data:`ALIAS_SLACK` (tied weights share a storage, twice; stride-0
+  "expanded" views and hundreds of keys on one storage are refused before the copy);
+* zip members (the pickle, each storage, each ``.npy``) are read in :data:`CHUNK` pieces, and
+  all of them together may inflate to at most :data:`EXPANSION_FACTOR` times the file's size
+  plus :data:`EXPANSION_SLACK`; ``data.pkl`` alone to at most :data:`MAX_PICKLE`.
+
+**Lazy.** With ``lazy=True`` (:func:`load_state_dict`, :func:`load_npz`) the values are
+:class:`LazyTensor` s: shape and dtype known, bytes read only when NumPy asks for the array.
+An architecture's converter checks every name and shape first (``np.shape`` reads nothing), so
+a file for another model, or with extra huge entries, is refused having read only its pickle.
+
 Example::
 
   state = load_state_dict("efficientnet-lite0-57934424.pth")
@@ -42,12 +58,25 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CheckpointError", "UnsafeCheckpointError", "load_state_dict"]
+__all__ = ["CheckpointError", "ExpansionError", "LazyTensor", "UnsafeCheckpointError",
+           "WeightDtypeError", "load_npz", "load_state_dict"]
 
 # torch/serialization.py: MAGIC_NUMBER and PROTOCOL_VERSION of the legacy layout.
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_PROTOCOL = 1001
 _ZIP_MAGIC = b"PK\x03\x04"  # A zip local file header; torch's _is_zipfile tests the same bytes.
+
+# Tied weights (an embedding and its output layer) make two tensors of one storage; more sharing
+# than that, or a stride-0 view, is how a small file claims a huge tensor.
+ALIAS_FACTOR = 2
+ALIAS_SLACK = 1 << 20  # 1 MiB: scalars and counters of tiny files are never refused.
+# torch.save and np.savez store members uncompressed (ZIP_STORED: 1:1); savez_compressed float
+# weights deflate to about 0.9 of their size (mantissas are near random), mostly-zero (pruned)
+# ones further. 32x covers those; a zip bomb inflates 1000:1.
+EXPANSION_FACTOR = 32
+EXPANSION_SLACK = 16 << 20  # 16 MiB, for tiny files with a few real tensors.
+MAX_PICKLE = 64 << 20  # data.pkl of a 100k-tensor model is a few MB.
+CHUNK = 1 << 20  # zip members are inflated 1 MiB at a time.
 
 
 class CheckpointError(ValueError):
@@ -56,6 +85,14 @@ class CheckpointError(ValueError):
 
 class UnsafeCheckpointError(CheckpointError):
   """The pickle asked for a global outside the allow-list; nothing it named was run."""
+
+
+class ExpansionError(CheckpointError):
+  """A file that would expand past its bounds (a zip bomb, a stride-0 or aliased tensor bomb)."""
+
+
+class WeightDtypeError(CheckpointError):
+  """A tensor whose dtype is no real number (complex, string, object): it cannot be a weight."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -182,8 +219,109 @@ def _dtype(kind: _StorageType, little_endian: bool) -> np.dtype:
   return dtype if little_endian else dtype.newbyteorder(">")
 
 
-def _read_zip(data: bytes, where: str):
-  """Returns (pickled object, {root key: 1-D array}) from a zip-layout checkpoint."""
+class _Budget:
+  """What one file may still expand to: inflated zip bytes, and tensor bytes over storages."""
+
+  def __init__(self, where: str, file_size: int):
+    self.where = where
+    self.inflate_left = EXPANSION_FACTOR * file_size + EXPANSION_SLACK
+    self.file_size = file_size
+    self.storage_bytes = 0  # of every storage the tensors view (set once they are known)
+    self.tensor_bytes = 0
+
+  def inflate(self, nbytes: int, what: str) -> None:
+    if nbytes > self.inflate_left:
+      raise ExpansionError(
+          f"{self.where}: {what} would inflate to {nbytes} bytes, past what a file of "
+          f"{self.file_size} bytes may expand to ({EXPANSION_FACTOR}x its size + "
+          f"{EXPANSION_SLACK >> 20} MiB in all): refusing a zip bomb")
+    self.inflate_left -= nbytes
+
+  def tensor(self, nbytes: int, name: str, shape: tuple[int, ...]) -> None:
+    limit = ALIAS_FACTOR * self.storage_bytes + ALIAS_SLACK
+    if self.tensor_bytes + nbytes > limit:
+      raise ExpansionError(
+          f"{self.where}: tensor {name!r} {shape} would take the tensors to "
+          f"{self.tensor_bytes + nbytes} bytes, but their storages hold {self.storage_bytes}: "
+          f"tensors may hold at most {ALIAS_FACTOR}x their storages' bytes + "
+          f"{ALIAS_SLACK >> 20} MiB, so stride-0 views and many tensors on one storage are "
+          "refused")
+    self.tensor_bytes += nbytes
+
+
+def _read_member(archive: zipfile.ZipFile, name: str, nbytes: int, budget: _Budget,
+                 skip: int = 0) -> memoryview:
+  """Bytes ``skip .. skip + nbytes`` of member ``name``, inflated :data:`CHUNK` at a time."""
+  info = archive.getinfo(name)
+  if skip + nbytes > info.file_size:
+    raise CheckpointError(f"{budget.where}: member {name!r} holds {info.file_size} bytes, "
+                          f"{skip + nbytes} needed")
+  budget.inflate(skip + nbytes, f"member {name!r}")
+  out = bytearray(nbytes)
+  view = memoryview(out)
+  with archive.open(info) as f:
+    while skip > 0:  # an .npy header, before the array's bytes
+      got = len(f.read(min(skip, CHUNK)))
+      skip = skip - got if got else 0
+    done = 0
+    while done < nbytes:
+      got = f.readinto(view[done:done + CHUNK])
+      if not got:
+        raise CheckpointError(f"{budget.where}: member {name!r} ends after {done} bytes")
+      done += got
+  return view
+
+
+def _size(shape: tuple[int, ...]) -> int:
+  n = 1
+  for d in shape:
+    n *= d
+  return n
+
+
+class LazyTensor:
+  """A tensor of a weight file whose bytes are read only when NumPy asks for the array.
+
+  ``shape`` and ``dtype`` (native byte order) are known without reading; ``np.shape`` and
+  ``np.ndim`` read nothing, ``np.asarray(t, dtype)`` reads (once) and casts. ``cast`` is the
+  dtype it was last cast to (None: never cast), so that a converter's casts can be reported.
+  """
+
+  __slots__ = ("name", "shape", "dtype", "cast", "_read", "_array")
+
+  def __init__(self, name: str, shape: tuple[int, ...], dtype: np.dtype, read):
+    self.name, self.shape, self.dtype = name, tuple(shape), np.dtype(dtype).newbyteorder("=")
+    self.cast: np.dtype | None = None
+    self._read, self._array = read, None
+
+  @property
+  def ndim(self) -> int:
+    return len(self.shape)
+
+  @property
+  def materialized(self) -> bool:
+    return self._array is not None
+
+  def __repr__(self) -> str:
+    return f"LazyTensor({self.name!r}, {self.shape}, {self.dtype})"
+
+  def __array__(self, dtype=None, copy=None):
+    del copy  # the array is always this object's own
+    if self._array is None:
+      self._array = self._read()
+    if dtype is None or np.dtype(dtype) == self._array.dtype:
+      return self._array
+    dtype = np.dtype(dtype)
+    if self.dtype.kind not in "fiub" or (self.dtype.kind == "c") != (dtype.kind == "c"):
+      raise WeightDtypeError(
+          f"tensor {self.name!r} is {self.dtype}, which cannot be a weight cast to {dtype}: "
+          "weights are real numbers (float16, bfloat16, float32, float64, or integers)")
+    self.cast = dtype
+    return self._array.astype(dtype)
+
+
+def _read_zip(data: bytes, where: str, budget: _Budget):
+  """Returns (pickled object, {root key: read() -> 1-D array}) from a zip-layout checkpoint."""
   archive = zipfile.ZipFile(io.BytesIO(data))
   pickles = [n for n in archive.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
   if len(pickles) != 1:
@@ -193,28 +331,42 @@ def _read_zip(data: bytes, where: str):
   names = set(archive.namelist())
   little = True
   if top + "byteorder" in names:
-    order = archive.read(top + "byteorder").decode("ascii", "replace").strip()
+    size = min(archive.getinfo(top + "byteorder").file_size, 16)
+    order = bytes(_read_member(archive, top + "byteorder", size, budget)).decode(
+        "ascii", "replace").strip()
     if order not in ("little", "big"):
       raise CheckpointError(f"{where}: unknown byteorder record {order!r}")
     little = order == "little"
+  info = archive.getinfo(pickles[0])
+  if info.file_size > MAX_PICKLE:
+    raise ExpansionError(f"{where}: {pickles[0]} inflates to {info.file_size} bytes; a "
+                         f"state_dict's pickle is at most {MAX_PICKLE >> 20} MiB")
   storages: dict[str, tuple[_StorageType, int]] = {}
-  obj = _unpickle(io.BytesIO(archive.read(pickles[0])), where, storages)
+  pickled = _read_member(archive, pickles[0], info.file_size, budget)
+  obj = _unpickle(io.BytesIO(pickled), where, storages)
+  del pickled
   roots = {}
   for key, (kind, numel) in storages.items():
     record = f"{top}data/{key}"
     if record not in names:
       raise CheckpointError(f"{where}: storage record {record!r} is missing")
     dtype = _dtype(kind, little)
-    raw = archive.read(record)
-    if len(raw) < numel * dtype.itemsize:
-      raise CheckpointError(f"{where}: storage {record!r} holds {len(raw)} bytes, "
+    held = archive.getinfo(record).file_size
+    if numel < 0 or held < numel * dtype.itemsize:
+      raise CheckpointError(f"{where}: storage {record!r} holds {held} bytes, "
                             f"expected {numel} x {dtype.itemsize}")
-    roots[key] = np.frombuffer(raw, dtype, count=numel)
+    budget.storage_bytes += numel * dtype.itemsize
+
+    def read(record=record, dtype=dtype, numel=numel):
+      raw = _read_member(archive, record, numel * dtype.itemsize, budget)
+      return np.frombuffer(raw, dtype, count=numel)
+
+    roots[key] = read
   return obj, roots
 
 
-def _read_legacy(data: bytes, where: str):
-  """Returns (pickled object, {root key: 1-D array}) from a legacy-layout checkpoint."""
+def _read_legacy(data: bytes, where: str, budget: _Budget):
+  """Returns (pickled object, {root key: read() -> 1-D array}) from a legacy-layout checkpoint."""
   stream = io.BytesIO(data)
   unused: dict = {}
   try:
@@ -248,32 +400,43 @@ def _read_legacy(data: bytes, where: str):
     header = stream.read(8)  # The element count, an int64 in the file's byte order.
     count = int.from_bytes(header, "little" if little else "big", signed=True)
     end = start + 8 + numel * dtype.itemsize
-    if len(header) < 8 or end > len(data):
+    if len(header) < 8 or numel < 0 or end > len(data):
       raise CheckpointError(f"{where}: truncated: storage {key!r} needs bytes {start}-{end}, "
                             f"the file has {len(data)}")
     if count != numel:
       raise CheckpointError(f"{where}: storage {key!r} holds {count} elements, its tensors "
                             f"declare {numel}")
-    roots[key] = np.frombuffer(data, dtype, count=numel, offset=start + 8)
+    budget.storage_bytes += numel * dtype.itemsize
+    array = np.frombuffer(data, dtype, count=numel, offset=start + 8)  # a view: no expansion
+    roots[key] = lambda array=array: array
     stream.seek(end)
   return obj, roots
 
 
-def _materialize(ref: _TensorRef, roots: dict[str, np.ndarray], where: str, name: str):
-  """Copies the strided view ``ref`` out of its storage, after checking it stays inside."""
+def _materialize(ref: _TensorRef, roots: dict, cache: dict, budget: _Budget, name: str):
+  """Copies the strided view ``ref`` out of its storage, after checking it stays inside and
+  within the file's budget (:class:`_Budget`)."""
+  where = budget.where
   storage = ref.storage
-  root = roots[storage.key]
-  if (min((storage.offset, storage.numel, ref.offset, *ref.size, *ref.stride), default=0) < 0
-      or storage.offset + storage.numel > root.size):
-    raise CheckpointError(f"{where}: tensor {name!r} has a negative size, stride or offset, "
-                          "or a storage view past its storage's end")
+  bad = (f"{where}: tensor {name!r} has a negative size, stride or offset, or a storage view "
+         "past its storage's end")
+  if min((storage.offset, storage.numel, ref.offset, *ref.size, *ref.stride), default=0) < 0:
+    raise CheckpointError(bad)
+  if 0 not in ref.size:
+    last = ref.offset + sum((n - 1) * s for n, s in zip(ref.size, ref.stride))
+    if last >= storage.numel:
+      raise CheckpointError(f"{where}: tensor {name!r} (offset {ref.offset}, size {ref.size}, "
+                            f"stride {ref.stride}) reaches element {last} of a storage of "
+                            f"{storage.numel}")
+    # Bounded before anything is inflated or copied.
+    budget.tensor(_size(ref.size) * _dtype(storage.type, True).itemsize, name, ref.size)
+  if storage.key not in cache:
+    cache[storage.key] = roots[storage.key]()
+  root = cache[storage.key]
+  if storage.offset + storage.numel > root.size:
+    raise CheckpointError(bad)
   if 0 in ref.size:
     return np.zeros(ref.size, root.dtype.newbyteorder("="))
-  last = ref.offset + sum((n - 1) * s for n, s in zip(ref.size, ref.stride))
-  if last >= storage.numel:
-    raise CheckpointError(f"{where}: tensor {name!r} (offset {ref.offset}, size {ref.size}, "
-                          f"stride {ref.stride}) reaches element {last} of a storage of "
-                          f"{storage.numel}")
   base = root[storage.offset + ref.offset:]
   itemsize = root.dtype.itemsize
   view = np.lib.stride_tricks.as_strided(
@@ -281,30 +444,57 @@ def _materialize(ref: _TensorRef, roots: dict[str, np.ndarray], where: str, name
   return np.array(view, dtype=root.dtype.newbyteorder("="), order="C")  # A copy: owned, writable.
 
 
-def _parse(data: bytes, where: str) -> dict[str, np.ndarray]:
+def _guarded(where: str, what: str, read):
+  """``read`` with every failure but ours turned into a :class:`CheckpointError`."""
+  def call():
+    try:
+      return read()
+    except CheckpointError:
+      raise
+    except Exception as e:  # Any failure to parse arbitrary bytes means a damaged file.
+      raise CheckpointError(f"{where}: truncated or corrupt {what} "
+                            f"({type(e).__name__}: {e})") from e
+  return call
+
+
+def _parse(data: bytes, where: str) -> dict[str, LazyTensor]:
   if not data:
     raise CheckpointError(f"{where}: the file is empty")
+  budget = _Budget(where, len(data))
   if data.startswith(_ZIP_MAGIC):
-    obj, roots = _read_zip(data, where)
+    obj, roots = _read_zip(data, where, budget)
   else:
-    obj, roots = _read_legacy(data, where)
+    obj, roots = _read_legacy(data, where, budget)
   if not isinstance(obj, dict):
     raise CheckpointError(f"{where}: holds a {type(obj).__name__}, not a state_dict "
                           "(a dict of tensors)")
-  state = {}
+  state, cache = {}, {}
   for name, value in obj.items():
     if type(name) is not str or not isinstance(value, _TensorRef):
       raise CheckpointError(f"{where}: entry {name!r:.100} is a {type(value).__name__}, not a "
                             "tensor; expected a state_dict (a dict of name -> tensor)")
-    state[name] = _materialize(value, roots, where, name)
+    if value.storage.key not in roots:
+      raise CheckpointError(f"{where}: tensor {name!r} views an unknown storage")
+    dtype = _dtype(value.storage.type, True)  # LazyTensor reports native byte order
+    read = _guarded(where, "PyTorch checkpoint",
+                    lambda ref=value, name=name: _materialize(ref, roots, cache, budget, name))
+    state[name] = LazyTensor(name, value.size, dtype, read)
   return state
 
 
-def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
+def _read_file(path: str | os.PathLike) -> bytes:
+  with open(path, "rb") as f:
+    return f.read()
+
+
+def load_state_dict(path: str | os.PathLike, *, lazy: bool = False
+                    ) -> dict[str, np.ndarray] | dict[str, LazyTensor]:
   """Reads a PyTorch ``state_dict`` file (zip or legacy layout) into NumPy arrays.
 
   Args:
     path: a file written by ``torch.save(module.state_dict(), path)``.
+    lazy: return :class:`LazyTensor` s, read when used (after a converter checked names and
+      shapes); False: read every tensor now.
 
   Returns:
     ``{name: array}`` in the file's order; arrays keep PyTorch's shapes (convolutions OIHW) and
@@ -312,17 +502,63 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
   Raises:
     UnsafeCheckpointError: the pickle names a global outside the allow-list (never run).
+    ExpansionError: the file would expand past its bounds (module docstring).
     CheckpointError: the file is empty, truncated, corrupt, or holds something other than a
       dict of tensors.
     OSError: the file cannot be read.
   """
   where = os.fspath(path)
-  with open(path, "rb") as f:
-    data = f.read()
-  try:
-    return _parse(data, where)
-  except CheckpointError:
-    raise
-  except Exception as e:  # Any failure to parse arbitrary bytes means a damaged file.
-    raise CheckpointError(f"{where}: truncated or corrupt PyTorch checkpoint "
-                          f"({type(e).__name__}: {e})") from e
+  state = _guarded(where, "PyTorch checkpoint", lambda: _parse(_read_file(path), where))()
+  return state if lazy else {name: np.asarray(t) for name, t in state.items()}
+
+
+def load_npz(path: str | os.PathLike, *, lazy: bool = False
+             ) -> dict[str, np.ndarray] | dict[str, LazyTensor]:
+  """Reads an ``np.savez`` file like ``np.load(path, allow_pickle=False)``, bounded.
+
+  Only the ``.npy`` headers are read up front; each array's bytes are inflated in
+  :data:`CHUNK` pieces when it is used, within the file's expansion budget (a 1.8 MB file of a
+  1 GiB zero member is refused, not inflated).
+
+  Raises:
+    CheckpointError: a damaged file, or an object array (never unpickled).
+    ExpansionError: an array past the file's expansion budget.
+  """
+  where = os.fspath(path)
+
+  def parse():
+    data = _read_file(path)
+    budget = _Budget(where, len(data))
+    archive = zipfile.ZipFile(io.BytesIO(data))
+    state = {}
+    for info in archive.infolist():
+      if not info.filename.endswith(".npy"):
+        raise CheckpointError(f"{where}: member {info.filename!r} is not an .npy array")
+      with archive.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                  else np.lib.format.read_array_header_2_0)
+        shape, fortran, dtype = header(f, max_header_size=10_000)
+        offset = f.tell()
+      if dtype.hasobject:
+        raise CheckpointError(f"{where}: {info.filename!r} is an object array; object arrays "
+                              "cannot be loaded when allow_pickle=False (they would unpickle)")
+      nbytes = _size(shape) * dtype.itemsize
+      if offset + nbytes > info.file_size:
+        raise CheckpointError(f"{where}: {info.filename!r} declares {shape} {dtype} "
+                              f"({nbytes} bytes) but holds {info.file_size - offset}")
+      budget.storage_bytes += nbytes
+
+      def read(info=info, shape=shape, fortran=fortran, dtype=dtype, offset=offset,
+               nbytes=nbytes):
+        raw = _read_member(archive, info.filename, nbytes, budget, skip=offset)
+        array = np.frombuffer(raw, dtype, count=_size(shape)).reshape(
+            shape, order="F" if fortran else "C")
+        return np.ascontiguousarray(array, dtype.newbyteorder("="))
+
+      name = info.filename[:-len(".npy")]
+      state[name] = LazyTensor(name, shape, dtype, _guarded(where, ".npz", read))
+    return state
+
+  state = _guarded(where, ".npz", parse)()
+  return state if lazy else {name: np.asarray(t) for name, t in state.items()}
