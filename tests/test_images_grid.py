@@ -75,7 +75,7 @@ def test_one_image_grid_holds_its_whole_title(title):
 def test_long_captions_wrap_instead_of_being_cut(caption):
   picture = images.grid(_one_tile(96), [caption], font_size=FONT_SIZE)
   bottom = _tile_rows(picture)[-1] + 1  # the caption is everything under the tile
-  x0, y0, x1, y1 = _bbox(_ink_mask(picture)[bottom:])
+  x0, _, x1, y1 = _bbox(_ink_mask(picture)[bottom:])
   assert 0 < x0 and x1 < picture.width - 1 and y1 + bottom < picture.height - 1
   assert _ink(picture, slice(bottom, None)) == pytest.approx(_reference_ink(caption), rel=0.03)
 
