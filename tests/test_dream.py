@@ -48,11 +48,13 @@ def test_efficientnet_dream_on_a_photo(shared):
   assert s_after > 1.2 * s_before
 
 
-def test_cli_dream_bad_input_exits_2(tmp_path):
-  out = tmp_path / "d.png"
-  assert main(["dream", "efficientnet_lite0", str(tmp_path / "none.jpg"), "--layer", "block5",
-               "--out", str(out)]) == 2
-  assert main(["dream", "efficientnet_lite0", str(tmp_path / "none.jpg"), "--layer", "nope",
-               "--out", str(out)]) == 2
-  assert main(["dream", "efficientnet_lite0", "x.jpg", "--layer", "block5", "--octave-scale",
-               "1.0", "--out", str(out)]) == 2
+@pytest.mark.parametrize("args, message", [
+    (["none.jpg", "--layer", "block5"], "no such image file"),
+    (["none.jpg", "--layer", "nope"], "unknown layer 'nope'"),
+    (["x.jpg", "--layer", "block5", "--octave-scale", "1.0"], "--octave-scale"),
+])
+def test_cli_dream_bad_input_exits_2(tmp_path, monkeypatch, capsys, args, message):
+  monkeypatch.chdir(tmp_path)
+  assert main(["dream", "efficientnet_lite0", *args, "--out", str(tmp_path / "d.png")]) == 2
+  assert message in capsys.readouterr().err
+  assert not (tmp_path / "d.png").exists()

@@ -16,13 +16,17 @@ def test_pixel_errors():
   np.testing.assert_allclose(psnr, [20.0, 0.0], atol=1e-5)
 
 
-def test_tiny_cnn_inversion_runs_and_checks_input():
+def test_tiny_cnn_inversion_lowers_the_feature_loss_and_checks_input():
   model = tiny_cnn.make()
   photo = np.random.default_rng(0).uniform(size=(32, 32, 3)).astype(np.float32)
-  result = inversion.invert(model, photo, ["conv1", "conv3"], steps=8)
+  # No TV term, so the objective is minus the normalized feature loss alone.
+  result = inversion.invert(model, photo, ["conv1", "conv3"], steps=8, tv_weight=0.0)
   assert result.images.shape == (2, 32, 32, 3) and result.layers == ["conv1", "conv3"]
   assert 0.0 <= result.images.min() and result.images.max() <= 1.0
-  assert result.psnr.shape == result.loss.shape == (2,)
+  assert result.psnr.shape == result.loss.shape == (2,) and result.history.shape == (8, 2)
+  start = -result.history[0]
+  np.testing.assert_allclose(-result.history[-1], result.loss, rtol=0.1)  # the same measure
+  assert (result.loss < 0.9 * start).all(), (start, result.loss)  # it falls by 10 % or more
   with pytest.raises(ValueError, match="square"):
     inversion.invert(model, photo[:, :30], ["conv1"], steps=1)
   with pytest.raises(KeyError):
@@ -44,11 +48,13 @@ def test_efficientnet_early_layer_reconstructs_better_than_late(shared):
   assert result.loss[0] < 0.2  # the early layer's own features are matched closely
 
 
-def test_cli_invert_bad_input_exits_2(tmp_path):
-  out = tmp_path / "i.png"
-  assert main(["invert", "efficientnet_lite0", "x.jpg", "--layers", "block1,nope",
-               "--out", str(out)]) == 2
-  assert main(["invert", "efficientnet_lite0", "x.jpg", "--layers", ",",
-               "--out", str(out)]) == 2
-  assert main(["invert", "efficientnet_lite0", str(tmp_path / "none.jpg"), "--layers",
-               "block1", "--out", str(out)]) == 2
+@pytest.mark.parametrize("args, message", [
+    (["x.jpg", "--layers", "block1,nope"], "unknown layer 'nope'"),
+    (["x.jpg", "--layers", ","], "at least one layer"),
+    (["none.jpg", "--layers", "block1"], "no such image file"),
+])
+def test_cli_invert_bad_input_exits_2(tmp_path, monkeypatch, capsys, args, message):
+  monkeypatch.chdir(tmp_path)
+  assert main(["invert", "efficientnet_lite0", *args, "--out", str(tmp_path / "i.png")]) == 2
+  assert message in capsys.readouterr().err
+  assert not (tmp_path / "i.png").exists()

@@ -48,6 +48,16 @@ def test_tiny_cnn_masks_equal_gradient_support():
   assert tuple(box[2:] - box[:2]) == (9, 9)
 
 
+def test_one_pull_back_program_per_architecture_layer_and_size():
+  before = rf._pull._cache_size()
+  rf.dependency_masks(tiny_cnn.make(seed=5), "conv2", [(0, 0, 0)], 24)
+  after = rf._pull._cache_size()
+  assert after <= before + 1
+  # Other weights of the same architecture, two chunks of queries: jit's cache serves both.
+  rf.dependency_masks(tiny_cnn.make(seed=6), "conv2", [(3, 3, -1)] * 9, 24)
+  assert rf._pull._cache_size() == after
+
+
 def test_efficientnet_block3_masks_equal_gradient_support():
   from featviz import zoo
   model = zoo.load("efficientnet_lite0")

@@ -22,7 +22,8 @@ specification's default); everything else is the notebook's.
 
 Each octave runs as one jitted ``lax.scan`` over its steps; the program depends on the
 octave's shape, so a dream compiles once per octave size (4 programs for 4 octaves) and a
-second dream at the same sizes compiles nothing (:func:`trace_count` counts).
+second dream at the same sizes compiles nothing (:func:`trace_count` counts, from jit's own
+cache).
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ from PIL import Image
 from featviz import objectives as obj_lib
 from featviz import progress
 from featviz.analysis import figures
-from featviz.model import STANDARD_OPS, Model
+from featviz.model import Model
+from featviz.nonlin import STANDARD_OPS
 
 # The DeepDream notebook's settings (see the module docstring), steps excepted.
 OCTAVES = 4
@@ -47,12 +49,10 @@ STEPS = 20
 LEARNING_RATE = 1.5 / 255.0
 JITTER = 32
 
-_TRACES = [0]
-
 
 def trace_count() -> int:
-  """How many octave programs have been traced (compiled) in this process."""
-  return _TRACES[0]
+  """How many octave programs are compiled in this process (the size of jit's cache)."""
+  return _octave._cache_size()
 
 
 @dataclasses.dataclass
@@ -85,18 +85,17 @@ def octave_sizes(size: tuple[int, int], octaves: int, scale: float,
   return sizes[::-1]
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4, 5))
-def _octave(forward, layer: str, value_range: tuple[float, float], input_size: int | None,
-            steps: int, jitter: int, weights, image: jax.Array, lr: jax.Array, key: jax.Array):
-  """``steps`` normalized, jittered gradient-ascent steps on ``image (1, h, w, C)``."""
-  _TRACES[0] += 1
-  lo, hi = value_range
+@functools.partial(jax.jit, static_argnums=(2, 3, 4))
+def _octave(model: Model, image: jax.Array, layer: str, steps: int, jitter: int, lr: jax.Array,
+            key: jax.Array):
+  """``steps`` normalized, jittered gradient-ascent steps on ``image (1, h, w, C)``.
+
+  Fixed-size networks see every octave resized to their input size (``Model.activations``).
+  """
   objective = obj_lib.deepdream(layer)
 
   def score(x):
-    if input_size is not None:  # fixed-size networks see every octave at their size
-      x = jax.image.resize(x, (x.shape[0], input_size, input_size, x.shape[3]), "linear")
-    acts = forward(weights, lo + (hi - lo) * x, (layer,), STANDARD_OPS)
+    acts = model.activations(x, (layer,), ops=STANDARD_OPS)
     return objective(obj_lib.Context(acts, x))[0]
 
   def step(img, k):
@@ -142,8 +141,7 @@ def dream(model: Model, image: np.ndarray, layer: str, octaves: int = OCTAVES,
   model.check_images(image[None])
   if steps < 1:
     raise ValueError(f"steps must be at least 1, got {steps}")
-  input_size = model.spec.image_size if model.spec.fixed_size else None
-  min_size = 1 if input_size else model.spec.min_size
+  min_size = 1 if model.spec.fixed_size else model.spec.min_size
   sizes = octave_sizes(image.shape[:2], octaves, octave_scale, min_size)
   base = jnp.asarray(image[None])
   pyramid = {size: _resize(base, size) for size in sizes}
@@ -156,8 +154,7 @@ def dream(model: Model, image: np.ndarray, layer: str, octaves: int = OCTAVES,
       detail = _resize(detail, size)
       src = jnp.clip(pyramid[size] + detail, 0.0, 1.0)
       j = min(int(jitter), min(size) // 4)
-      src = _octave(model.forward, layer, tuple(model.spec.value_range), input_size,
-                    int(steps), j, model.weights, src, jnp.float32(lr),
+      src = _octave(model, src, layer, int(steps), j, jnp.float32(lr),
                     jax.random.fold_in(key, i))
       detail = src - pyramid[size]
       if pbar is not None:
@@ -166,15 +163,10 @@ def dream(model: Model, image: np.ndarray, layer: str, octaves: int = OCTAVES,
   return DreamResult(np.asarray(src[0]), list(sizes), layer)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
-def _scores(forward, layer: str, value_range: tuple[float, float], input_size: int | None,
-            weights, images):
-  lo, hi = value_range
-  x = images
-  if input_size is not None:
-    x = jax.image.resize(x, (x.shape[0], input_size, input_size, x.shape[3]), "linear")
-  acts = forward(weights, lo + (hi - lo) * x, (layer,), STANDARD_OPS)
-  return obj_lib.deepdream(layer)(obj_lib.Context(acts, x))
+@functools.partial(jax.jit, static_argnums=2)
+def _scores(model: Model, images, layer: str):
+  acts = model.activations(images, (layer,), ops=STANDARD_OPS)
+  return obj_lib.deepdream(layer)(obj_lib.Context(acts, images))
 
 
 def scores(model: Model, images: np.ndarray, layer: str) -> np.ndarray:
@@ -182,9 +174,7 @@ def scores(model: Model, images: np.ndarray, layer: str) -> np.ndarray:
   model.spec.check_layer(layer)
   images = np.asarray(images, np.float32)
   model.check_images(images)
-  input_size = model.spec.image_size if model.spec.fixed_size else None
-  return np.asarray(_scores(model.forward, layer, tuple(model.spec.value_range), input_size,
-                            model.weights, images))
+  return np.asarray(_scores(model, images, layer))
 
 
 def figure(photo: np.ndarray, result: DreamResult, title: str, before: float, after: float,

@@ -8,7 +8,7 @@ the photo); later layers keep what the network needs for the task and discard th
 (exact colours, textures, positions), which the reconstructions show.
 
 Here every layer is inverted at once, each from its own image in one batch of one
-:func:`featviz.render.render` call: the objective for image ``i`` is
+:func:`featviz.render` call: the objective for image ``i`` is
 ``inversion(layer_i, target_i) - tv_weight / (H W C) * total_variation()``
 (:func:`featviz.objectives.stack`), i.e. the normalized loss above plus ``tv_weight`` times
 the total variation per value (``sum |dx| + |dy|`` over ``H W C``), so ``tv_weight`` does
@@ -29,10 +29,11 @@ from PIL import Image
 
 from featviz import objectives as obj_lib
 from featviz import regularizers
-from featviz import render as render_lib
+from featviz._loop import api as render_lib
 from featviz import transforms
 from featviz.analysis import figures
-from featviz.model import STANDARD_OPS, Model
+from featviz.model import Model
+from featviz.nonlin import STANDARD_OPS
 
 # Weight of the total variation per value, sum(|dx| + |dy|) / (H W C). Measured on the 264
 # imagenet-sample photos at 224 px: median 0.072 (10th-90th percentile 0.038-0.138), so 0.5
@@ -54,6 +55,9 @@ class InversionResult:
     psnr: ``(L,)`` peak signal-to-noise ratio in dB, ``10 log10(1 / mse)`` (peak 1).
     loss: ``(L,)`` final normalized feature error ``|Phi(x) - Phi(x0)|^2 / |Phi(x0)|^2``.
     seconds: time spent rendering (compile included).
+    history: ``(steps, L)`` each reconstruction's objective before every step: minus its
+      normalized feature error, minus ``tv_weight`` times its total variation per value (with
+      ``tv_weight=0``, ``-history[0]`` is the starting feature error).
   """
 
   images: np.ndarray
@@ -62,14 +66,13 @@ class InversionResult:
   psnr: np.ndarray
   loss: np.ndarray
   seconds: float
+  history: np.ndarray
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _activations(forward, layers: tuple[str, ...], value_range: tuple[float, float], weights,
-                 images):
+@functools.partial(jax.jit, static_argnums=2)
+def _activations(model: Model, images, layers: tuple[str, ...]):
   """The jitted forward pass to ``layers`` for ``images`` in [0, 1] (targets and checks)."""
-  lo, hi = value_range
-  return forward(weights, lo + (hi - lo) * images, layers, STANDARD_OPS)
+  return model.activations(images, layers, ops=STANDARD_OPS)
 
 
 def pixel_errors(images: np.ndarray, photo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -108,10 +111,9 @@ def invert(model: Model, photo: np.ndarray, layers: Sequence[str], steps: int = 
   for layer in layers:
     model.spec.check_layer(layer)
   ordered = model.layers_in_order(layers)
-  value_range = tuple(model.spec.value_range)
   # The photo repeated to the batch of the final check below: one compiled forward for both.
   batch = np.repeat(photo[None], len(layers), axis=0)
-  targets = _activations(model.forward, ordered, value_range, model.weights, batch)
+  targets = _activations(model, batch, ordered)
   targets = {layer: np.asarray(t[:1]) for layer, t in targets.items()}
   tv = regularizers.total_variation()
   parts = [obj_lib.inversion(layer, targets[layer]) - (tv_weight / (h * w * c)) * tv
@@ -119,17 +121,17 @@ def invert(model: Model, photo: np.ndarray, layers: Sequence[str], steps: int = 
   objective = obj_lib.stack(parts, [1] * len(layers))
   result = render_lib.render(
       model, objective, param=param, transforms=transforms.identity(),
-      optimizer=render_lib.adam(lr), steps=steps, size=h, batch=len(layers), seed=seed,
+      learning_rate=lr, steps=steps, size=h, batch=len(layers), seed=seed,
       redirect_relu_steps=0, progress_bar=progress_bar)
   images = result.images
   mse, psnr = pixel_errors(images, photo)
-  final = _activations(model.forward, ordered, value_range, model.weights, images)
+  final = _activations(model, images, ordered)
   loss = np.array([
       float(np.sum((np.asarray(final[layer][i]) - np.asarray(targets[layer][0])) ** 2)
             / max(float(np.sum(np.asarray(targets[layer][0]) ** 2)), 1e-12))
       for i, layer in enumerate(layers)])
   return InversionResult(images, layers, mse, psnr, loss,
-                         result.compile_seconds + result.run_seconds)
+                         result.compile_seconds + result.run_seconds, np.asarray(result.history))
 
 
 def figure(photo: np.ndarray, result: InversionResult, title: str,
