@@ -30,7 +30,8 @@ import jax
 import numpy as np
 
 from featviz.analysis import photos
-from featviz.model import STANDARD_OPS, Model
+from featviz.model import Model
+from featviz.nonlin import STANDARD_OPS
 
 # Images per call of the scorer: a fixed batch (the last one padded) so that it compiles once;
 # 32 keeps a 224 px EfficientNet batch's activations well under 1 GB.
@@ -56,18 +57,14 @@ def fingerprint(files: Sequence[pathlib.Path]) -> str:
   return h.hexdigest()
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
-def _channel_means(forward, layers, value_range, input_size, weights, images):
+@functools.partial(jax.jit, static_argnums=2)
+def _channel_means(model: Model, images, layers: tuple[str, ...]):
   """``{layer: (B, C)}``: every channel's mean over positions, as ``objectives.Channel``.
 
-  The input path is ``render.network_input``'s: resize to a fixed-size network's
-  input, then map [0, 1] to the network's value range.
+  The input path is the render's, :meth:`Model.activations` (a fixed-size network's
+  resize, value range, normalisation), without transforms.
   """
-  if input_size is not None and images.shape[1:3] != (input_size, input_size):
-    b, _, _, c = images.shape
-    images = jax.image.resize(images, (b, input_size, input_size, c), "linear")
-  lo, hi = value_range
-  acts = forward(weights, lo + (hi - lo) * images, layers, STANDARD_OPS)
+  acts = model.activations(images, layers, ops=STANDARD_OPS)
   out = {}
   for layer in layers:
     a = acts[layer]
@@ -85,7 +82,6 @@ def channel_means(model: Model, layers: Sequence[str], images: Any,
   over devices; ``batch`` must then be a multiple of the device count.
   """
   layers = model.layers_in_order(layers)
-  input_size = model.spec.image_size if model.spec.fixed_size else None
   images = np.asarray(images, np.float32)
   n = images.shape[0]
   parts: dict[str, list[np.ndarray]] = {layer: [] for layer in layers}
@@ -96,8 +92,7 @@ def channel_means(model: Model, layers: Sequence[str], images: Any,
       x = np.concatenate([x, np.repeat(x[-1:], batch - real, axis=0)])
     if sharding is not None:
       x = jax.device_put(x, sharding)
-    means = _channel_means(model.forward, layers, tuple(model.spec.value_range), input_size,
-                           model.weights, x)
+    means = _channel_means(model, x, layers)
     for layer, m in jax.device_get(means).items():
       parts[layer].append(np.asarray(m)[:real])
   return {layer: np.concatenate(p) for layer, p in parts.items()}
