@@ -4,16 +4,20 @@ Every photo goes through the same three steps, the usual evaluation crop:
 
 1. decode with PIL, apply its EXIF orientation, convert to ``"RGB"`` (3 channels)
    or ``"L"`` (1 channel, ITU-R 601 luma) as the model's ``spec.channels`` says;
+   16-bit greyscale (PIL modes ``I;16*`` and ``I``, as PNG decodes) is read at its real
+   depth instead, as floats over 65535 (PIL's own conversion to ``"L"`` clips it, so a
+   0-65535 gradient read as mean 0.998, red-team report section 1), grey to RGB by copying;
 2. resize so that the *shorter* side is ``size`` pixels (bicubic, which PIL
    antialiases when shrinking), keeping the aspect ratio;
-3. crop the central ``size x size`` square, and divide by 255.
+3. crop the central ``size x size`` square, and divide by 255 (65535 for 16-bit).
 
 So a 500 x 375 photo at ``size=224`` becomes 299 x 224, then its middle 224 x 224.
 Use ``size=model.spec.image_size`` (224 for EfficientNet-Lite0 and InceptionV1, 28
 for mnist_cnn).
 
 Errors are :class:`featviz.model.ImageShapeError` subclasses, so the command line
-reports them as bad input (exit code 2).
+reports them as bad input (exit code 2); that includes a decompression bomb
+(:class:`ImageTooLargeError`, past PIL's ``Image.MAX_IMAGE_PIXELS`` guard).
 """
 
 from __future__ import annotations
@@ -38,6 +42,16 @@ class EmptyFolderError(ImageShapeError):
   """A folder with no photo files in it."""
 
 
+class ImageTooLargeError(UnreadableImageError):
+  """A photo with more pixels than PIL decodes safely (a decompression bomb)."""
+
+
+# PIL's modes for 16-bit greyscale: I;16 (native), I;16B / I;16L (byte orders), and I, which
+# older Pillow gives 16-bit PNGs (PNG spec: greyscale at bit depth 16, samples 0-65535).
+_WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+_WIDE_MAX = 65535.0
+
+
 def _check(size: int, channels: int) -> None:
   if int(size) < 1:
     raise ValueError(f"size must be a positive number of pixels, got {size}")
@@ -45,11 +59,19 @@ def _check(size: int, channels: int) -> None:
     raise ValueError(f"channels must be 1 (greyscale) or 3 (RGB), got {channels}")
 
 
-def _decode(path: pathlib.Path, channels: int) -> Image.Image:
+def _decode(path: pathlib.Path, channels: int) -> tuple[Image.Image, float]:
+  """``(image, full scale)``: ``"RGB"``/``"L"`` over 255, or 16-bit grey as ``"F"`` over 65535."""
   try:
     with Image.open(path) as im:
       im = ImageOps.exif_transpose(im)
-      return im.convert("RGB" if channels == 3 else "L")
+      if im.mode in _WIDE_MODES:
+        return im.convert("F"), _WIDE_MAX
+      return im.convert("RGB" if channels == 3 else "L"), 255.0
+  except Image.DecompressionBombError as e:
+    raise ImageTooLargeError(
+        f"{str(path)!r} is too large to decode safely ({e}); photos are shrunk to the "
+        "model's input size (224 px or less), so downscale it first (PIL's limit is "
+        "PIL.Image.MAX_IMAGE_PIXELS)") from None
   except FileNotFoundError as e:
     raise UnreadableImageError(f"no such image file: {str(path)!r}") from e
   except IsADirectoryError as e:
@@ -79,12 +101,17 @@ def load_image(path: str | os.PathLike, size: int, channels: int = 3) -> np.ndar
 
   Raises:
     UnreadableImageError: the file is missing or not an image.
+    ImageTooLargeError: a decompression bomb (more pixels than PIL decodes safely).
     ValueError: ``size`` < 1 or ``channels`` not 1 or 3.
   """
   _check(size, channels)
-  image = resize_and_crop(_decode(pathlib.Path(path), channels), int(size))
-  array = np.asarray(image, np.float32) / 255.0
-  return array.reshape(int(size), int(size), channels)
+  decoded, scale = _decode(pathlib.Path(path), channels)
+  image = resize_and_crop(decoded, int(size))
+  array = np.asarray(image, np.float32) / scale
+  if array.ndim == 2 and channels == 3:  # 16-bit grey for an RGB model: R = G = B
+    array = np.repeat(array[..., None], 3, axis=-1)
+  # Bicubic can overshoot by a few per cent in float mode ("F"); 8-bit modes clip themselves.
+  return np.clip(array, 0.0, 1.0).reshape(int(size), int(size), channels)
 
 
 def image_files(folder: str | os.PathLike) -> list[pathlib.Path]:
