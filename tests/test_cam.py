@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import tiny_cnn
 from featviz import nonlin
 from featviz.analysis import cam, layer_grad, photos, predictions
 from featviz.cli import main
+
+import tiny_cnn
 
 INCEPTION_WEIGHTS = "reference/inceptionv1/random_inception5h.pth"
 

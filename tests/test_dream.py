@@ -2,10 +2,11 @@
 
 import numpy as np
 import pytest
-import tiny_cnn
 
 from featviz.analysis import dream
 from featviz.cli import main
+
+import tiny_cnn
 
 
 def test_octave_sizes():

@@ -2,10 +2,11 @@
 
 import numpy as np
 import pytest
-import tiny_cnn
 
 from featviz.analysis import inversion
 from featviz.cli import main
+
+import tiny_cnn
 
 
 def test_pixel_errors():

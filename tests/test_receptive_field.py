@@ -11,11 +11,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import tiny_cnn
 
 from featviz.analysis import receptive_field as rf
 from featviz.model import Model, ModelSpec
 from featviz.nonlin import Ops
+
+import tiny_cnn
 
 LINEAR = Ops(relu=lambda x: x, relu6=lambda x: x)
 

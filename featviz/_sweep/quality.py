@@ -10,8 +10,8 @@ optimized images beating dataset examples).
 Both sides are scored the same way: on the image as it is (no random
 transforms), at the same size, by the same jitted function. Photos are resized
 so that their shorter side is the render size, then centre-cropped to a square
-(:func:`featviz.analysis.photos.load_image`, the same crop every technique uses); a render at 96 px is compared
-with photos at 96 px, not at the network's nominal 224, since a channel's
+(:func:`featviz.analysis.photos.load_image`, the same crop every technique uses); a render
+at 96 px is compared with photos at 96 px, not at the network's nominal 224, since a channel's
 response depends on the scale of what it sees.
 
 The ratio is left out (``None``) where the dataset max is not positive: layers
@@ -24,7 +24,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import pathlib
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import numpy as np

@@ -6,7 +6,7 @@ figures are PIL RGB images, saved with :func:`featviz.images.save_png`.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont

@@ -21,16 +21,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import numpy as np
 from PIL import Image
 
 from featviz import objectives as obj_lib
-from featviz import regularizers
+from featviz import regularizers, transforms
 from featviz._loop import api as render_lib
-from featviz import transforms
 from featviz.analysis import figures
 from featviz.model import Model
 from featviz.nonlin import STANDARD_OPS

@@ -6,10 +6,10 @@ the architecture alone (kernel sizes, strides, paddings, pools, branches, residu
 of the weights or of the image, so we compute it from the structure of the forward pass:
 
 1. Trace :meth:`Model.activations <featviz.model.Model.activations>` once into a jaxpr, the
-   list of primitive operations JAX records ("Understanding Jaxprs" in the JAX docs). Nothing about the zoo architectures is
-   hard-coded here: SAME paddings computed for the input size, depthwise convolutions
-   written as shifted slices, Inception's concatenated branches and max pools all appear
-   as the primitives they are.
+   list of primitive operations JAX records ("Understanding Jaxprs" in the JAX docs).
+   Nothing about the zoo architectures is hard-coded here: SAME paddings computed for the
+   input size, depthwise convolutions written as shifted slices, Inception's concatenated
+   branches and max pools all appear as the primitives they are.
 2. Walk the jaxpr *backwards* from a one-hot mask on the chosen unit, turning each
    operation into its non-negative linear *skeleton* and pulling the mask through the
    skeleton's transpose (``jax.vjp``), then thresholding ``> 0``:
@@ -41,7 +41,7 @@ over the layer's channels. Flat layers (``logits``, ``(B, C)``) see the whole im
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
