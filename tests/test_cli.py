@@ -15,7 +15,10 @@ from featviz.cli import main
 
 
 def run(capsys, *argv):
-  code = main(list(argv))
+  try:
+    code = main(list(argv))
+  except SystemExit as e:  # argparse's own refusals (a bad type or choice) exit 2 themselves
+    code = e.code
   out, err = capsys.readouterr()
   return code, out, err
 
@@ -65,7 +68,12 @@ def test_render_kernels_pallas_matches_xla(capsys, out_dir):
     (["render", "mnist_cnn", "logit:12"], "valid 0-9"),
     (["render", "mnist_cnn", "conv1:1+*2"], "the grammar is"),
     (["render", "mnist_cnn", "conv1:5-2"], "smaller unit first"),
-    (["render", "mnist_cnn", "conv1:1", "--steps", "0"], "--steps must be a positive"),
+    (["render", "mnist_cnn", "conv1:1", "--steps", "0"], "--steps must be an integer from 1"),
+    (["render", "mnist_cnn", "conv1:1", "--lr", "nan"], "--lr: 'nan' is not a finite number"),
+    (["render", "mnist_cnn", "conv1:1", "--tv", "inf"], "--tv: 'inf' is not a finite number"),
+    (["render", "mnist_cnn", "conv1:1", "--size", "20000"],
+     "--size must be an integer from 1 to 4096"),
+    (["render", "mnist_cnn", "conv1:1", "--batch", "0"], "--batch must be a positive integer"),
     (["zoo", "info", "resnet"], "the zoo has"),
 ])
 def test_bad_input_exits_2_with_a_useful_message_and_writes_nothing(capsys, out_dir, argv, needle):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from featviz.cli import spec_grammar
-from featviz.cli.common import HelpFormatter, add_model_arguments, load_model
+from featviz.cli.common import HelpFormatter, add_model_arguments, load_model, plural
 from featviz.cli.errors import UsageError, writable_output
 from featviz.cli.render_flags import add_render_arguments, config_from, finite_float
 
@@ -74,15 +74,17 @@ def run(args) -> int:
   folder.mkdir(exist_ok=True)
   for i, (image, label) in enumerate(zip(result.images, labels)):
     images.save_png(image, folder / f"{i:04d}_{images.safe_name(label)}.png")
-  scale = max(1, 96 // args.size)
+  scale = max(1, 96 // args.size)  # small renders (MNIST: 28 px) upscaled to a 96 px tile, so
+  # a caption fits under each
   penalties = "".join(f", {name} {getattr(args, name):g}" for name in
                       ("tv", "l1", "l2", "blur", "diversity") if getattr(args, name))
   dtype = f", {config.compute_dtype}" if config.compute_dtype else ""
   title = (f"{model.spec.name}, {args.steps} steps, {args.size} px, seed {args.seed}{dtype}"
            f"{penalties}")
-  images.save_png(images.grid(result.images, captions, scale=scale, title=title), out)
+  note = "(n): each image's objective at the last step, on its transformed image"
+  images.save_png(images.grid(result.images, captions, scale=scale, title=title, note=note), out)
   units_per_s = len(result.labels) / max(result.run_seconds, 1e-9)
-  print(f"wrote {out} and {len(result.labels)} images in {folder}/ "
+  print(f"wrote {out} and {plural(len(result.labels), 'image')} in {folder}/ "
         f"({result.run_seconds:.1f} s run, {result.compile_seconds:.1f} s compile, "
         f"{units_per_s:.2f} images/s)")
   return 0
