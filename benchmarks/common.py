@@ -9,9 +9,13 @@
   over the old one, so concurrent runs never interleave or lose rows.
 * :func:`matmul_peak` measures the device's matrix-product rate once (float32 on CPU,
   bfloat16 on GPU), the ceiling the render loop's TFLOP/s is compared with.
-* :func:`cost_flops` reads XLA's cost analysis of a compiled program, and
-  :func:`scan_body_counting` finds out whether that analysis counts a ``lax.scan`` body
-  once or once per iteration (XLA 0.10 on CPU: once; checked every run, not assumed).
+* :func:`timed_config` is the :class:`featviz.RenderConfig` of a timed render: Lucid's
+  settings (``featviz.RenderConfig()``, the one home of its numbers) at fewer steps, with the
+  default render's share of redirected-ReLU steps.
+* :func:`render_flops` is XLA's FLOP count of one step of a render, from the chunk program
+  ``featviz.lower`` gives; :func:`scan_body_counting` finds out whether that analysis counts
+  a ``lax.scan`` body once or once per iteration (XLA 0.10 on CPU: once; checked every run,
+  not assumed).
 * :func:`timed` runs a callable several times and returns the wall and process-CPU seconds
   of each run (medians are what the tables report).
 """
@@ -30,10 +34,14 @@ import statistics
 import subprocess
 import tempfile
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+
+import featviz
+from featviz._loop import program
 
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -133,7 +141,7 @@ def environment(extra_versions: dict[str, str] | None = None) -> Environment:
   except OSError:
     load = float("nan")
   return Environment(
-      date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
+      date=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M"),
       device=device_name(), cores=os.cpu_count() or 0, versions=versions(extra_versions),
       commit=git_commit(), load=round(load, 1))
 
@@ -237,10 +245,9 @@ class Timing:
     return statistics.median(self.cpu)
 
 
-# Lucid's defaults that a timed run scales down: 512 steps, the first 16 with the redirected
-# ReLU gradient (featviz.render.LUCID, lucid/optvis/overrides/redirected_relu_grad.py).
-LUCID_STEPS = 512
-LUCID_REDIRECT_STEPS = 16
+# Lucid's settings (steps 512, the first 16 with the redirected ReLU gradient, 128 px, Adam
+# 0.05): what a timed run scales down and what units/s are rescaled to.
+LUCID = featviz.RenderConfig()
 
 
 def redirect_steps_for(steps: int) -> int:
@@ -251,12 +258,20 @@ def redirect_steps_for(steps: int) -> int:
   default render's; timing 8 steps all inside the window would overstate it. ``steps`` must be
   a multiple of 32.
   """
-  window = steps * LUCID_REDIRECT_STEPS / LUCID_STEPS
+  window = steps * LUCID.redirect_relu_steps / LUCID.steps
   if window != int(window):
-    raise SystemExit(f"--steps {steps}: use a multiple of {LUCID_STEPS // LUCID_REDIRECT_STEPS} "
-                     f"so the redirected-ReLU share ({LUCID_REDIRECT_STEPS} of {LUCID_STEPS} "
-                     "steps) is the default render's")
+    raise SystemExit(f"--steps {steps}: use a multiple of "
+                     f"{LUCID.steps // LUCID.redirect_relu_steps} so the redirected-ReLU share "
+                     f"({LUCID.redirect_relu_steps} of {LUCID.steps} steps) is the default "
+                     "render's")
   return int(window)
+
+
+def timed_config(steps: int, **overrides) -> featviz.RenderConfig:
+  """Lucid's settings at ``steps`` steps with the default render's share of redirected-ReLU
+  steps (:func:`redirect_steps_for`), and ``overrides`` (other :class:`featviz.RenderConfig`
+  fields)."""
+  return LUCID.replace(steps=steps, redirect_relu_steps=redirect_steps_for(steps), **overrides)
 
 
 def timed(fn: Callable[[], Any], repeats: int) -> Timing:
@@ -300,13 +315,23 @@ def scan_body_counting() -> str:
 def flops_per_step(compiled, scan_length: int, counting: str) -> float:
   """FLOPs of one optimization step of a compiled chunk program of the render loop.
 
-  ``scan_length`` is the program's number of steps (``render.chunk_lengths(steps)[0]``).
-  With the body counted once, the program's total is one step (the initial draw and the
-  final image are programs of their own). Counted per iteration, the total is divided by
-  ``scan_length``.
+  ``scan_length`` is the program's number of steps (the first of
+  ``featviz._loop.program.chunk_lengths(steps, chunk)``). With the body counted once, the
+  program's total is one step (the initial draw and the final image are programs of their
+  own). Counted per iteration, the total is divided by ``scan_length``.
   """
   total = cost_flops(compiled)
   return total / scan_length if counting == "per-iteration" else total
+
+
+def render_flops(model, objective, config: featviz.RenderConfig, counting: str, **kwargs
+                 ) -> float:
+  """FLOPs of one step of ``featviz.render(model, objective, config, **kwargs)``: XLA's cost
+  analysis of its chunk program (``featviz.lower``, compiled here once more: the render's own
+  compiled programs are private)."""
+  compiled = featviz.lower(model, objective, config, **kwargs).compile()
+  return flops_per_step(compiled, program.chunk_lengths(config.steps, config.chunk)[0],
+                        counting)
 
 
 # ----------------------------------------------------------------------------- peak
@@ -343,24 +368,18 @@ def matmul_peak(dtype: str | None = None, n: int | None = None, repeats: int = 7
 
 def inception_weights() -> str | None:
   """The random-weights InceptionV1 file from ``shared/`` (speed does not depend on values)."""
+  name = "reference/inceptionv1/random_inception5h.pth"
   candidates = [os.environ.get("FEATVIZ_INCEPTION_WEIGHTS", ""),
-                REPO / "shared/reference/inceptionv1/random_inception5h.pth",
-                REPO.parent / "shared/reference/inceptionv1/random_inception5h.pth"]
+                os.environ.get("FEATVIZ_SHARED") and pathlib.Path(os.environ["FEATVIZ_SHARED"],
+                                                                  name),
+                REPO / "shared" / name, REPO.parent / "shared" / name]
   for c in candidates:
     if c and pathlib.Path(c).is_file():
       return str(c)
   return None
 
 
-def load_model(name: str):
-  import featviz.zoo
+def load_model(name: str) -> featviz.Model:
   if name == "inceptionv1":
     return featviz.zoo.load(name, weights=inception_weights())
   return featviz.zoo.load(name)
-
-
-def new_compiled(before: dict) -> Any:
-  """The program ``render`` compiled since ``before`` (a copy of ``render._COMPILED``)."""
-  from featviz import render
-  added = [v for k, v in render._COMPILED.items() if k not in before]
-  return added[-1] if added else None

@@ -10,21 +10,27 @@ Each library at its own defaults:
   ``sum(objectives.channel("mixed4a", c, batch=i))`` for 8 channels. The model's weights
   are frozen (``requires_grad_(False)``), which saves lucent the weight gradients it would
   compute with a plain ``inceptionv1(pretrained=True).eval()``: the comparison favours lucent.
-* featviz: ``render(model, objectives.channel("mixed4a", c))`` at Lucid's defaults (128 px,
-  the network sees the 140 px transformed image, stops at mixed4a); batch 8 is
-  ``channel("mixed4a", [c0..c7])``. Also with lucent's effective input size
-  (``input_size=224``).
+* featviz: ``featviz.render(model, objectives.channel("mixed4a", c), config)`` at Lucid's
+  defaults (``featviz.RenderConfig()``: 128 px, the network sees the 140 px transformed image,
+  stops at mixed4a); batch 8 is ``channel("mixed4a", [c0..c7])``. Also with lucent's
+  effective input size (``input_size=224``).
 
 Lucent runs in a subprocess with the lucent venv's Python (``--lucent-python``; set it up as
-``benchmarks/README.md`` says), featviz in this process; the two alternate round by round
-(lucent, then featviz, ``--repeats`` rounds), so load changes on a shared machine hit both.
-Both sides do the same number of steps per timed call (``--steps``; 512 is Lucid's, fewer
-is fine on CPU) after a warm-up, and report seconds per step; units/s are rescaled to 512
-steps. The ratio is featviz units/s over lucent units/s. Process CPU seconds per step are
-reported too (less sensitive to other jobs on the machine than wall time).
+``benchmarks/README.md`` says), featviz in this process; without a working lucent venv only the
+featviz side runs (``--featviz-only`` asks for that), and its rows say so. The two alternate
+round by round (lucent, then featviz, ``--repeats`` rounds), so load changes on a shared
+machine hit both. Both sides do the same number of steps per timed call (``--steps``; 512 is
+Lucid's, fewer is fine on CPU) after a warm-up, and report seconds per step; units/s are
+rescaled to 512 steps. The ratio is featviz units/s over lucent units/s. Process CPU seconds
+per step are reported too (less sensitive to other jobs on the machine than wall time).
 
-  python benchmarks/vs_lucent.py --steps 16 --repeats 3 \\
+From the repository root:
+
+  python -m benchmarks.vs_lucent --steps 32 --repeats 3 \\
       --lucent-python /tmp/lucentenv/bin/python --torch-home /tmp/lucent_torch_home
+
+The lucent worker (``--lucent-worker``) runs this file as a script under the lucent venv's
+Python, which has no jax or featviz: the module's top level imports only the standard library.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ import time
 LAYER = "mixed4a"
 UNIT = 476
 BATCH8_UNITS = tuple(range(476, 484))
-LUCID_STEPS = 512
+LUCENT_SIZE = 128  # lucent's param.image size, its render_vis default
 
 
 # ----------------------------------------------------------------------------- lucent side
@@ -50,8 +56,8 @@ LUCID_STEPS = 512
 def lucent_worker(steps: int, batches: list[int], warmup: int) -> dict:
   import warnings
   warnings.filterwarnings("ignore")
-  import torch
   import lucent
+  import torch
   from lucent.modelzoo import inceptionv1
   from lucent.optvis import objectives, param, render
 
@@ -67,15 +73,17 @@ def lucent_worker(steps: int, batches: list[int], warmup: int) -> dict:
     else:
       units = BATCH8_UNITS[:b] if b <= len(BATCH8_UNITS) else range(b)
       obj = sum(objectives.channel(LAYER, int(c), batch=i) for i, c in enumerate(units))
-      param_f = (lambda b=b: param.image(128, batch=b))
 
-    def call(n):
+      def param_f(b=b):
+        return param.image(LUCENT_SIZE, batch=b)
+
+    def call(n, obj, param_f):
       render.render_vis(model, obj, param_f=param_f, thresholds=(n,), show_image=False,
                         progress=False)
 
-    call(warmup)
+    call(warmup, obj, param_f)
     c0, t0 = time.process_time(), time.perf_counter()
-    call(steps)
+    call(steps, obj, param_f)
     out["runs"][str(b)] = {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0}
   return out
 
@@ -108,19 +116,20 @@ def featviz_runs(model, steps: int, batches: list[int], input_sizes: list[int | 
                  ) -> dict:
   import numpy as np
 
-  import common
-  from featviz import objectives, render
-  redirect = common.redirect_steps_for(steps)  # the default render's share of redirected steps
+  import featviz
+  from benchmarks import common
+  from featviz import objectives
   out = {}
   for b in batches:
     units = UNIT if b == 1 else np.asarray(BATCH8_UNITS[:b] if b <= 8 else range(b), np.int32)
     obj = objectives.channel(LAYER, units)
     for size in input_sizes:
       key = f"{b}@{size or 'native'}"
-      kw = {"input_size": size, "redirect_relu_steps": redirect}
-      first = render.render(model, obj, steps=steps, progress_bar=False, **kw)
+      # Lucid's settings at ``steps`` steps, the default render's share of redirected steps.
+      config = common.timed_config(steps, input_size=size)
+      first = featviz.render(model, obj, config, progress_bar=False)
       c0 = time.process_time()
-      r = render.render(model, obj, steps=steps, progress_bar=False, **kw)
+      r = featviz.render(model, obj, config, progress_bar=False)
       out[key] = {"wall_s": r.run_seconds, "cpu_s": time.process_time() - c0,
                   "compile_s": first.compile_seconds}
   return out
@@ -131,13 +140,16 @@ def featviz_runs(model, steps: int, batches: list[int], input_sizes: list[int | 
 
 def main(argv=None) -> int:
   ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  ap.add_argument("--steps", type=int, default=LUCID_STEPS)
+  ap.add_argument("--steps", type=int, default=None,
+                  help="steps per timed call, a multiple of 32 (default Lucid's 512)")
   ap.add_argument("--batches", default="1,8")
   ap.add_argument("--repeats", type=int, default=3, help="alternating rounds")
   ap.add_argument("--warmup", type=int, default=2, help="lucent warm-up steps per round")
   ap.add_argument("--lucent-python", default=os.environ.get("LUCENT_PYTHON",
                                                             "/tmp/lucentenv/bin/python"))
   ap.add_argument("--torch-home", default=os.environ.get("TORCH_HOME"))
+  ap.add_argument("--featviz-only", action="store_true",
+                  help="time the featviz side only, even where lucent is installed")
   ap.add_argument("--lucent-worker", action="store_true", help=argparse.SUPPRESS)
   ap.add_argument("--json", default=None)
   ap.add_argument("--no-results", action="store_true")
@@ -148,12 +160,16 @@ def main(argv=None) -> int:
     print(json.dumps(lucent_worker(args.steps, batches, args.warmup)))
     return 0
 
-  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-  import common
+  from benchmarks import common
+  full_steps = common.LUCID.steps
+  args.steps = args.steps or full_steps
+  common.redirect_steps_for(args.steps)  # refuses a step count without the default share
 
   first_load = os.getloadavg()[0]
-  have_lucent = lucent_available(args.lucent_python)
-  if not have_lucent:
+  have_lucent = not args.featviz_only and lucent_available(args.lucent_python)
+  if args.featviz_only:
+    print("--featviz-only: featviz side only")
+  elif not have_lucent:
     print(f"lucent not importable with {args.lucent_python}: featviz side only "
           "(benchmarks/README.md says how to make the lucent venv)")
   model = common.load_model("inceptionv1")
@@ -179,7 +195,7 @@ def main(argv=None) -> int:
     return statistics.median(x[key][field] for x in rounds) / args.steps
 
   rows, summary = [], {}
-  if not valid:
+  if not valid and luc_info:
     print(f"WARNING: load {max(first_load, start_load):.1f} > {env.cores} cores: torch's "
           "threads spin when the cores are oversubscribed and lucent's times are not valid; "
           "run again on a quiet machine")
@@ -196,8 +212,8 @@ def main(argv=None) -> int:
     if luc_rounds:
       luc = (med(luc_rounds, str(b), "wall_s"), med(luc_rounds, str(b), "cpu_s"))
       print(f"{'lucent defaults (224 px, full net)':34s} {b:3d} {luc[0] * 1e3:9.1f} "
-            f"{luc[1] * 1e3:9.1f} {b / luc[0]:9.2f} {b / luc[0] / LUCID_STEPS:9.4f}")
-      fig.update({"lucent ms/step": luc[0] * 1e3, "lucent units/s": b / luc[0] / LUCID_STEPS})
+            f"{luc[1] * 1e3:9.1f} {b / luc[0]:9.2f} {b / luc[0] / full_steps:9.4f}")
+      fig.update({"lucent ms/step": luc[0] * 1e3, "lucent units/s": b / luc[0] / full_steps})
     for size in sizes:
       key = f"{b}@{size or 'native'}"
       fv = (med(fv_rounds, key, "wall_s"), med(fv_rounds, key, "cpu_s"))
@@ -206,23 +222,26 @@ def main(argv=None) -> int:
       ratio = luc[0] / fv[0] if luc else float("nan")
       ratio_cpu = luc[1] / fv[1] if luc else float("nan")
       print(f"{label:34s} {b:3d} {fv[0] * 1e3:9.1f} {fv[1] * 1e3:9.1f} {b / fv[0]:9.2f} "
-            f"{b / fv[0] / LUCID_STEPS:9.4f} {ratio:8.2f} {ratio_cpu:8.2f}")
+            f"{b / fv[0] / full_steps:9.4f} {ratio:8.2f} {ratio_cpu:8.2f}")
       tag = "featviz" if size is None else f"featviz@{size}"
-      fig.update({f"{tag} ms/step": fv[0] * 1e3, f"{tag} units/s": b / fv[0] / LUCID_STEPS,
+      fig.update({f"{tag} ms/step": fv[0] * 1e3, f"{tag} units/s": b / fv[0] / full_steps,
                   f"{tag} x lucent": ratio, f"{tag} x lucent (cpu-s)": ratio_cpu})
     summary[b] = fig
     settings = {"layer": f"{LAYER}:{UNIT}" if b == 1 else f"{LAYER}:{BATCH8_UNITS[0]}+{b - 1}",
                 "batch": b, "steps": args.steps, "rounds": args.repeats,
-                "how": "lucent subprocess and featviz alternating, same machine, back to back",
+                "how": ("lucent subprocess and featviz alternating, same machine, back to back"
+                        if luc_info else "featviz only: lucent not run"),
                 "lucent threads": luc_info.get("threads", "-"),
                 "lucent weights": "frozen (requires_grad False; only helps lucent)",
                 "valid": "yes" if valid else
                          f"NO: load {max(first_load, start_load):.1f} > {env.cores} cores "
                          "(torch threads spin; see README)"}
-    if args.steps != LUCID_STEPS:
-      settings["note"] = (f"{args.steps} steps timed on both sides; units/s rescaled to 512; "
-                          f"featviz's redirected ReLU on for {common.redirect_steps_for(args.steps)}"
-                          f" of them (16 of 512 in a default render)")
+    if args.steps != full_steps:
+      settings["note"] = (f"{args.steps} steps timed on both sides; units/s rescaled to "
+                          f"{full_steps}; featviz's redirected ReLU on for "
+                          f"{common.redirect_steps_for(args.steps)} of them "
+                          f"({common.LUCID.redirect_relu_steps} of {full_steps} in a default "
+                          "render)")
     rows.append(common.format_row(env, "vs_lucent", settings, fig))
   common.write_json(args.json, {"env": env.as_dict(), "lucent": luc_rounds,
                                 "featviz": fv_rounds, "summary": summary})
