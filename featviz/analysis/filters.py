@@ -18,7 +18,7 @@ blind to the former.
 
 Deeper layers have no picture in their weights; there we show what maximizes
 each unit (activation maximization, Erhan et al. 2009) with
-:func:`featviz.render.render`, all units in one batch and one compiled program.
+:func:`featviz.render`, all units in one batch and one compiled program.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ import numpy as np
 from PIL import Image
 
 from featviz import images as images_lib
-from featviz import objectives, render
+from featviz import objectives
+from featviz._loop import api as render_api
 from featviz.analysis import figures
 from featviz.model import Model
 
@@ -128,20 +129,20 @@ def kernel_figure(model: Model, scale: str = "filter") -> Image.Image:
 
 
 def optimized_filters(model: Model, layer: str, units: Sequence[int], **render_kwargs
-                      ) -> render.RenderResult:
+                      ) -> render_api.RenderResult:
   """Images that maximize the mean of each unit's channel in ``layer``, one per unit.
 
-  All units are one batch of :func:`featviz.render.render` with the objective
+  All units are one batch of :func:`featviz.render` with the objective
   ``channel(layer, units)``, whose unit indices are data: one compiled program
   for all of them (and for other units of the same count). ``render_kwargs`` go
   to ``render`` (``steps``, ``size``, ``seed``, ``param``, ``progress_bar``, ...).
   """
   units = np.asarray(units, np.int32)
   model.spec.check_units(layer, units)
-  return render.render(model, objectives.channel(layer, jnp.asarray(units)), **render_kwargs)
+  return render_api.render(model, objectives.channel(layer, jnp.asarray(units)), **render_kwargs)
 
 
-def optimized_figure(model: Model, result: render.RenderResult, layer: str) -> Image.Image:
+def optimized_figure(model: Model, result: render_api.RenderResult, layer: str) -> Image.Image:
   """The rendered images with their unit and final objective value."""
   captions = [f"{label} ({value:.3g})" for label, value in zip(result.labels, result.history[-1])]
   size = result.images.shape[1]
