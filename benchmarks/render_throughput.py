@@ -1,33 +1,40 @@
 """Render throughput: image-steps/s, units/s, FLOPs per step and % of the device's peak.
 
 For each layer and batch size, renders ``objectives.channel(layer, arange(B))`` at Lucid's
-defaults (128 px, Fourier, ``standard_transforms`` with a draw per image, Adam 0.05; 512
-steps unless ``--steps`` says fewer, which CPU runs do and their rows say) through
-``featviz.render.render``, the same call users make, and reports per configuration:
+defaults (``featviz.RenderConfig()``: 128 px, Fourier, ``standard_transforms`` with a draw per
+image, Adam 0.05; 512 steps unless ``--steps`` says fewer, which CPU runs do and their rows
+say) through ``featviz.render``, the same call users make, and reports per configuration:
 
 * compile seconds (apart: the first call compiles, the timed calls reuse the program);
 * seconds per step (median of ``--repeats`` timed calls after one warm-up call), image-steps
   per second, and units per second at 512 steps (``img-steps/s / 512``);
-* FLOPs per step from XLA's cost analysis of the compiled loop. XLA counts a ``lax.scan``
-  body once, not once per iteration (checked each run by ``common.scan_body_counting``;
-  the other case is divided by the step count), so the loop's total is one step;
+* FLOPs per step from XLA's cost analysis of the compiled chunk program (``featviz.lower``).
+  XLA counts a ``lax.scan`` body once, not once per iteration (checked each run by
+  ``common.scan_body_counting``; the other case is divided by the chunk length), so the
+  program's total is one step;
 * achieved TFLOP/s and its fraction of the matrix-product peak measured on the same device
   at the start of the run (float32 on CPU, bfloat16 on GPU).
 
 ``--profile`` adds the per-stage breakdown of one configuration (README, "What the profile
 showed"): by ablation (param, transforms, network forward, network backward, optimizer;
-each a scan of its own, timed like the loop) and by a ``jax.profiler`` trace of the real
-loop whose per-HLO-op times are summed by the ``named_scope`` the op came from.
+each a scan of its own over the loop's own pieces, ``featviz._loop.program``, timed like the
+loop) and by a ``jax.profiler`` trace of the real loop whose per-HLO-op times are summed by
+the ``named_scope`` the op came from. ``--whatif`` also times the loop with each of the CPU
+rewrites (``featviz.nonlin.CPU_REWRITES``) switched the other way, as
+``RenderConfig(rewrites=...)`` variants.
 
-  python benchmarks/render_throughput.py --steps 8 --batches 1,8,32          # CPU
-  python benchmarks/render_throughput.py --model efficientnet_lite0 --steps 8
-  python benchmarks/render_throughput.py --profile --layers mixed4a --batches 1,8 --steps 8
+From the repository root:
+
+  python -m benchmarks.render_throughput --steps 32 --batches 1,8,32          # CPU
+  python -m benchmarks.render_throughput --model efficientnet_lite0 --steps 32
+  python -m benchmarks.render_throughput --profile --layers mixed4a --batches 1,8 --steps 32
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import glob
 import gzip
 import json
@@ -42,19 +49,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
-
-from featviz import objectives, render  # noqa: E402
-from featviz import param as param_lib  # noqa: E402
-from featviz import transforms as tf_lib  # noqa: E402
-from featviz.nonlin import STANDARD_OPS  # noqa: E402
-from featviz.nonlin import redirecting  # noqa: E402
+import featviz
+from benchmarks import common
+from featviz import objectives
+from featviz import transforms as tf_lib
+from featviz._loop import api, program
+from featviz._loop import keys as keys_lib
+from featviz.nonlin import CPU_REWRITES, Ops, redirecting, rewrites_for
 
 INCEPTION_LAYERS = ("mixed3a", "mixed3b", "mixed4a", "mixed4b", "mixed4c", "mixed4d",
                     "mixed4e", "mixed5a", "mixed5b")
 EFFNET_LAYERS = tuple(f"block{i}" for i in range(16))
-LUCID_STEPS = common.LUCID_STEPS
 
 
 def default_layers(model_name: str) -> tuple[str, ...]:
@@ -67,22 +72,17 @@ def channel_objective(layer: str, batch: int, channels: int | None = None):
   return objectives.channel(layer, units % channels if channels else units)
 
 
-def measure(model, layer: str, batch: int, steps: int, repeats: int, counting: str,
-            input_size: int | None = None, compute_dtype: str | None = None) -> dict:
-  """Compiles and times one configuration through ``render.render``."""
+def measure(model, layer: str, batch: int, config: featviz.RenderConfig, repeats: int,
+            counting: str) -> dict:
+  """Compiles and times one configuration through ``featviz.render``."""
+  steps = config.steps
   obj = channel_objective(layer, batch, model.spec.layers[layer])
-  kw = {"input_size": input_size, "redirect_relu_steps": common.redirect_steps_for(steps)}
-  if compute_dtype:  # only passed when asked: older render() has no such argument
-    kw["compute_dtype"] = compute_dtype
-  before = dict(render._COMPILED)
-  first = render.render(model, obj, steps=steps, progress_bar=False, **kw)
-  compiled = common.new_compiled(before)
-  flops = (common.flops_per_step(compiled, render.chunk_lengths(steps)[0], counting)
-           if compiled is not None else float("nan"))
+  first = featviz.render(model, obj, config, progress_bar=False)
+  flops = common.render_flops(model, obj, config, counting)
   runs, cpus = [], []
   for _ in range(repeats):
     c0 = time.process_time()
-    r = render.render(model, obj, steps=steps, progress_bar=False, **kw)
+    r = featviz.render(model, obj, config, progress_bar=False)
     cpus.append(time.process_time() - c0)
     runs.append(r.run_seconds)
   step_s = statistics.median(runs) / steps
@@ -91,7 +91,7 @@ def measure(model, layer: str, batch: int, steps: int, repeats: int, counting: s
       "first_run_s": first.run_seconds, "run_s": runs, "cpu_s": cpus,
       "s_per_step": step_s, "s_per_step_best": min(runs) / steps,
       "cpu_s_per_step": statistics.median(cpus) / steps,
-      "img_steps_per_s": batch / step_s, "units_per_s_512": batch / step_s / LUCID_STEPS,
+      "img_steps_per_s": batch / step_s, "units_per_s_512": batch / step_s / common.LUCID.steps,
       "gflop_per_step": flops / 1e9, "tflops": flops / step_s / 1e12,
   }
 
@@ -109,70 +109,110 @@ def _scan_timer(fn, arg, n: int, repeats: int) -> float:
   return t.median / n
 
 
-def ablation(model, layer: str, batch: int, steps: int, repeats: int) -> dict:
+@dataclasses.dataclass(frozen=True)
+class _Loop:
+  """The pieces of ``featviz.render(model, objective, config)``'s step, as the render builds
+  them: its plan, the bound objective and per-image keys (``featviz._loop``)."""
+
+  objective: objectives.Objective  # as given (for featviz.render)
+  bound: objectives.Objective  # bound to the model and batch (for program.loss)
+  plan: program.Plan
+  k_steps: jax.Array
+  k_shared: jax.Array
+
+  @classmethod
+  def of(cls, model, layer: str, batch: int, config: featviz.RenderConfig) -> _Loop:
+    obj = channel_objective(layer, batch, model.spec.layers[layer])
+    _, batch, bound, plan, _ = api._prepare(model, obj, config, {}, batch, None)
+    _, k_steps, k_shared = keys_lib.derive(jax.random.key(2), bound.labels(batch))
+    return cls(obj, bound, plan, k_steps, k_shared)
+
+  def param(self):
+    return self.plan.param(self.plan.size, self.plan.batch, self.plan.channels)
+
+  def transformed(self, params, step, plan: program.Plan | None = None) -> jax.Array:
+    """Step ``step``'s transformed images of ``params`` (with ``plan``'s transforms)."""
+    return program.transform(plan or self.plan, self.k_steps, self.k_shared, step,
+                             self.param().to_image(params))
+
+  def ops(self, step, redirect_steps: int | None = None) -> Ops:
+    """The network's primitives at ``step``, as the loop picks them (the CPU rewrites of the
+    plan; Lucid's redirected ReLU while ``step < redirect_steps``, the plan's window)."""
+    window = self.plan.redirect_relu_steps if redirect_steps is None else redirect_steps
+    if window:
+      return redirecting(step < window, self.plan.rewrites)
+    return Ops(rewrites=self.plan.rewrites)
+
+  def net_score(self, model, x, ops: Ops) -> jax.Array:
+    """The network (only the objective's layers) and the objective's sum on input ``x``;
+    ``model`` already cast to the plan's compute dtype, as in ``program.loss``."""
+    acts = model.activations(x, self.plan.layers, ops=ops, compute_dtype=self.plan.compute_dtype,
+                             input_size=self.plan.input_size)
+    return jnp.sum(self.bound(objectives.Context(acts, x)))
+
+  def fixed_input(self) -> jax.Array:
+    """A fixed network input in [0, 1] of the transformed images' shape."""
+    p0 = self.param().init(jax.random.key(1))
+    shape = jax.eval_shape(lambda p: self.transformed(p, 0), p0).shape
+    return jax.nn.sigmoid(jax.random.normal(jax.random.key(3), shape))
+
+
+def _grad_step(f):
+  """``params -> params + 1e-6 * grad f(params, step)``: a scan body that needs the gradient."""
+  def step(p, s):
+    g = jax.grad(f)(p, s)
+    return jax.tree.map(lambda a, b: a + 1e-6 * b, p, g)
+  return step
+
+
+def ablation(model, layer: str, batch: int, config: featviz.RenderConfig, repeats: int) -> dict:
   """Seconds per step of each stage, timed in scans of their own (see module doc).
 
   P   param: Fourier spectrum -> image, forward and backward;
-  PT  param + standard transforms, forward and backward;
+  PT  param + the loop's transforms (``program.transform``), forward and backward;
   Nf  network forward (+ objective) on a fixed input of the transformed size;
   Nfb the same, forward and backward (with Lucid's redirected ReLU, as the loop);
   Nfb_plain the same with the plain ReLU gradient (the redirect's own cost);
-  G   the whole loss, forward and backward (P, T, network, objective together);
-  S   the real loop's step (G + Adam + finiteness checks), through render().
+  G   the whole loss (``program.loss``: P, T, network, objective together), forward and
+      backward;
+  S   the real loop's step (G + Adam + finiteness checks), through ``featviz.render``.
   Also PT with the five transforms step by step (``standard(one_pass=False)``, what the
-  loop ran before the one-pass map). The redirected ReLU is on for the first
-  ``common.redirect_steps_for(steps)`` steps of every scan, the default render's share.
+  loop ran before the one-pass map). The redirected ReLU is on for the config's
+  ``redirect_relu_steps`` first steps of every scan (``common.timed_config``: the default
+  render's share).
   """
-  size = render.LUCID.size
-  param = param_lib.fourier(size, batch, model.spec.channels)
-  tf = tf_lib.standard()
-  obj = channel_objective(layer, batch, model.spec.layers[layer]).bind(model.spec, batch)
-  weights = model.weights
-  lo, hi = model.spec.value_range
-  layers = (layer,)
+  steps = config.steps
+  loop = _Loop.of(model, layer, batch, config)
+  plan = loop.plan
+  net = model.cast(plan.compute_dtype)  # once, outside the scans, as the loop
+  param = loop.param()
+  five_steps = dataclasses.replace(plan, transforms=tf_lib.standard(one_pass=False),
+                                   shared_draws=False)
   p0 = param.init(jax.random.key(1))
-  key0 = jax.random.key(2)
-  x_shape = jax.eval_shape(lambda p: tf(key0, param.to_image(p)), p0).shape
+  x0 = loop.fixed_input()
+  plain = Ops(rewrites=plan.rewrites)
 
-  def net_score(x, step, ops):
-    acts = model.forward(weights, lo + (hi - lo) * x, layers, ops)
-    return jnp.sum(obj(objectives.Context(acts, x)))
+  def nfb(ops_of):
+    return lambda x, s: x + 1e-6 * jax.grad(lambda x: loop.net_score(net, x, ops_of(s)))(x)
 
-  window = common.redirect_steps_for(steps)
-
-  def redirect(step):
-    return redirecting(step < window)
-
-  def grad_step(f):
-    def step(p, s):
-      g = jax.grad(f)(p, jax.random.fold_in(key0, s), s)
-      return p + 1e-6 * g
-    return step
-
-  five_steps = tf_lib.standard(one_pass=False)
-  x0 = jax.nn.sigmoid(jax.random.normal(jax.random.key(3), x_shape))
   n = steps
   out = {}
-  out["P"] = _scan_timer(grad_step(lambda p, k, s: jnp.sum(param.to_image(p) ** 2)), p0, n,
+  out["P"] = _scan_timer(_grad_step(lambda p, s: jnp.sum(param.to_image(p) ** 2)), p0, n,
                          repeats)
-  out["PT"] = _scan_timer(grad_step(lambda p, k, s: jnp.sum(tf(k, param.to_image(p)) ** 2)),
-                          p0, n, repeats)
+  out["PT"] = _scan_timer(_grad_step(lambda p, s: jnp.sum(loop.transformed(p, s) ** 2)), p0, n,
+                          repeats)
   out["PT_five_steps"] = _scan_timer(
-      grad_step(lambda p, k, s: jnp.sum(five_steps(k, param.to_image(p)) ** 2)), p0, n, repeats)
-  out["Nf"] = _scan_timer(lambda x, s: x + 1e-9 * net_score(x, s, redirect(s)), x0, n, repeats)
-  out["Nfb"] = _scan_timer(
-      lambda x, s: x + 1e-6 * jax.grad(net_score)(x, s, redirect(s)), x0, n, repeats)
-  out["Nfb_plain"] = _scan_timer(
-      lambda x, s: x + 1e-6 * jax.grad(net_score)(x, s, STANDARD_OPS), x0, n, repeats)
+      _grad_step(lambda p, s: jnp.sum(loop.transformed(p, s, five_steps) ** 2)), p0, n, repeats)
+  out["Nf"] = _scan_timer(lambda x, s: x + 1e-9 * loop.net_score(net, x, loop.ops(s)), x0, n,
+                          repeats)
+  out["Nfb"] = _scan_timer(nfb(loop.ops), x0, n, repeats)
+  out["Nfb_plain"] = _scan_timer(nfb(lambda s: plain), x0, n, repeats)
   out["G"] = _scan_timer(
-      grad_step(lambda p, k, s: net_score(tf(k, param.to_image(p)), s, redirect(s))), p0, n,
-      repeats)
-  runs = []
-  obj_u = channel_objective(layer, batch, model.spec.layers[layer])
-  kw = {"steps": steps, "progress_bar": False, "redirect_relu_steps": window}
-  render.render(model, obj_u, **kw)
-  for _ in range(repeats):
-    runs.append(render.render(model, obj_u, **kw).run_seconds)
+      _grad_step(lambda p, s: program.loss(plan, net, loop.bound, loop.k_steps, loop.k_shared,
+                                           p, s)[0]), p0, n, repeats)
+  featviz.render(model, loop.objective, config, progress_bar=False)
+  runs = [featviz.render(model, loop.objective, config, progress_bar=False).run_seconds
+          for _ in range(repeats)]
   out["S"] = statistics.median(runs) / steps
   stages = {
       "param (fwd+bwd)": out["P"],
@@ -185,63 +225,49 @@ def ablation(model, layer: str, batch: int, steps: int, repeats: int) -> dict:
       "whole step S": out["S"],
   }
   return {"raw_s_per_step": out, "stages_s_per_step": stages,
-          "transformed_input": list(x_shape)}
+          "transformed_input": list(x0.shape)}
 
 
 # ----------------------------------------------------------------------------- what-if
 
 
-def whatif(model, layer: str, batch: int, steps: int, repeats: int) -> dict:
-  """The whole step (through render) and the network's forward + backward with each of
-  ``featviz.zoo.tf_layers.REWRITES`` switched the other way from where this device has it
-  (on a CPU: off; on a GPU: on), then all of them; this process only. Also each variant's
-  gradient's relative difference from the shipped one's (the rewrites are exact up to
-  float32 rounding and summation order)."""
-  from featviz.zoo import tf_layers as tfl
-  shipped = tfl.use_rewrite
-  default = {name: shipped(name) for name in tfl.REWRITES}
-  obj = channel_objective(layer, batch, model.spec.layers[layer])
-  bound = obj.bind(model.spec, batch)
-  lo, hi = model.spec.value_range
-  size = render.LUCID.size
-  param = param_lib.fourier(size, batch, model.spec.channels)
-  tf = tf_lib.standard()
-  x_shape = jax.eval_shape(lambda p: tf(jax.random.key(0), param.to_image(p)),
-                           param.init(jax.random.key(0))).shape
-  x0 = jax.nn.sigmoid(jax.random.normal(jax.random.key(3), x_shape))
+def whatif(model, layer: str, batch: int, config: featviz.RenderConfig, repeats: int) -> dict:
+  """The whole step (through ``featviz.render``) and the network's forward + backward with
+  each of ``featviz.nonlin.CPU_REWRITES`` switched the other way from where this device has
+  it (``rewrites="auto"``: on a CPU all on, so each goes off; on a GPU each goes on), then all
+  of them: each variant is ``config.replace(rewrites=...)``, a program of its own. Also each
+  variant's gradient's relative difference from the shipped one's (the rewrites are exact up
+  to float32 rounding and summation order). The forward + backward timing runs Lucid's
+  redirected ReLU for its first 16 steps (``RenderConfig().redirect_relu_steps``), the whole
+  step the config's share."""
+  shipped = rewrites_for(config.rewrites, jax.default_backend())
+  variants = {"shipped": shipped}
+  for name in sorted(CPU_REWRITES):
+    variants[f"{name} {'off' if name in shipped else 'on'}"] = shipped ^ {name}
+  variants["all switched"] = shipped ^ CPU_REWRITES
+  steps = config.steps
+  out, ref, x0 = {}, None, None
+  for label, rewrites in variants.items():
+    variant = config.replace(rewrites=rewrites)
+    loop = _Loop.of(model, layer, batch, variant)
+    net = model.cast(loop.plan.compute_dtype)
+    x0 = loop.fixed_input() if x0 is None else x0
 
-  def grad_x(x, s):
-    def score(x):
-      acts = model.forward(model.weights, lo + (hi - lo) * x, (layer,),
-                           redirecting(s < render.LUCID.redirect_relu_steps))
-      return jnp.sum(bound(objectives.Context(acts, x)))
-    return jax.grad(score)(x)
+    def grad_x(x, s, loop=loop, net=net):
+      ops = loop.ops(s, common.LUCID.redirect_relu_steps)
+      return jax.grad(lambda x: loop.net_score(net, x, ops))(x)
 
-  variants = {"shipped": set()}
-  for name in tfl.REWRITES:
-    variants[f"{name} {'off' if default[name] else 'on'}"] = {name}
-  variants["all switched"] = set(tfl.REWRITES)
-  out, ref = {}, None
-  try:
-    for label, flipped in variants.items():
-      tfl.use_rewrite = lambda name, flipped=flipped: default[name] != (name in flipped)
-      render._COMPILED.clear()
-      jax.clear_caches()  # jit's trace caches would otherwise hand back the other program
-      g = np.asarray(jax.jit(grad_x)(x0, jnp.int32(100)))
-      ref = g if ref is None else ref
-      rel = float(np.linalg.norm(g - ref) / max(np.linalg.norm(ref), 1e-30))
-      nfb = _scan_timer(lambda x, s: x + 1e-6 * grad_x(x, s), x0, steps, repeats)
-      kw = {"steps": steps, "progress_bar": False,
-            "redirect_relu_steps": common.redirect_steps_for(steps)}
-      render.render(model, obj, **kw)
-      runs = [render.render(model, obj, **kw).run_seconds for _ in range(repeats)]
-      out[label] = {"Nfb_s": nfb, "S_s": statistics.median(runs) / steps, "grad_rel_diff": rel}
-      print(f"whatif {layer} B{batch} {label:<32} step {out[label]['S_s'] * 1e3:8.1f} ms  "
-            f"net f+b {nfb * 1e3:8.1f} ms  grad rel diff {rel:.1e}", flush=True)
-  finally:
-    tfl.use_rewrite = shipped
-    render._COMPILED.clear()
-    jax.clear_caches()
+    g = np.asarray(jax.jit(grad_x)(x0, jnp.int32(100)))
+    ref = g if ref is None else ref
+    rel = float(np.linalg.norm(g - ref) / max(np.linalg.norm(ref), 1e-30))
+    nfb = _scan_timer(lambda x, s, grad_x=grad_x: x + 1e-6 * grad_x(x, s), x0, steps, repeats)
+    featviz.render(model, loop.objective, variant, progress_bar=False)
+    runs = [featviz.render(model, loop.objective, variant, progress_bar=False).run_seconds
+            for _ in range(repeats)]
+    out[label] = {"Nfb_s": nfb, "S_s": statistics.median(runs) / steps, "grad_rel_diff": rel,
+                  "rewrites": sorted(rewrites)}
+    print(f"whatif {layer} B{batch} {label:<32} step {out[label]['S_s'] * 1e3:8.1f} ms  "
+          f"net f+b {nfb * 1e3:8.1f} ms  grad rel diff {rel:.1e}", flush=True)
   return out
 
 
@@ -305,18 +331,19 @@ def hlo_index(compiled) -> dict[str, tuple[str, str]]:
   return index
 
 
-def trace_profile(model, layer: str, batch: int, steps: int) -> dict:
-  """Per-stage and per-op-kind sums of the real loop's thunk times (jax.profiler trace)."""
+def trace_profile(model, layer: str, batch: int, config: featviz.RenderConfig) -> dict:
+  """Per-stage and per-op-kind sums of the real loop's thunk times (jax.profiler trace).
+
+  The HLO index comes from ``featviz.lower``'s program compiled here: the same lowering as the
+  render's, so its instruction names are those the trace reports.
+  """
+  steps = config.steps
   obj = channel_objective(layer, batch, model.spec.layers[layer])
-  kw = {"steps": steps, "progress_bar": False,
-        "redirect_relu_steps": common.redirect_steps_for(steps)}
-  before = dict(render._COMPILED)
-  render.render(model, obj, **kw)
-  compiled = common.new_compiled(before) or list(render._COMPILED.values())[-1]
-  index = hlo_index(compiled)
+  featviz.render(model, obj, config, progress_bar=False)
+  index = hlo_index(featviz.lower(model, obj, config).compile())
   folder = tempfile.mkdtemp(prefix="featviz_trace_")
   jax.profiler.start_trace(folder, create_perfetto_trace=True)
-  r = render.render(model, obj, **kw)
+  r = featviz.render(model, obj, config, progress_bar=False)
   jax.profiler.stop_trace()
   path = sorted(glob.glob(os.path.join(folder, "**", "perfetto_trace.json.gz"),
                           recursive=True))[-1]
@@ -369,17 +396,20 @@ def main(argv=None) -> int:
   ap.add_argument("--layers", default=None, help="comma-separated; default: all of the suite")
   ap.add_argument("--batches", default=None, help="comma-separated; default 1,8,32 (CPU) or "
                   "1,8,32,128 (GPU)")
-  ap.add_argument("--steps", type=int, default=LUCID_STEPS,
+  ap.add_argument("--steps", type=int, default=common.LUCID.steps,
                   help="optimization steps per timed call (Lucid: 512; fewer on CPU)")
   ap.add_argument("--repeats", type=int, default=3, help="timed calls per configuration")
   ap.add_argument("--compute-dtype", default=None,
-                  help="render(compute_dtype=...), e.g. bfloat16 (network math; params f32)")
+                  help="RenderConfig(compute_dtype=...), e.g. bfloat16 (network math; params "
+                       "f32)")
   ap.add_argument("--profile", action="store_true", help="stage breakdown (ablation + trace)")
   ap.add_argument("--whatif", action="store_true",
-                  help="with --profile: time candidate engine changes patched in (no edits)")
+                  help="with --profile: time the loop with each CPU rewrite switched "
+                       "(RenderConfig(rewrites=...))")
   ap.add_argument("--json", default=None, help="also write every figure to this file")
   ap.add_argument("--no-results", action="store_true", help="do not append to RESULTS.md")
   args = ap.parse_args(argv)
+  config = common.timed_config(args.steps, compute_dtype=args.compute_dtype)
 
   model = common.load_model(args.model)
   layers = tuple(args.layers.split(",")) if args.layers else default_layers(args.model)
@@ -393,23 +423,24 @@ def main(argv=None) -> int:
   print(f"matmul peak ({peak['dtype']}, n={peak['n']}): {peak['tflops'] * 1e3:.1f} GFLOP/s "
         f"median, {peak['tflops_best'] * 1e3:.1f} best; cost analysis counts the scan body "
         f"{counting}")
-  settings_base = {"model": args.model, "size": 128, "param": "fourier",
+  settings_base = {"model": args.model, "size": config.size, "param": config.param,
                    "transforms": "standard (per image)", "steps": args.steps,
                    "repeats": args.repeats, "peak_GFLOP/s": peak["tflops"] * 1e3,
-                   "peak_dtype": peak["dtype"], "compute_dtype": args.compute_dtype or "float32"}
-  if args.steps != LUCID_STEPS:
-    settings_base["note"] = (f"{args.steps} steps timed, not 512; units/s rescaled to 512; "
-                             f"redirected ReLU on for {common.redirect_steps_for(args.steps)} of them")
+                   "peak_dtype": peak["dtype"], "compute_dtype": config.compute_dtype or "float32"}
+  if args.steps != common.LUCID.steps:
+    settings_base["note"] = (f"{args.steps} steps timed, not {common.LUCID.steps}; units/s "
+                             f"rescaled to {common.LUCID.steps}; redirected ReLU on for "
+                             f"{config.redirect_relu_steps} of them")
 
   results, rows = [], []
   if args.profile:
     profiles = []
     for layer in layers:
       for b in batches:
-        abl = ablation(model, layer, b, args.steps, args.repeats)
-        tr = trace_profile(model, layer, b, args.steps)
+        abl = ablation(model, layer, b, config, args.repeats)
+        tr = trace_profile(model, layer, b, config)
         print_profile(args.model, layer, b, abl, tr)
-        wi = whatif(model, layer, b, args.steps, args.repeats) if args.whatif else {}
+        wi = whatif(model, layer, b, config, args.repeats) if args.whatif else {}
         for name, v in wi.items():
           print(f"  what-if {name:18s} network f+b {v['Nfb_s'] * 1e3:8.1f} ms  whole step "
                 f"{v['S_s'] * 1e3:8.1f} ms  grad rel. diff {v['grad_rel_diff']:.1e}")
@@ -427,8 +458,7 @@ def main(argv=None) -> int:
     for layer in layers:
       for b in batches:
         try:
-          m = measure(model, layer, b, args.steps, args.repeats, counting,
-                      compute_dtype=args.compute_dtype)
+          m = measure(model, layer, b, config, args.repeats, counting)
         except Exception as e:  # one bad configuration must not lose the others' rows
           print(f"{layer:10s} {b:4d} FAILED: {type(e).__name__}: {e}", flush=True)
           continue
