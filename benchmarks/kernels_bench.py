@@ -36,18 +36,21 @@ GPU speed. On a GPU the kernels compile through Triton and the rows are real.
 **End to end** (``--end-to-end``, default on a GPU): the render loop itself
 (``featviz.render``, InceptionV1 ``mixed4a``, Lucid's defaults, ``--e2e-steps`` steps with the
 default render's share of redirected-ReLU steps) with the transforms and the Fourier decode
-switched between: the five transforms step by step (what the loop ran before ``kernels/``), the
-one-pass resample on XLA (the default everywhere today), and on a GPU the Pallas kernels (each
-alone and both). ms per step and units/s, and each variant against the step-by-step one. On CPU
-only the XLA variants run (interpreted Pallas says nothing about speed).
+switched (``RenderConfig(transforms=..., kernels=...)``) between: the five transforms step by
+step (what the loop ran before ``kernels/``), the one-pass resample on XLA (the default
+everywhere today), and on a GPU the Pallas kernels (each alone and both). ms per step and
+units/s, and each variant against the step-by-step one. On CPU only the XLA variants run
+(interpreted Pallas says nothing about speed).
 
 Rows go to ``benchmarks/RESULTS.md`` (one per op, size and mode) on a GPU, or with
 ``--append`` elsewhere; ``--json`` keeps everything. The line ``device_kind`` is the key that
 ``kernels/<op>/api.py``'s ``PALLAS_WINS_ON`` takes once the kernel wins forward + VJP.
 
-  python benchmarks/kernels_bench.py                      # GPU: batches 1, 8, 64
-  python benchmarks/kernels_bench.py --batches 1 --repeats 3    # CPU: it runs (interpreted)
-  python benchmarks/kernels_bench.py --ops none --end-to-end --batches 1,8   # CPU: XLA variants
+From the repository root:
+
+  python -m benchmarks.kernels_bench                      # GPU: batches 1, 8, 64
+  python -m benchmarks.kernels_bench --batches 1 --repeats 3    # CPU: it runs (interpreted)
+  python -m benchmarks.kernels_bench --ops none --end-to-end --batches 1,8   # CPU: XLA variants
 """
 
 from __future__ import annotations
@@ -55,7 +58,6 @@ from __future__ import annotations
 import argparse
 import functools
 import math
-import os
 import statistics
 import sys
 import time
@@ -65,14 +67,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common
+import featviz
+from benchmarks import common
+from featviz import objectives
+from featviz import transforms as tf_lib
 from featviz.kernels import affine_resample as ar
 from featviz.kernels import fourier_decode as fd
 from featviz.kernels.affine_resample import pallas as ar_pallas
 from featviz.kernels.fourier_decode import pallas as fd_pallas
 
-SIZE = 128          # Lucid's image size
+SIZE = common.LUCID.size  # Lucid's image size, 128
 CHANNELS = 3
 F32 = 4             # bytes
 
@@ -197,38 +201,38 @@ def measure(case: dict, sets: int, repeats: int) -> dict:
 E2E_LAYER = "mixed4a"  # the layer of the issue's CPU target and of vs_lucent.py
 
 
-def e2e_variants(gpu: bool) -> list[tuple[str, Any, str]]:
-  """(label, transforms, Fourier implementation) for the render loop."""
-  from featviz import transforms as tf_lib
-  variants = [("five steps, xla", tf_lib.standard(one_pass=False), "xla"),
-              ("one pass, xla (default)", tf_lib.standard(implementation="xla"), "xla")]
+def e2e_variants(gpu: bool) -> list[tuple[str, dict[str, Any]]]:
+  """(label, ``RenderConfig`` fields) for the render loop. ``kernels`` picks the Fourier
+  decode's implementation and, with ``transforms="standard"``, the one-pass resample's; a
+  transform object keeps its own."""
+  variants = [("five steps, xla", {"transforms": tf_lib.standard(one_pass=False),
+                                   "kernels": "xla"}),
+              ("one pass, xla (default)", {"transforms": "standard", "kernels": "xla"})]
   if gpu:
-    variants += [("one pass pallas", tf_lib.standard(implementation="pallas"), "xla"),
-                 ("fourier pallas", tf_lib.standard(implementation="xla"), "pallas"),
-                 ("both pallas", tf_lib.standard(implementation="pallas"), "pallas")]
+    variants += [("one pass pallas", {"transforms": tf_lib.standard(implementation="pallas"),
+                                      "kernels": "xla"}),
+                 ("fourier pallas", {"transforms": tf_lib.standard(implementation="xla"),
+                                     "kernels": "pallas"}),
+                 ("both pallas", {"transforms": "standard", "kernels": "pallas"})]
   return variants
 
 
 def end_to_end(batches: list[int], steps: int, repeats: int, gpu: bool) -> list[dict]:
   """ms per step of the whole render loop for each variant; see the module docstring."""
-  from featviz import objectives, render
-  from featviz import param as param_lib
   model = common.load_model("inceptionv1")
-  redirect = common.redirect_steps_for(steps)
   records = []
   for batch in batches:
     obj = objectives.channel(E2E_LAYER, np.arange(batch, dtype=np.int32))
     base = None
-    for label, transforms, fourier_impl in e2e_variants(gpu):
-      param = functools.partial(param_lib.fourier, implementation=fourier_impl)
-      kw = {"steps": steps, "progress_bar": False, "transforms": transforms, "param": param,
-            "redirect_relu_steps": redirect}
-      first = render.render(model, obj, **kw)
-      runs = [render.render(model, obj, **kw).run_seconds for _ in range(repeats)]
+    for label, fields in e2e_variants(gpu):
+      config = common.timed_config(steps, **fields)
+      first = featviz.render(model, obj, config, progress_bar=False)
+      runs = [featviz.render(model, obj, config, progress_bar=False).run_seconds
+              for _ in range(repeats)]
       ms = 1e3 * statistics.median(runs) / steps
       base = base or ms
       rec = {"batch": batch, "variant": label, "ms_per_step": ms,
-             "units_per_s_512": batch / (ms / 1e3) / common.LUCID_STEPS,
+             "units_per_s_512": batch / (ms / 1e3) / common.LUCID.steps,
              "vs_five_steps": base / ms, "compile_s": first.compile_seconds,
              "run_s": runs, "steps": steps}
       records.append(rec)
@@ -336,7 +340,7 @@ def main(argv=None) -> int:
 
   e2e = []
   if args.end_to_end if args.end_to_end is not None else gpu:
-    e2e_steps = args.e2e_steps or (common.LUCID_STEPS if gpu else 32)
+    e2e_steps = args.e2e_steps or (common.LUCID.steps if gpu else 32)
     e2e = end_to_end(batches, e2e_steps, 3, gpu)  # whole renders: 3 timed calls each
     for batch in batches:
       figures = {f"{r['variant']} ms/step": r["ms_per_step"] for r in e2e if r["batch"] == batch}
