@@ -254,14 +254,21 @@ class Model:
     wanted = set(layers)
     return tuple(name for name in self.spec.layers if name in wanted)
 
-  def check_images(self, images: Any) -> None:
-    """Raises :class:`ImageShapeError` for a batch the network cannot take."""
+  def check_images(self, images: Any, input_size: int | None = None) -> None:
+    """Raises :class:`ImageShapeError` for a batch the network cannot take (resized to
+    ``self.input_size(input_size)`` first, when that is not None)."""
     shape = tuple(np.shape(images))
     c = self.spec.channels
     if len(shape) != 4 or shape[-1] != c:
       raise ImageShapeError(
           f"{self.spec.name} takes images of shape (B, H, W, {c}) in [0, 1]; got shape {shape}")
-    if min(shape[1:3]) < self.spec.min_size:
+    if min(shape[1:3]) < 1:
+      raise ImageShapeError(f"{self.spec.name}: got an empty image, {shape[1]}x{shape[2]}")
+    size = self.input_size(input_size)
+    if size is not None and size < self.spec.min_size:
+      raise ImageShapeError(f"{self.spec.name} needs images of at least {self.spec.min_size} px; "
+                            f"input_size is {size}")
+    if size is None and min(shape[1:3]) < self.spec.min_size:
       raise ImageShapeError(
           f"{self.spec.name} needs images of at least {self.spec.min_size} px; "
           f"got {shape[1]}x{shape[2]}")
@@ -296,7 +303,7 @@ class Model:
     Returns:
       ``{layer: activations}``, NHWC or ``(B, C)``, only for the layers asked.
     """
-    self.check_images(images)
+    self.check_images(images, input_size)
     names = self.layers_in_order(layers if layers is not None else tuple(self.spec.layers))
     x = jnp.asarray(images, jnp.float32)
     size = self.input_size(input_size)

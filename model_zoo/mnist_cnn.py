@@ -37,6 +37,7 @@ import numpy as np
 
 from featviz import model as fv_model
 from featviz.nonlin import STANDARD_OPS, Ops
+from featviz.zoo import state_dict as sd
 
 __all__ = ("MnistCNN", "spec", "convert", "forward")
 
@@ -118,7 +119,7 @@ def convert(state: Mapping[str, np.ndarray]) -> dict[str, dict[str, jax.Array]]:
     ``{"conv1": {"kernel": ..., "bias": ...}, ...}`` as float32 arrays.
 
   Raises:
-    ValueError: naming every missing key, unexpected key and shape mismatch.
+    WeightMismatchError: naming every missing key, unexpected key and shape mismatch.
   """
   expected = _expected_shapes()
   missing = sorted(expected.keys() - state.keys())
@@ -130,7 +131,8 @@ def convert(state: Mapping[str, np.ndarray]) -> dict[str, dict[str, jax.Array]]:
       ("missing keys", missing), ("unexpected keys", unexpected),
       ("shape mismatches", mismatched)) if items]
   if problems:
-    raise ValueError("mnist_cnn weights do not fit the architecture; " + "; ".join(problems))
+    raise sd.WeightMismatchError("mnist_cnn weights do not fit the architecture; "
+                                 + "; ".join(problems))
   params: dict[str, dict[str, jax.Array]] = {}
   for key, value in state.items():
     layer, leaf = key.split(".")

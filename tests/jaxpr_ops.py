@@ -3,6 +3,7 @@
 import collections
 
 import jax
+import jax.extend
 
 
 def _subjaxprs(eqn):

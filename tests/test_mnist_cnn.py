@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from featviz import model as fv_model
+from featviz.nonlin import STANDARD_OPS
 from featviz.zoo import mnist_cnn
 from featviz.zoo import train_mnist
 
@@ -34,7 +35,7 @@ def test_committed_weights_reach_test_accuracy(shared):
   with np.load(WEIGHTS) as f:
     weights = mnist_cnn.convert(dict(f))
   predict = jax.jit(lambda w, x: jnp.argmax(mnist_cnn.forward(
-      w, x, ("logits",), fv_model.STANDARD_OPS)["logits"], -1))
+      w, x, ("logits",), STANDARD_OPS)["logits"], -1))
   batch = 1000  # Divides the 10,000 test images: one compile.
   correct = sum(
       int(np.sum(np.asarray(predict(weights, pixels[i:i + batch, ..., None] / np.float32(255)))
@@ -66,7 +67,7 @@ def test_spec_channels_match_activations(random_weights):
       "mnist_cnn", (0.0, 1.0), 28, 1)
   assert spec.fixed_size and spec.labels == tuple("0123456789")
   layers = tuple(spec.layers)
-  out = mnist_cnn.forward(random_weights, _images(2), layers, fv_model.STANDARD_OPS)
+  out = mnist_cnn.forward(random_weights, _images(2), layers, STANDARD_OPS)
   assert tuple(out) == layers
   for name, act in out.items():
     assert act.shape[0] == 2 and act.shape[-1] == spec.layers[name], name
@@ -75,14 +76,14 @@ def test_spec_channels_match_activations(random_weights):
 
 def test_forward_stops_after_deepest_requested_layer(random_weights):
   x = _images(2)
-  out = mnist_cnn.forward(random_weights, x, ("conv1",), fv_model.STANDARD_OPS)
+  out = mnist_cnn.forward(random_weights, x, ("conv1",), STANDARD_OPS)
   assert set(out) == {"conv1"} and out["conv1"].shape == (2, 26, 26, 32)
   jaxpr = str(jax.make_jaxpr(
-      lambda w, x: mnist_cnn.forward(w, x, ("conv1",), fv_model.STANDARD_OPS))(
+      lambda w, x: mnist_cnn.forward(w, x, ("conv1",), STANDARD_OPS))(
           random_weights, x))
   assert jaxpr.count("conv_general_dilated") == 1
   assert "dot_general" not in jaxpr  # Neither fc nor logits ran.
-  out = mnist_cnn.forward(random_weights, x, ("conv3", "conv1"), fv_model.STANDARD_OPS)
+  out = mnist_cnn.forward(random_weights, x, ("conv3", "conv1"), STANDARD_OPS)
   assert set(out) == {"conv1", "conv3"}
 
 
@@ -96,13 +97,13 @@ def test_every_relu_goes_through_nonlin(random_weights):
   ops = fv_model.Ops(relu=counting_relu)
   out = mnist_cnn.forward(random_weights, _images(2), ("logits",), ops)
   assert len(calls) == 5  # conv1-conv4 and fc.
-  standard = mnist_cnn.forward(random_weights, _images(2), ("logits",), fv_model.STANDARD_OPS)
+  standard = mnist_cnn.forward(random_weights, _images(2), ("logits",), STANDARD_OPS)
   np.testing.assert_array_equal(out["logits"], standard["logits"])
 
 
 def test_unknown_layer_raises(random_weights):
   with pytest.raises(fv_model.UnknownLayerError, match="conv9"):
-    mnist_cnn.forward(random_weights, _images(1), ("conv9",), fv_model.STANDARD_OPS)
+    mnist_cnn.forward(random_weights, _images(1), ("conv9",), STANDARD_OPS)
 
 
 def test_convert_round_trips_the_saved_layout(random_weights):

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import featviz
+from featviz import home
 from featviz import model as fv_model
 from featviz import zoo
 from featviz.zoo import cache, catalogue, sources
@@ -270,7 +271,7 @@ def test_corrupt_cache_entry_is_rebuilt_with_a_warning(fake_zoo):
 
 def test_entry_from_another_featviz_version_is_converted_again(fake_zoo, monkeypatch):
   zoo.convert("fake")
-  monkeypatch.setattr(featviz, "__version__", "99.0")
+  monkeypatch.setattr(home, "VERSION", "99.0")
   assert zoo.load("fake").metadata["featviz_version"] == "99.0"
   assert fake_zoo.converts == 2
 

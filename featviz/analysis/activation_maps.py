@@ -31,7 +31,7 @@ NORMALIZE = ("channel", "layer")
 
 @functools.partial(jax.jit, static_argnums=2)
 def _run(model: Model, images: jax.Array, layers: tuple[str, ...]):
-  acts = model.activations(images, layers, ops=STANDARD_OPS)
+  acts = model.activations(images, layers)
   zeros = {n: jnp.mean((a == 0).astype(jnp.float32)) for n, a in acts.items()}
   return acts, zeros
 

@@ -45,7 +45,7 @@ def _attack(model: Model, images, classes, sign, eps, step_size, steps, start, k
   descend the target's loss); ``start`` 0 or 1 scales the uniform random start.
   """
   def loss(x):
-    logits = model.activations(x, ("logits",), ops=STANDARD_OPS)["logits"]
+    logits = model.activations(x, ("logits",))["logits"]
     ce = -jnp.take_along_axis(jax.nn.log_softmax(logits), classes[:, None], axis=1)[:, 0]
     return jnp.sum(sign * ce)  # images are independent: each gets its own gradient
 

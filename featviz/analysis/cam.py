@@ -35,11 +35,16 @@ import numpy as np
 
 from featviz.analysis import figures
 from featviz.analysis.layer_grad import logit_grad_at_layer
-from featviz.model import Model
-from featviz.nonlin import DECONVNET, GUIDED, STANDARD_OPS
+from featviz.model import Model, default_ops
+from featviz.nonlin import DECONVNET, GUIDED, STANDARD_OPS, Ops
 
 METHODS = ("cam", "gradcam", "guided", "guided-gradcam", "deconvnet")
 RULES = {"plain": STANDARD_OPS, "guided": GUIDED, "deconvnet": DECONVNET}
+
+
+def rule_ops(rule: str) -> Ops:
+  """The backward rule's ReLUs, with the default CPU rewrites (``model.default_ops``)."""
+  return RULES[rule]._replace(rewrites=default_ops().rewrites)
 
 
 # ---- the jitted computations -----------------------------------------------------------------
@@ -59,7 +64,7 @@ def _weighted_sum(acts: jax.Array, per_channel: jax.Array) -> jax.Array:
 
 @functools.partial(jax.jit, static_argnums=2)
 def _cam(model: Model, images, layer: str, kernel, classes):
-  acts = model.activations(images, (layer, "logits"), ops=STANDARD_OPS)
+  acts = model.activations(images, (layer, "logits"))
   return _weighted_sum(acts[layer], kernel[:, classes].T), acts["logits"]
 
 
@@ -74,7 +79,7 @@ def _grad_cam_core(model: Model, images, layer: str, classes):
 
 def _input_grad_core(model: Model, images, classes, rule: str):
   def score(x):
-    logits = model.activations(x, ("logits",), ops=RULES[rule])["logits"]
+    logits = model.activations(x, ("logits",), ops=rule_ops(rule))["logits"]
     return jnp.sum(jnp.take_along_axis(logits, classes[:, None], axis=1)), logits
 
   return jax.grad(score, has_aux=True)(images)

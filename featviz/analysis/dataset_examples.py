@@ -87,7 +87,7 @@ class UnitExamples:
 @functools.partial(jax.jit, static_argnums=2)
 def _summaries(model: Model, images, layer: str):
   """``(B, H, W, C)`` in [0, 1] -> mean, peak, flat arg-max, each ``(B, C)``."""
-  acts = model.activations(images, (layer,), ops=STANDARD_OPS)[layer]
+  acts = model.activations(images, (layer,))[layer]
   if acts.ndim == 2:
     acts = acts[:, None, None, :]
   flat = acts.reshape(acts.shape[0], -1, acts.shape[-1])  # (B, h * w, C)

@@ -95,7 +95,7 @@ def _octave(model: Model, image: jax.Array, layer: str, steps: int, jitter: int,
   objective = obj_lib.deepdream(layer)
 
   def score(x):
-    acts = model.activations(x, (layer,), ops=STANDARD_OPS)
+    acts = model.activations(x, (layer,))
     return objective(obj_lib.Context(acts, x))[0]
 
   def step(img, k):
@@ -165,7 +165,7 @@ def dream(model: Model, image: np.ndarray, layer: str, octaves: int = OCTAVES,
 
 @functools.partial(jax.jit, static_argnums=2)
 def _scores(model: Model, images, layer: str):
-  acts = model.activations(images, (layer,), ops=STANDARD_OPS)
+  acts = model.activations(images, (layer,))
   return obj_lib.deepdream(layer)(obj_lib.Context(acts, images))
 
 

@@ -43,7 +43,7 @@ class UnknownPoolError(ValueError):
 
 @functools.partial(jax.jit, static_argnums=(2, 3))
 def _features(model: Model, images, layer: str, pool: str):
-  acts = model.activations(images, (layer,), ops=STANDARD_OPS)[layer]
+  acts = model.activations(images, (layer,))[layer]
   if acts.ndim == 4 and pool == "mean":
     return acts.mean(axis=(1, 2))
   return acts.reshape(acts.shape[0], -1)

@@ -71,7 +71,7 @@ class InversionResult:
 @functools.partial(jax.jit, static_argnums=2)
 def _activations(model: Model, images, layers: tuple[str, ...]):
   """The jitted forward pass to ``layers`` for ``images`` in [0, 1] (targets and checks)."""
-  return model.activations(images, layers, ops=STANDARD_OPS)
+  return model.activations(images, layers)
 
 
 def pixel_errors(images: np.ndarray, photo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -84,7 +84,7 @@ def _eval_with_delta(jaxpr, consts: Sequence, args: Sequence, target, delta):
 
 
 def tapped_activations(model: Model, images: jax.Array, layer: str,
-                       layers: Sequence[str], ops: Ops = STANDARD_OPS):
+                       layers: Sequence[str], ops: Ops | None = None):
   """:meth:`Model.activations` with an additive tap on ``layer`` (traceable).
 
   The program traced is ``model.activations`` itself (resize, value range, normalisation,
@@ -122,7 +122,7 @@ def tapped_activations(model: Model, images: jax.Array, layer: str,
 
 
 def logit_grad_at_layer(model: Model, images: jax.Array, layer: str, classes: jax.Array,
-                        ops: Ops = STANDARD_OPS):
+                        ops: Ops | None = None):
   """``A`` and ``d logit[b, classes[b]] / d A`` for every image ``b`` (traceable).
 
   Images are independent, so the gradient of the *sum* of each image's own class
@@ -133,7 +133,8 @@ def logit_grad_at_layer(model: Model, images: jax.Array, layer: str, classes: ja
     images: ``(B, H, W, C)`` in ``[0, 1]``.
     layer: a layer name.
     classes: ``(B,)`` int class indices into the logits.
-    ops: ReLUs for the backward pass (standard, guided, deconvnet).
+    ops: ReLUs for the backward pass (standard, guided, deconvnet); None: the defaults
+      (`featviz.model.default_ops`).
 
   Returns:
     ``(acts, grads, logits)``: ``acts`` and ``grads`` shaped like the layer,

@@ -23,7 +23,7 @@ def label_name(spec: ModelSpec, index: int) -> str:
 
 @functools.partial(jax.jit, static_argnums=2)
 def _top(model: Model, images: jax.Array, k: int):
-  logits = model.activations(images, ("logits",), ops=STANDARD_OPS)["logits"]
+  logits = model.activations(images, ("logits",))["logits"]
   probs = jax.nn.softmax(logits, axis=-1)
   top_p, top_i = jax.lax.top_k(probs, k)
   return probs, top_p, top_i
