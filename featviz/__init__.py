@@ -14,7 +14,17 @@ DeepDream, inversion, ...).
 
 from featviz.home import VERSION as __version__
 
-from featviz import analysis, gallery, images, nonlin, objectives, param, regularizers, transforms
+from featviz import (
+    analysis,
+    gallery,
+    images,
+    nonlin,
+    objectives,
+    param,
+    photos,
+    regularizers,
+    transforms,
+)
 from featviz import zoo
 from featviz._loop.api import NonFiniteError, RenderResult, lower, render, score_images
 from featviz._loop.config import ConfigError, RenderConfig
@@ -51,6 +61,7 @@ __all__ = [
     "nonlin",
     "objectives",
     "param",
+    "photos",
     "regularizers",
     "render",
     "score_images",

@@ -80,7 +80,7 @@ def test_cli_on_mnist(tmp_path, capsys):
 
 
 def test_real_photo_on_mnist(shared):
-  from featviz.analysis import photos
+  from featviz import photos
   model = _mnist()
   x = photos.load_image(shared / "images/imagenet-sample/n01443537_goldfish.JPEG", 28, 1)
   acts, sparsity = am.activations_and_sparsity(model, x[None], "conv1")

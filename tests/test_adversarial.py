@@ -8,7 +8,7 @@ from PIL import Image
 
 import tiny_cnn
 from featviz.analysis import adversarial as adv
-from featviz.analysis import photos
+from featviz import photos
 from featviz.cli import main
 
 EPS = 0.03  # ~8/255, the usual ImageNet L-inf budget

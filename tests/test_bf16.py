@@ -7,7 +7,7 @@ import pytest
 import tiny_cnn
 from featviz import objectives, transforms, zoo
 from featviz._loop import api as render
-from featviz.analysis import photos
+from featviz import photos
 
 # The bound featviz holds bf16 to: relative L2 error ||bf16 - f32|| / ||f32|| per layer, under
 # 2 % (measured: below 2 % with dense kernels only; 5 % with every kernel; 8 % all in bf16).

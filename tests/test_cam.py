@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from featviz import nonlin
-from featviz.analysis import cam, layer_grad, photos, predictions
+from featviz import photos
+from featviz.analysis import cam, layer_grad, predictions
 from featviz.cli import main
 
 import tiny_cnn

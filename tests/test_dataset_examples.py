@@ -50,7 +50,7 @@ def test_crop_patch_pads_the_clipped_side():
 
 def test_efficientnet_block3_on_photos(shared):
   from featviz import zoo
-  from featviz.analysis import photos
+  from featviz import photos
   model = zoo.load("efficientnet_lite0")
   folder = shared / "images" / "imagenet-sample"
   paths = photos.image_files(folder)[:20]

@@ -36,7 +36,7 @@ def test_tiny_cnn_dream_raises_the_objective_and_compiles_once_per_octave():
 
 def test_efficientnet_dream_on_a_photo(shared):
   from featviz import zoo
-  from featviz.analysis import photos
+  from featviz import photos
   model = zoo.load("efficientnet_lite0")
   photo = photos.load_image(
       shared / "images" / "imagenet-sample" / "n01532829_house_finch.JPEG", 64)

@@ -36,7 +36,7 @@ def test_tiny_cnn_inversion_lowers_the_feature_loss_and_checks_input():
 
 def test_efficientnet_early_layer_reconstructs_better_than_late(shared):
   from featviz import zoo
-  from featviz.analysis import photos
+  from featviz import photos
   model = zoo.load("efficientnet_lite0")
   photo = photos.load_image(
       shared / "images" / "imagenet-sample" / "n01532829_house_finch.JPEG", 48)

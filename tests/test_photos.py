@@ -1,10 +1,10 @@
-"""featviz.analysis.photos: shorter side resized, centre crop, RGB or greyscale, clear errors."""
+"""featviz.photos: shorter side resized, centre crop, RGB or greyscale, clear errors."""
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from featviz.analysis import photos
+from featviz import photos
 from featviz.model import ImageShapeError
 
 

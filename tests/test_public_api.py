@@ -15,7 +15,7 @@ PUBLIC = [
     "ConfigError", "ImageShapeError", "Model", "ModelSpec", "NonFiniteError", "Ops",
     "RenderConfig", "RenderResult", "SettingsMismatchError", "UnitOutOfRangeError",
     "UnknownLabelError", "UnknownLayerError", "__version__", "analysis", "gallery", "images",
-    "lower", "nonlin", "objectives", "param", "regularizers", "render", "score_images", "sweep",
+    "lower", "nonlin", "objectives", "param", "photos", "regularizers", "render", "score_images", "sweep",
     "transforms", "zoo",
 ]
 

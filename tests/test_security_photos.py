@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from featviz.analysis import photos
+from featviz import photos
 from featviz.cli import errors as cli_errors
 
 

@@ -20,7 +20,7 @@ from featviz._loop import api as render
 from featviz._loop import program
 from featviz._sweep import quality as sweep_quality
 from featviz._sweep import run as sweep
-from featviz.analysis import photos
+from featviz import photos
 from featviz._sweep import store as S
 from featviz.cli import cmd_sweep
 

@@ -10,7 +10,7 @@ optimized images beating dataset examples).
 Both sides are scored the same way: on the image as it is (no random
 transforms), at the same size, by the same jitted function. Photos are resized
 so that their shorter side is the render size, then centre-cropped to a square
-(:func:`featviz.analysis.photos.load_image`, the same crop every technique uses); a render
+(:func:`featviz.photos.load_image`, the same crop every technique uses); a render
 at 96 px is compared with photos at 96 px, not at the network's nominal 224, since a channel's
 response depends on the scale of what it sees.
 
@@ -30,7 +30,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from featviz.analysis import photos
+from featviz import photos
 from featviz.model import Model
 from featviz.nonlin import STANDARD_OPS
 

@@ -6,9 +6,9 @@ and units, and runs jitted; the figures they feed are drawn with PIL + NumPy. Th
 helpers take ``(model, images, ...)``, the model as one pytree argument, and reach the
 network only through ``model.activations`` (resize, value range, normalisation, forward).
 
-Modules (import them directly; this package imports nothing):
+Photos come from :mod:`featviz.photos`. Modules (import them directly; this package imports
+nothing):
 
-  photos           load a photo or a folder of photos as ``(B, H, W, C)`` for a model
   predictions      top-k classes and their softmax probabilities, with label names
   figures          colour maps, heat-map overlays, bar charts and captioned panels
   layer_grad       gradients of a class logit with respect to any named layer

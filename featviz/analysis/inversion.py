@@ -88,7 +88,7 @@ def invert(model: Model, photo: np.ndarray, layers: Sequence[str], steps: int = 
 
   Args:
     model: any model.
-    photo: a square photo (``featviz.analysis.photos.load_image`` gives one).
+    photo: a square photo (``featviz.photos.load_image`` gives one).
     layers: layer names; one reconstruction each, all in one batch.
     steps: Adam steps.
     tv_weight: weight of the total variation per value (see :data:`TV_WEIGHT`).

@@ -31,7 +31,8 @@ def register(sub) -> None:
 
 def run(args) -> int:
   from featviz import images
-  from featviz.analysis import activation_maps, photos
+  from featviz import photos
+  from featviz.analysis import activation_maps
 
   out = writable_output(args.out)
   model = load_model(args)

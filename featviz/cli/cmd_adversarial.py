@@ -44,7 +44,8 @@ def register(sub) -> None:
 
 def run(args) -> int:
   from featviz import images
-  from featviz.analysis import adversarial, photos, predictions
+  from featviz import photos
+  from featviz.analysis import adversarial, predictions
 
   out = writable_output(args.out)
   if args.target is not None and args.label is not None:

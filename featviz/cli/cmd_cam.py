@@ -45,7 +45,8 @@ def register(sub) -> None:
 
 def run(args) -> int:
   from featviz import images
-  from featviz.analysis import cam, figures, layer_grad, photos, predictions
+  from featviz import photos
+  from featviz.analysis import cam, figures, layer_grad, predictions
   from featviz.zoo import heads
 
   out = writable_output(args.out)

@@ -46,7 +46,8 @@ def run(args) -> int:
   import numpy as np
 
   from featviz import images
-  from featviz.analysis import dream, photos
+  from featviz import photos
+  from featviz.analysis import dream
 
   out = writable_output(args.out)
   if args.octaves < 1 or args.steps < 1 or args.jitter < 0:

@@ -37,7 +37,8 @@ def run(args) -> int:
   import time
 
   from featviz import images
-  from featviz.analysis import feature_space, photos, tsne
+  from featviz import photos
+  from featviz.analysis import feature_space, tsne
 
   out = writable_output(args.out)
   if args.iterations < 1 or args.thumb < 1:

@@ -47,7 +47,8 @@ def run(args) -> int:
   import numpy as np
 
   from featviz import images
-  from featviz.analysis import dataset_examples, photos
+  from featviz import photos
+  from featviz.analysis import dataset_examples
 
   out = writable_output(args.out)
   layer, units = parse_units(args.unit)

@@ -38,7 +38,8 @@ def register(sub) -> None:
 
 def run(args) -> int:
   from featviz import images
-  from featviz.analysis import inversion, photos
+  from featviz import photos
+  from featviz.analysis import inversion
 
   out = writable_output(args.out)
   layers = [name.strip() for name in args.layers.split(",") if name.strip()]

@@ -35,7 +35,8 @@ def run(args) -> int:
   import numpy as np
 
   from featviz import images
-  from featviz.analysis import feature_space, photos
+  from featviz import photos
+  from featviz.analysis import feature_space
 
   out = writable_output(args.out)
   if args.k < 1:

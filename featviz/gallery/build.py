@@ -104,7 +104,7 @@ def build(sweeps: str | os.PathLike | Sweep | Sequence[str | os.PathLike | Sweep
     SiteFolderError: ``out`` holds files the gallery did not write, or its ``site.json``
       names paths outside the site.
     WeightsMismatchError: ``load_model`` gives other weights than the sweep used.
-    featviz.analysis.photos.EmptyFolderError, UnreadableImageError: a bad ``dataset``.
+    featviz.photos.EmptyFolderError, UnreadableImageError: a bad ``dataset``.
   """
   paths = [sweeps] if isinstance(sweeps, (str, os.PathLike, Sweep)) else list(sweeps)
   if top < 1:

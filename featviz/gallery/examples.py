@@ -67,7 +67,7 @@ class Examples:
     self.load_model, self.log = load_model, log
     self.key = None
     if dataset is not None:
-      from featviz.analysis import photos
+      from featviz import photos
       files = photos.image_files(dataset)
       if not files:
         raise photos.EmptyFolderError(f"no photos in {str(dataset)!r} (looked for files "
@@ -109,7 +109,7 @@ class Examples:
 
   def _load(self) -> Model:
     if self._model is None:
-      from featviz.analysis import photos
+      from featviz import photos
       if self.load_model is None:
         raise ValueError("dataset examples need load_model, a function from the sweep's "
                          "model name to its featviz.model.Model")
