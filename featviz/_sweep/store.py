@@ -398,7 +398,7 @@ class Store:
     rows = kept
     captions = [f"{r['unit']}" + (f" {r['ratio']:.2f}" if r.get("ratio") is not None else "")
                 for r in rows]
-    title = f"{layer}: {len(rows)} units"
+    title = f"{layer}: {len(rows)} unit{'' if len(rows) == 1 else 's'}"
     grid = images.grid(pictures, captions, scale=max(1, 96 // size), title=title)
     return images.save_png(grid, self.atlas(layer))
 

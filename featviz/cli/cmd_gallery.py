@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import argparse
 
+from featviz.cli.common import HelpFormatter, plural
 from featviz.cli.errors import UsageError, writable_dir
 
 _EPILOG = """Writes a static web site (open SITE_DIR/index.html; no server, no network): an index of
@@ -27,12 +27,12 @@ Examples:
 
 def register(sub) -> None:
   p = sub.add_parser("gallery", help="a static web site of every unit of sweeps",
-                     epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                     epilog=_EPILOG, formatter_class=HelpFormatter)
   p.add_argument("sweeps", nargs="+", metavar="SWEEP_DIR", help="sweep folders (featviz sweep)")
   p.add_argument("--out", required=True, metavar="SITE_DIR", help="the site folder")
   p.add_argument("--dataset", default=None, metavar="DIR",
                  help="a folder of photos: each unit's top photos and patches")
-  p.add_argument("--top", type=int, default=8, help="dataset examples per unit (default 8)")
+  p.add_argument("--top", type=int, default=8, help="dataset examples per unit")
   p.add_argument("--weights", default=None,
                  help="with --dataset: the weight file the sweeps used, if not the catalogue's")
   p.add_argument("--copy", action="store_true",
@@ -73,7 +73,7 @@ def run(args) -> int:
     raise UsageError(str(e)) from None
   for line in report.missing[:5]:
     print(f"warning: no PNG for {line}", file=sys.stderr)
-  print(f"{report.units} units of {len(sweeps)} sweep{'s' if len(sweeps) != 1 else ''}: "
+  print(f"{plural(report.units, 'unit')} of {plural(len(sweeps), 'sweep')}: "
         f"wrote {len(report.written)} files, {report.unchanged} unchanged, "
         f"removed {len(report.removed)}")
   print(f"open {(out / 'index.html').resolve().as_uri()}")
