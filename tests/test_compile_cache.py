@@ -77,7 +77,7 @@ def test_enabled_restores_the_options(featviz_home, clean_jax_cache):
 
 def test_importing_featviz_changes_no_jax_setting(tmp_path):
   env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION_CACHE")}
-  code = ("import jax, featviz, featviz.render, featviz.cli; "
+  code = ("import jax, featviz, featviz._loop.api, featviz.cli; "
           "print(jax.config.jax_compilation_cache_dir)")
   proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                         timeout=300, cwd=tmp_path)

@@ -193,7 +193,7 @@ def loss(plan: Plan, model: Model, objective: obj_lib.Objective, k_steps: jax.Ar
   return -jnp.sum(scores), scores
 
 
-def _chunk(plan: Plan, model: Model, objective: obj_lib.Objective, k_steps: jax.Array,
+def _optimize_chunk(plan: Plan, model: Model, objective: obj_lib.Objective, k_steps: jax.Array,
            k_shared: jax.Array, state, start: jax.Array):
   """A chunk program: steps ``start .. start + plan.chunk - 1`` from ``state``.
 
@@ -311,7 +311,7 @@ def lower_chunk(plan: Plan, model: Model, objective) -> jax.stages.Lowered:
   if plan.batch_sharding is not None:
     layout = dict(zip(("in_shardings", "out_shardings"), shardings(plan, model, objective)))
   index = jax.ShapeDtypeStruct((), jnp.int32)
-  return jax.jit(_chunk, static_argnums=0, **layout).lower(
+  return jax.jit(_optimize_chunk, static_argnums=0, **layout).lower(
       plan, model, objective, _key_struct((plan.batch,)), _key_struct(()),
       _state_shape(plan.setup()), index)
 
