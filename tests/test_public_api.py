@@ -61,3 +61,18 @@ def test_a_model_passes_through_jit_as_one_argument_and_reuses_the_program():
   leaves, treedef = jax.tree.flatten(model)
   assert len(leaves) == len(jax.tree.leaves(model.weights))
   assert jax.tree.unflatten(treedef, leaves).spec == model.spec
+
+
+def test_per_channel_normalisation_is_applied_as_torchvision_does():
+  """(x - mean) / std after the value range: the zoo's torchvision models need it."""
+  import dataclasses
+
+  base = tiny_cnn.make()
+  mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # torchvision's ImageNet numbers
+  spec = dataclasses.replace(base.spec, value_range=(0.0, 1.0), mean=mean, std=std)
+  model = base.replace(spec=spec)
+  x = np.random.default_rng(0).uniform(size=(2, 16, 16, 3)).astype(np.float32)
+  expected = base.forward(base.weights, (x - np.asarray(mean)) / np.asarray(std), ("conv1",),
+                          featviz.Ops())["conv1"]
+  got = model.activations(x, ["conv1"], ops=featviz.Ops())["conv1"]
+  np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
