@@ -11,7 +11,8 @@ objectives on different images of one batch. The objectives themselves live in
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -69,6 +70,11 @@ class Objective:
   def bind(self, spec: ModelSpec, batch: int) -> "Objective":
     """Checks layers and units against ``spec`` and broadcasts unit data to ``batch``."""
     return self
+
+  def check_shapes(self, shapes: Mapping[str, tuple[int, ...]]) -> None:
+    """Checks data that depends on the activations' shapes (a neuron's position) against
+    ``shapes``, ``{layer: activation shape}`` of the render (``jax.eval_shape`` of the network
+    on the transformed images); raises ``UnitOutOfRangeError``. Default: nothing to check."""
 
   def labels(self, batch: int) -> list[str]:
     """A short label per image, e.g. ``"block10:5"``."""
@@ -183,6 +189,10 @@ class Sum(Objective):
   def bind(self, spec, batch):
     return Sum(tuple(t.bind(spec, batch) for t in self.terms), self.weights)
 
+  def check_shapes(self, shapes):
+    for t in self.terms:
+      t.check_shapes(shapes)
+
   def labels(self, batch):
     parts = [t.labels(batch) for t in self.terms]
     out = []
@@ -224,6 +234,10 @@ class Product(Objective):
   def bind(self, spec, batch):
     return Product(self.a.bind(spec, batch), self.b.bind(spec, batch))
 
+  def check_shapes(self, shapes):
+    self.a.check_shapes(shapes)
+    self.b.check_shapes(shapes)
+
   def labels(self, batch):
     return [f"({x})*({y})" for x, y in zip(self.a.labels(batch), self.b.labels(batch))]
 
@@ -258,6 +272,10 @@ class Stack(Objective):
     if batch != sum(self.sizes):
       raise ValueError(f"a stack of {sum(self.sizes)} images cannot render a batch of {batch}")
     return Stack(tuple(p.bind(spec, n) for p, n in zip(self.parts, self.sizes)), self.sizes)
+
+  def check_shapes(self, shapes):
+    for p in self.parts:
+      p.check_shapes(shapes)
 
   def labels(self, batch):
     return [label for p, n in zip(self.parts, self.sizes) for label in p.labels(n)]

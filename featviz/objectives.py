@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from featviz.model import UnitOutOfRangeError
 from featviz.objective_algebra import (Constant, Context, Objective, Product, Stack, Sum,
                                        register, stack, sum_of)
 
@@ -47,15 +48,31 @@ def _per_image(units: Array | None, batch: int) -> Array:
   return jnp.broadcast_to(units, (batch,))
 
 
-def _units_array(units: Any) -> Array | np.ndarray:
+def _units_array(units: Any, what: str = "unit") -> Array | np.ndarray:
+  """Integer indices as given, int64: ``bind`` checks them against the layer and only then
+  casts them to the loop's int32, so ``2**32 + 3`` is refused rather than wrapped to 3."""
   if isinstance(units, jax.core.Tracer):
     return units
+  if isinstance(units, (int, list, tuple)):  # Python ints may not fit any NumPy integer
+    big = [v for v in np.ravel(np.asarray(units, object))
+           if isinstance(v, int) and not -(2**63) <= v < 2**63]
+    if big:
+      raise UnitOutOfRangeError(f"{what} {big[0]} is out of range: no layer has that many "
+                                "channels (indices fit in 64 bits, -2**63 to 2**63 - 1)")
   u = np.asarray(units)
+  if u.dtype == np.uint64 and u.size and u.max() >= 2**63:
+    raise UnitOutOfRangeError(f"{what} {int(u.max())} is out of range: no layer has that many "
+                              "channels (indices fit in 64 bits, -2**63 to 2**63 - 1)")
   if u.dtype.kind not in "iu":
-    raise TypeError(f"unit indices must be integers, got {u.dtype}")
+    raise TypeError(f"{what} indices must be integers, got {u.dtype}")
   if u.ndim > 1:
-    raise ValueError(f"units must be a scalar or a 1-D array, got shape {u.shape}")
-  return u.astype(np.int32)
+    raise ValueError(f"{what}s must be a scalar or a 1-D array, got shape {u.shape}")
+  return u.astype(np.int64)
+
+
+def _bound_int32(u: Any, batch: int) -> np.ndarray:
+  """Indices checked to be in range, as the compiled loop's int32, one per image."""
+  return np.broadcast_to(np.asarray(u).astype(np.int32), (batch,))
 
 
 def _implied_batch(units: Any) -> int | None:
@@ -96,7 +113,7 @@ class Channel(_UnitsOfLayer):
 
   def bind(self, spec, batch):
     spec.check_units(self.layer, self.units)
-    return Channel(self.layer, np.broadcast_to(np.asarray(self.units, np.int32), (batch,)))
+    return Channel(self.layer, _bound_int32(self.units, batch))
 
   def labels(self, batch):
     u = np.broadcast_to(np.asarray(self.units), (batch,))
@@ -122,15 +139,38 @@ class Neuron(_UnitsOfLayer):
     x = _per_image(w // 2 if self.x is None else self.x, b)
     y = _per_image(h // 2 if self.y is None else self.y, b)
     units = _per_image(self.units, b)
+    # The clip only keeps a traced index in bounds: check_shapes refuses a position outside.
     return acts[jnp.arange(b), jnp.clip(y, 0, h - 1), jnp.clip(x, 0, w - 1), units]
 
   def bind(self, spec, batch):
     spec.check_units(self.layer, self.units)
+    for what, v in (("column", self.x), ("row", self.y)):  # int32 below; check_shapes: the map
+      if v is not None and not isinstance(v, jax.core.Tracer):
+        bad = [int(i) for i in np.ravel(v) if not 0 <= int(i) < 2**31]
+        if bad:
+          raise UnitOutOfRangeError(f"neuron {what} {bad[0]} of layer {self.layer!r} is outside "
+                                    "any activation map (0 to 2**31 - 1)")
 
     def bcast(v):
-      return None if v is None else np.broadcast_to(np.asarray(v, np.int32), (batch,))
+      return None if v is None else _bound_int32(v, batch)
 
     return Neuron(self.layer, bcast(self.units), bcast(self.x), bcast(self.y))
+
+  def check_shapes(self, shapes):
+    """Refuses a position outside the layer's map: ``shapes[layer]`` is ``(B, H, W, C)`` (flat
+    ``(B, C)``: 1 x 1) at the render's size, after the transforms and any input resize."""
+    if self.x is None or self.layer not in shapes:
+      return
+    shape = tuple(shapes[self.layer])
+    h, w = shape[1:3] if len(shape) == 4 else (1, 1)
+    for what, v, n in (("column", self.x, w), ("row", self.y, h)):
+      if isinstance(v, jax.core.Tracer):
+        continue
+      bad = [int(i) for i in np.ravel(v) if not 0 <= int(i) < n]
+      if bad:
+        raise UnitOutOfRangeError(
+            f"neuron {what} {bad[0]} is outside layer {self.layer!r}, whose map is {h}x{w} at "
+            f"this size: give columns 0-{w - 1} and rows 0-{h - 1} (@X,Y is column, row)")
 
   def labels(self, batch):
     u = np.broadcast_to(np.asarray(self.units), (batch,))
@@ -298,6 +338,10 @@ def channel(layer: str, unit: Any) -> Channel:
 
 def neuron(layer: str, unit: Any, x: Any = None, y: Any = None) -> Neuron:
   """Activation of channel ``unit`` at column ``x``, row ``y`` (default: the centre)."""
+  if (x is None) != (y is None):
+    raise ValueError("give both x and y of a neuron, or neither (the centre)")
+  if x is not None:
+    x, y = _units_array(x, "position"), _units_array(y, "position")
   return Neuron(layer, _units_array(unit), x, y)
 
 
