@@ -65,14 +65,43 @@ def _share(text: str | None) -> tuple[int, int] | None:
   return i, n
 
 
+def _check_distributed(args) -> None:
+  """The --distributed flags, checked before ``jax.distributed.initialize`` (which would raise a
+  bare ValueError, or wait for a coordinator that cannot exist)."""
+  given = [f"--{name.replace('_', '-')}" for name in ("coordinator", "num_processes", "process_id")
+           if getattr(args, name) is not None]
+  if not args.distributed:
+    if given:
+      raise UsageError(f"{', '.join(given)} go with --distributed")
+    return
+  n, i = args.num_processes, args.process_id
+  if n is not None and n < 1:
+    raise UsageError(f"--num-processes {n}: give at least 1")
+  if i is not None and (i < 0 or n is not None and i >= n):
+    raise UsageError(f"--process-id {i}: give 0 to {'N - 1' if n is None else n - 1} "
+                     f"(of --num-processes {'N' if n is None else n})")
+  if args.coordinator is not None:
+    host, _, port = args.coordinator.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+      raise UsageError(f"--coordinator {args.coordinator!r}: give HOST:PORT of process 0, e.g. "
+                       "10.0.0.1:12345 (a port from 1 to 65535)")
+
+
+def _initialize_distributed(args) -> None:
+  import jax
+  try:
+    jax.distributed.initialize(coordinator_address=args.coordinator,
+                               num_processes=args.num_processes, process_id=args.process_id)
+  except ValueError as e:  # what it could not find out from the environment
+    raise UsageError(f"--distributed: {e} Outside Slurm, Open MPI and Cloud TPU, give "
+                     "--coordinator HOST:PORT, --num-processes N and --process-id I") from None
+
+
 def run(args) -> int:
   from featviz._sweep import partition, store as sweep_store
   from featviz._sweep import run as sweep
 
-  if args.distributed:
-    import jax
-    jax.distributed.initialize(coordinator_address=args.coordinator,
-                               num_processes=args.num_processes, process_id=args.process_id)
+  _check_distributed(args)
   share = _share(args.share)
   if share is not None and args.distributed:
     raise UsageError("--share and --distributed both split the work: give one")
@@ -83,6 +112,8 @@ def run(args) -> int:
     units = partition.parse_units(args.units) if args.units is not None else None
   except ValueError as e:
     raise UsageError(str(e)) from None
+  if args.distributed:  # after every check: initialize waits for the other processes
+    _initialize_distributed(args)
   out = writable_dir(args.out)
   model = load_model(args)
   layers = list(model.spec.layers) if args.all_layers else [

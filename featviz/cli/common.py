@@ -4,6 +4,7 @@ counted nouns for output lines ("1 image", "2 images")."""
 from __future__ import annotations
 
 import argparse
+import pathlib
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -29,9 +30,19 @@ def plural(n: int, noun: str, nouns: str | None = None) -> str:
   return f"{n} {noun if n == 1 else nouns or noun + 's'}"
 
 
+def weights_file(text: str) -> str:
+  """argparse type: the path of an existing file (a missing one is refused before any work)."""
+  path = pathlib.Path(text).expanduser()
+  if not path.exists():
+    raise argparse.ArgumentTypeError(f"no such weight file {text!r}")
+  if not path.is_file():
+    raise argparse.ArgumentTypeError(f"{text!r} is not a file; give a .pth or .npz weight file")
+  return text
+
+
 def add_model_arguments(parser) -> None:
   parser.add_argument("model", help="a zoo model (see `featviz zoo list`)")
-  parser.add_argument("--weights", default=None, metavar="PATH",
+  parser.add_argument("--weights", type=weights_file, default=None, metavar="PATH",
                       help="a local weight file for the model (.pth in either torch format, "
                            "or .npz), instead of the catalogue's source")
 

@@ -35,13 +35,26 @@ def finite_float(text: str) -> float:
   return value
 
 
+def seed_int(text: str) -> int:
+  """argparse type: an integer seed that fits in 64 bits, as ``jax.random.key`` takes."""
+  try:
+    value = int(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+  if not -(2**63) <= value < 2**64:
+    raise argparse.ArgumentTypeError(
+        f"{text if len(text) <= 40 else text[:37] + '...'} does not fit in 64 bits: give an "
+        "integer from -2**63 to 2**64 - 1")
+  return value
+
+
 def add_render_arguments(parser: argparse.ArgumentParser) -> None:
   """Adds the render settings' flags (defaults: :meth:`featviz.RenderConfig.lucid`)."""
   d = _DEFAULTS
   g = parser.add_argument_group("render settings (featviz.RenderConfig; defaults are Lucid's)")
   g.add_argument("--steps", type=int, default=d.steps, help="optimization steps")
   g.add_argument("--size", type=int, default=d.size, help="image side in pixels")
-  g.add_argument("--seed", type=int, default=0,
+  g.add_argument("--seed", type=seed_int, default=0,
                  help="seeds every random draw; an image depends on the seed, its layer and "
                       "its unit only")
   g.add_argument("--lr", type=finite_float, default=d.learning_rate,
