@@ -126,7 +126,9 @@ def parse(spec: str) -> obj_lib.Objective:
 
 def _atom(m: re.Match) -> obj_lib.Objective:
   if m.group("logit") is not None:
-    return obj_lib.class_logit(m.group("logit").strip("\"'"))
+    name = m.group("logit")
+    quoted = name[0] in "\"'" and name[-1] == name[0] and len(name) > 1
+    return obj_lib.class_logit(name[1:-1] if quoted else name)  # a NAME may end in "'"
   if m.group("lstart") is not None:
     return obj_lib.class_logit(_units(m.group("lstart"), m.group("lstop")))
   if m.group("dream") is not None:
