@@ -43,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
   parser = build_parser()
+  argv = sys.argv[1:] if argv is None else list(argv)
+  for arg in argv:
+    # argparse (CPython 3.11) reads "--flag=--" as an empty list and never calls the type.
+    if arg.startswith("--") and arg.endswith("=--"):
+      parser.error(f"argument {arg[:-3]}: expected one value, got '--'")
   args = parser.parse_args(argv)
   if getattr(args, "func", None) is None:  # a bare `featviz`: show what there is to run
     parser.print_help()
