@@ -98,8 +98,9 @@ def _redirect(x, g, relu_grad, blocked):
 def _relu_bwd(res, g):
   x, active = res
   relu_grad = jnp.where(x > 0, g, 0)
-  # Lucid: neg_pushing_lower = x < 0 and grad > 0 (descent would lower x further).
-  blocked = lambda x, g: (x < 0) & (g > 0)
+  def blocked(x, g):  # Lucid: neg_pushing_lower = x < 0 and grad > 0 (descent lowers x further)
+    return (x < 0) & (g > 0)
+
   return jax.lax.cond(active, _redirect(x, g, relu_grad, blocked), lambda: relu_grad), None
 
 
@@ -118,8 +119,9 @@ def _relu6_fwd(x, active):
 def _relu6_bwd(res, g):
   x, active = res
   relu_grad = jnp.where((x > 0) & (x < 6), g, 0)
-  # Lucid's redirected_relu6_grad: also block pushing x > 6 higher.
-  blocked = lambda x, g: ((x < 0) & (g > 0)) | ((x > 6) & (g < 0))
+  def blocked(x, g):  # Lucid's redirected_relu6_grad: also block pushing x > 6 higher
+    return ((x < 0) & (g > 0)) | ((x > 6) & (g < 0))
+
   return jax.lax.cond(active, _redirect(x, g, relu_grad, blocked), lambda: relu_grad), None
 
 
@@ -134,7 +136,7 @@ def redirecting(active: jax.Array, rewrites: frozenset[str] = frozenset()) -> Op
       rewrites=rewrites)
 
 
-# ---- Guided backprop and deconvnet (featviz.analysis.cam): other backward rules for ReLU ---------------------------------------------------------
+# ---- Guided backprop and deconvnet (featviz.analysis.cam): other backward rules for ReLU ----
 
 @jax.custom_vjp
 def guided_relu(x: jax.Array) -> jax.Array:

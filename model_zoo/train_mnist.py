@@ -89,7 +89,9 @@ def shift_images(key: jax.Array, x: jax.Array, max_shift: int) -> jax.Array:
   pad = ((0, 0), (max_shift, max_shift), (max_shift, max_shift), (0, 0))
   padded = jnp.pad(x, pad)
   corners = jax.random.randint(key, (b, 2), 0, 2 * max_shift + 1)
-  cut = lambda img, yx: jax.lax.dynamic_slice(img, (yx[0], yx[1], 0), (h, w, c))
+  def cut(img, yx):
+    return jax.lax.dynamic_slice(img, (yx[0], yx[1], 0), (h, w, c))
+
   return jax.vmap(cut)(padded, corners)
 
 

@@ -28,7 +28,7 @@ def test_bf16_activations_within_two_percent(shared, name):
   folder = shared / "images" / "imagenet-sample"
   images = np.stack([photos.load_image(folder / f, 224) for f in
                      ("n01443537_goldfish.JPEG", "n01532829_house_finch.JPEG")])
-  layers = [l for l in model.spec.layers if l != "logits"]
+  layers = [name for name in model.spec.layers if name != "logits"]
   errors = relative_errors(model, images, layers)
   worst = max(errors, key=errors.get)
   print({k: round(v, 4) for k, v in errors.items()})

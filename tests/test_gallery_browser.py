@@ -27,8 +27,8 @@ if not CHROMIUM:
   pytest.skip("browser tests need Chromium: apt-get install chromium, or set FEATVIZ_CHROMIUM "
               "to a Chromium binary", allow_module_level=True)
 
-from featviz import gallery, zoo
-from featviz._sweep import run as sweep
+from featviz import gallery, zoo  # noqa: E402 - after the skip: without Chromium, nothing to test
+from featviz._sweep import run as sweep  # noqa: E402
 
 # Known to work here: no background networking (this machine has no network), a fresh profile.
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -85,7 +85,9 @@ def test_transpose_reference_is_the_vjp_of_the_reference():
 
   @jax.jit
   def both(images, cotangent):
-    fn = lambda x: reference.affine_resample(x, matrices, OUT, 0.5, canvas, CANVAS, 0.0)
+    def fn(x):
+      return reference.affine_resample(x, matrices, OUT, 0.5, canvas, CANVAS, 0.0)
+
     want = jax.vjp(fn, images)[1](cotangent)[0]
     return want, reference.affine_resample_transpose(cotangent, matrices, IMAGE, canvas, CANVAS)
 

@@ -1,4 +1,4 @@
-"""The public surface: a literal __all__, pinned here (as optax pins its own), and plain functions."""
+"""The public surface: a literal __all__, pinned here (as optax pins its own), plain functions."""
 
 import ast
 import inspect

@@ -55,7 +55,9 @@ def test_gradient_equals_reduce_window_gradient_under_jit():
   g = jnp.asarray(rng.normal(size=(2, 8, 8, 4)), jnp.float32)
 
   def grad(rewrites):
-    pool = lambda x: tf_layers.max_pool_same(x, 3, 2, rewrites)
+    def pool(x):
+      return tf_layers.max_pool_same(x, 3, 2, rewrites)
+
     return jax.jit(jax.grad(lambda x: jnp.sum(pool(x) * g)))(x)
 
   pads = [(0, 0), *tf_layers._same_pads(x.shape, (3, 3), (2, 2)), (0, 0)]

@@ -29,7 +29,9 @@ def _setup(name, abstract=False):
   """The network's module, layers, an input and random weights (shapes only if ``abstract``)."""
   module, network, layers, size, parts = NETWORKS[name]
   x = jax.random.uniform(jax.random.key(0), (2, size, size, 3))
-  init = lambda x: network().init(jax.random.key(1), x, layers)["params"]
+  def init(x):
+    return network().init(jax.random.key(1), x, layers)["params"]
+
   if abstract:
     x = jax.ShapeDtypeStruct(x.shape, x.dtype)
     return module, layers, x, jax.eval_shape(init, x), parts

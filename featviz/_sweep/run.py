@@ -288,7 +288,10 @@ def table(summary: dict[str, Any]) -> str:
   lines = [head, "-" * len(head)]
   for layer, e in summary["layers"].items():
     r = e.get("ratio", {})
-    fmt = lambda k, spec=".2f": format(r[k], spec) if k in r else "-"  # noqa: E731
+
+    def fmt(k, spec=".2f", r=r):
+      return format(r[k], spec) if k in r else "-"
+
     final = format(e["final_median"], ".3g") if "final_median" in e else "-"
     lines.append(f"{layer:<14}{e['done']:>4}/{e['units']:<4}{final:>11}{fmt('min'):>11}"
                  f"{fmt('median'):>9}{fmt('max'):>9}{fmt('above_1', '.0%'):>7}")
