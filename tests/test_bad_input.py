@@ -177,3 +177,16 @@ def test_sweep_distributed_without_a_coordinator_exits_2(tmp_path, featviz_home)
                      timeout=120)
   assert p.returncode == 2, p.stderr
   assert "--coordinator" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_a_sweep_of_an_unknown_layer_leaves_no_store_folder(capsys, tmp_path, featviz_home):
+  out = tmp_path / "store"
+  code, _, err = run(capsys, "sweep", "mnist_cnn", "--layers", "conv9", "--no-progress",
+                     "--out", str(out))
+  assert code == 2 and "valid layers: conv1" in err
+  assert not out.exists()
+
+
+def test_zoo_convert_refuses_a_missing_weight_file(capsys, tmp_path, featviz_home):
+  code, _, err = run(capsys, "zoo", "convert", "mnist_cnn", "--weights", str(tmp_path / "no.pth"))
+  assert code == 2 and "no.pth" in err and "Traceback" not in err

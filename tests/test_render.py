@@ -207,3 +207,10 @@ def test_repeats_of_one_unit_draw_different_images_and_a_key_equals_its_seed():
   keyed = render.render(MODEL, O.channel("conv2", 1), batch=2, key=jax.random.key(0), **kw)
   np.testing.assert_array_equal(keyed.images, twice.images)
   assert twice.seed == 0 and keyed.seed is None
+
+
+def test_a_neuron_outside_its_layers_map_is_refused_by_the_python_api_too():
+  from featviz.model import UnitOutOfRangeError
+  with pytest.raises(UnitOutOfRangeError, match="map is"):
+    render.render(MODEL, O.neuron("conv1", 0, x=100, y=100), steps=2, size=16,
+                  progress_bar=False)

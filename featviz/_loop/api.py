@@ -114,6 +114,30 @@ def _plan(model: Model, objective: obj_lib.Objective, config: RenderConfig, batc
       batch_sharding=None if mesh is None else program.batch_sharding(mesh))
 
 
+def check_positions(model: Model, objective: obj_lib.Objective, config: RenderConfig) -> None:
+  """Refuses a neuron position (``LAYER:U@X,Y``) outside its layer's map at this render's size.
+
+  The map's size depends on the render size, the transforms (Lucid's pad and crop) and the
+  network's input resize, so it is read off ``jax.eval_shape`` of the network on one transformed
+  image: nothing is compiled or run. (A check inside the objective's score could not see the
+  position: it is traced data, so that one compiled loop serves every position.)
+  """
+  nodes = jax.tree.leaves(objective, is_leaf=lambda n: isinstance(n, obj_lib.Neuron))
+  neurons = [n for n in nodes if isinstance(n, obj_lib.Neuron) and n.x is not None]
+  if not neurons:
+    return
+  layers = sorted({n.layer for n in neurons})
+
+  def forward(image):
+    x = config.transform()(jax.random.key(0), image)
+    return model.activations(x, layers, input_size=config.input_size)
+
+  image = jax.ShapeDtypeStruct((1, config.size, config.size, model.spec.channels), jnp.float32)
+  shapes = {k: v.shape for k, v in jax.eval_shape(forward, image).items()}
+  for n in neurons:
+    n.check_shapes(shapes)
+
+
 def _prepare(model, objective, config, overrides, batch, mesh):
   config = (config if config is not None else RenderConfig()).replace(**overrides)
   if not isinstance(model, Model):
@@ -129,6 +153,7 @@ def _prepare(model, objective, config, overrides, batch, mesh):
   if mesh is not None and batch % mesh.size:
     raise ValueError(f"batch {batch} must be a multiple of the mesh's {mesh.size} devices; "
                      "pad the batch (featviz._sweep.partition.padded_batch)")
+  check_positions(model, bound, config)
   lengths = program.chunk_lengths(config.steps, config.chunk)
   plan = _plan(model, bound, config, batch, mesh, lengths[0])
   return config, batch, jax.tree.map(program.canonical, bound), plan, lengths
@@ -201,8 +226,10 @@ def render(model: Model, objective: obj_lib.Objective, config: RenderConfig | No
   if bad_step >= 0:
     raise NonFiniteError(
         f"the objective {' | '.join(dict.fromkeys(labels))} on {model.spec.name} became "
-        f"non-finite at step {bad_step} of {config.steps}; the images were kept at step "
-        f"{bad_step - 1}. Lower the learning rate or add a regularizer.", bad_step, images)
+        f"non-finite at step {bad_step} of {config.steps}; "
+        + ("the images are the initial ones" if bad_step == 0 else
+           f"the images were kept at step {bad_step - 1}")
+        + ". Lower the learning rate or add a regularizer.", bad_step, images)
   return RenderResult(images, history, labels, seed if key is None else None, config.steps,
                       compile_seconds, run_seconds, bound, config)
 

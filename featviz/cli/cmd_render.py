@@ -56,34 +56,6 @@ def build_objective(args):
   return specs, objective
 
 
-def check_positions(model, objective, config) -> None:
-  """Refuses a neuron position (``LAYER:U@X,Y``) outside its layer's map at this render's size.
-
-  The map's size depends on the render size, the transforms (Lucid's pad and crop) and the
-  network's input resize, so it is read off ``jax.eval_shape`` of the network on one transformed
-  image: nothing is compiled or run. (A check inside the objective's score could not see the
-  position: it is traced data, so that one compiled loop serves every position.)
-  """
-  import jax
-  import jax.numpy as jnp
-
-  from featviz import objectives as obj_lib
-  nodes = jax.tree.leaves(objective, is_leaf=lambda n: isinstance(n, obj_lib.Neuron))
-  neurons = [n for n in nodes if isinstance(n, obj_lib.Neuron) and n.x is not None]
-  if not neurons:
-    return
-  layers = sorted({n.layer for n in neurons})
-
-  def forward(image):
-    x = config.transform()(jax.random.key(0), image)
-    return model.activations(x, layers, input_size=config.input_size)
-
-  image = jax.ShapeDtypeStruct((1, config.size, config.size, model.spec.channels), jnp.float32)
-  shapes = {k: v.shape for k, v in jax.eval_shape(forward, image).items()}
-  for n in neurons:
-    n.check_shapes(shapes)
-
-
 def run(args) -> int:
   from featviz import images
   from featviz._loop import api
@@ -93,7 +65,7 @@ def run(args) -> int:
     raise UsageError(f"--batch must be a positive integer, got {args.batch}")
   specs, objective = build_objective(args)
   model = load_model(args)
-  check_positions(model, objective, config)
+  api.check_positions(model, objective, config)  # before --out is touched
   objective.bind(model.spec, api.resolve_batch(objective, args.batch))  # units, labels, layers
   out = writable_output(args.out)  # only now: a refused input leaves no folder behind
   result = api.render(model, objective, config, seed=args.seed, batch=args.batch,

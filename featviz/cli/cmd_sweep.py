@@ -114,12 +114,13 @@ def run(args) -> int:
     raise UsageError(str(e)) from None
   if args.distributed:  # after every check: initialize waits for the other processes
     _initialize_distributed(args)
-  out = writable_dir(args.out)
   model = load_model(args)
   layers = list(model.spec.layers) if args.all_layers else [
       x.strip() for x in args.layers.split(",") if x.strip()]
   if not layers:
     raise UsageError("--layers names no layer")
+  model.layers_in_order(layers)  # an unknown layer is refused before the store folder exists
+  out = writable_dir(args.out)
   try:
     summary = sweep.sweep(
         model, layers, config, out=out, units=units, batch=args.batch, seed=args.seed,

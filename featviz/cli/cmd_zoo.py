@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from featviz.cli.common import HelpFormatter
+from featviz.cli.common import HelpFormatter, weights_file
 from featviz.cli.errors import UsageError
 
 _LABELS_EPILOG = """Prints one class a line: its index (the logit) and its name. A name can be
@@ -36,7 +36,7 @@ def register(sub) -> None:
   conv = zsub.add_parser("convert", help="convert a weight file once into the cache",
                          formatter_class=HelpFormatter)
   conv.add_argument("model", help="a zoo model (see `featviz zoo list`)")
-  conv.add_argument("--weights", metavar="PATH", default=None,
+  conv.add_argument("--weights", metavar="PATH", default=None, type=weights_file,
                     help="a local weight file (.pth in either torch format, or .npz), instead "
                          "of the catalogue's source")
   conv.set_defaults(func=_convert)
