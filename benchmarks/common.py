@@ -47,8 +47,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parent
 RESULTS = HERE / "RESULTS.md"
 
-COLUMNS = ("date (UTC)", "script", "device", "cores", "versions", "commit", "settings",
-           "figures")
+COLUMNS = ("date (UTC)", "script", "device", "cores", "versions", "commit", "settings", "figures")
 HEADER = f"""# Benchmark results
 
 Rows are appended by the scripts in this folder (`benchmarks/README.md` says what each
@@ -67,8 +66,8 @@ i.e. `img-steps/s / 512`; `GFLOP/step` from XLA's cost analysis of the compiled 
 optimization step for the whole batch); `%peak` = achieved FLOP/s over the measured
 matrix-product peak of the same device (float32 on CPU, bfloat16 on GPU).
 
-| {' | '.join(COLUMNS)} |
-|{'|'.join('---' for _ in COLUMNS)}|
+| {" | ".join(COLUMNS)} |
+|{"|".join("---" for _ in COLUMNS)}|
 """
 
 
@@ -100,10 +99,12 @@ def on_gpu() -> bool:
 def git_commit() -> str:
   """``git rev-parse --short HEAD``, plus ``+dirty`` when tracked or untracked files changed."""
   try:
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, check=True,
-                          capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, check=True,
-                           capture_output=True, text=True).stdout.strip()
+    head = subprocess.run(
+      ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, check=True, capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+      ["git", "status", "--porcelain"], cwd=REPO, check=True, capture_output=True, text=True
+    ).stdout.strip()
     return head + ("+dirty" if dirty else "")
   except (OSError, subprocess.CalledProcessError):
     return "unknown"
@@ -111,9 +112,11 @@ def git_commit() -> str:
 
 def versions(extra: dict[str, str] | None = None) -> dict[str, str]:
   import featviz
+
   out = {"jax": jax.__version__, "featviz": featviz.__version__}
   try:
     import jaxlib
+
     out["jaxlib"] = jaxlib.__version__
   except ImportError:
     pass
@@ -141,9 +144,13 @@ def environment(extra_versions: dict[str, str] | None = None) -> Environment:
   except OSError:
     load = float("nan")
   return Environment(
-      date=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M"),
-      device=device_name(), cores=os.cpu_count() or 0, versions=versions(extra_versions),
-      commit=git_commit(), load=round(load, 1))
+    date=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M"),
+    device=device_name(),
+    cores=os.cpu_count() or 0,
+    versions=versions(extra_versions),
+    commit=git_commit(),
+    load=round(load, 1),
+  )
 
 
 # ----------------------------------------------------------------------------- RESULTS.md
@@ -167,12 +174,21 @@ def _fmt(v: Any) -> str:
   return str(v)
 
 
-def format_row(env: Environment, script: str, settings: dict[str, Any],
-               figures: dict[str, Any]) -> str:
+def format_row(
+  env: Environment, script: str, settings: dict[str, Any], figures: dict[str, Any]
+) -> str:
   vers = " ".join(f"{k} {v}" for k, v in env.versions.items())
   settings = dict(settings, load=env.load)
-  cells = (env.date, script, env.device, env.cores, vers, env.commit, _cell(settings),
-           _cell(figures))
+  cells = (
+    env.date,
+    script,
+    env.device,
+    env.cores,
+    vers,
+    env.commit,
+    _cell(settings),
+    _cell(figures),
+  )
   return "| " + " | ".join(_cell(c) for c in cells) + " |\n"
 
 
@@ -209,8 +225,13 @@ def append_rows(rows: Sequence[str], path: pathlib.Path = RESULTS) -> None:
       raise
 
 
-def append_row(env: Environment, script: str, settings: dict[str, Any],
-               figures: dict[str, Any], path: pathlib.Path = RESULTS) -> str:
+def append_row(
+  env: Environment,
+  script: str,
+  settings: dict[str, Any],
+  figures: dict[str, Any],
+  path: pathlib.Path = RESULTS,
+) -> str:
   row = format_row(env, script, settings, figures)
   append_rows([row], path)
   return row
@@ -260,10 +281,12 @@ def redirect_steps_for(steps: int) -> int:
   """
   window = steps * LUCID.redirect_relu_steps / LUCID.steps
   if window != int(window):
-    raise SystemExit(f"--steps {steps}: use a multiple of "
-                     f"{LUCID.steps // LUCID.redirect_relu_steps} so the redirected-ReLU share "
-                     f"({LUCID.redirect_relu_steps} of {LUCID.steps} steps) is the default "
-                     "render's")
+    raise SystemExit(
+      f"--steps {steps}: use a multiple of "
+      f"{LUCID.steps // LUCID.redirect_relu_steps} so the redirected-ReLU share "
+      f"({LUCID.redirect_relu_steps} of {LUCID.steps} steps) is the default "
+      "render's"
+    )
   return int(window)
 
 
@@ -304,6 +327,7 @@ def scan_body_counting() -> str:
   def flops(n: int) -> float:
     def loop(a):
       return jax.lax.scan(lambda c, _: (c @ a, None), a, None, length=n)[0]
+
     return cost_flops(jax.jit(loop).lower(a).compile())
 
   f3, f7 = flops(3), flops(7)
@@ -324,21 +348,18 @@ def flops_per_step(compiled, scan_length: int, counting: str) -> float:
   return total / scan_length if counting == "per-iteration" else total
 
 
-def render_flops(model, objective, config: featviz.RenderConfig, counting: str, **kwargs
-                 ) -> float:
+def render_flops(model, objective, config: featviz.RenderConfig, counting: str, **kwargs) -> float:
   """FLOPs of one step of ``featviz.render(model, objective, config, **kwargs)``: XLA's cost
   analysis of its chunk program (``featviz.lower``, compiled here once more: the render's own
   compiled programs are private)."""
   compiled = featviz.lower(model, objective, config, **kwargs).compile()
-  return flops_per_step(compiled, program.chunk_lengths(config.steps, config.chunk)[0],
-                        counting)
+  return flops_per_step(compiled, program.chunk_lengths(config.steps, config.chunk)[0], counting)
 
 
 # ----------------------------------------------------------------------------- peak
 
 
-def matmul_peak(dtype: str | None = None, n: int | None = None, repeats: int = 7
-                ) -> dict[str, Any]:
+def matmul_peak(dtype: str | None = None, n: int | None = None, repeats: int = 7) -> dict[str, Any]:
   """The device's matrix-product rate: ``n x n @ n x n`` (2 n^3 FLOPs), median of runs.
 
   float32 (highest precision) on CPU, bfloat16 inputs with float32 accumulation on GPU.
@@ -353,14 +374,18 @@ def matmul_peak(dtype: str | None = None, n: int | None = None, repeats: int = 7
 
   @jax.jit
   def mm(a, b):
-    return jnp.dot(a, b, preferred_element_type=jnp.float32,
-                   precision=jax.lax.Precision.HIGHEST)
+    return jnp.dot(a, b, preferred_element_type=jnp.float32, precision=jax.lax.Precision.HIGHEST)
 
   mm(a, b).block_until_ready()
   t = timed(lambda: mm(a, b).block_until_ready(), repeats)
-  flops = 2.0 * n ** 3
-  return {"dtype": dtype, "n": n, "tflops": flops / t.median / 1e12,
-          "tflops_best": flops / t.best / 1e12, "seconds": t.wall}
+  flops = 2.0 * n**3
+  return {
+    "dtype": dtype,
+    "n": n,
+    "tflops": flops / t.median / 1e12,
+    "tflops_best": flops / t.best / 1e12,
+    "seconds": t.wall,
+  }
 
 
 # ----------------------------------------------------------------------------- models
@@ -369,10 +394,12 @@ def matmul_peak(dtype: str | None = None, n: int | None = None, repeats: int = 7
 def inception_weights() -> str | None:
   """The random-weights InceptionV1 file from ``shared/`` (speed does not depend on values)."""
   name = "reference/inceptionv1/random_inception5h.pth"
-  candidates = [os.environ.get("FEATVIZ_INCEPTION_WEIGHTS", ""),
-                os.environ.get("FEATVIZ_SHARED") and pathlib.Path(os.environ["FEATVIZ_SHARED"],
-                                                                  name),
-                REPO / "shared" / name, REPO.parent / "shared" / name]
+  candidates = [
+    os.environ.get("FEATVIZ_INCEPTION_WEIGHTS", ""),
+    os.environ.get("FEATVIZ_SHARED") and pathlib.Path(os.environ["FEATVIZ_SHARED"], name),
+    REPO / "shared" / name,
+    REPO.parent / "shared" / name,
+  ]
   for c in candidates:
     if c and pathlib.Path(c).is_file():
       return str(c)

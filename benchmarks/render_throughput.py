@@ -57,8 +57,17 @@ from featviz._loop import api, program
 from featviz._loop import keys as keys_lib
 from featviz.nonlin import CPU_REWRITES, Ops, redirecting, rewrites_for
 
-INCEPTION_LAYERS = ("mixed3a", "mixed3b", "mixed4a", "mixed4b", "mixed4c", "mixed4d",
-                    "mixed4e", "mixed5a", "mixed5b")
+INCEPTION_LAYERS = (
+  "mixed3a",
+  "mixed3b",
+  "mixed4a",
+  "mixed4b",
+  "mixed4c",
+  "mixed4d",
+  "mixed4e",
+  "mixed5a",
+  "mixed5b",
+)
 EFFNET_LAYERS = tuple(f"block{i}" for i in range(16))
 
 
@@ -72,8 +81,9 @@ def channel_objective(layer: str, batch: int, channels: int | None = None):
   return objectives.channel(layer, units % channels if channels else units)
 
 
-def measure(model, layer: str, batch: int, config: featviz.RenderConfig, repeats: int,
-            counting: str) -> dict:
+def measure(
+  model, layer: str, batch: int, config: featviz.RenderConfig, repeats: int, counting: str
+) -> dict:
   """Compiles and times one configuration through ``featviz.render``."""
   steps = config.steps
   obj = channel_objective(layer, batch, model.spec.layers[layer])
@@ -87,12 +97,20 @@ def measure(model, layer: str, batch: int, config: featviz.RenderConfig, repeats
     runs.append(r.run_seconds)
   step_s = statistics.median(runs) / steps
   return {
-      "layer": layer, "batch": batch, "steps": steps, "compile_s": first.compile_seconds,
-      "first_run_s": first.run_seconds, "run_s": runs, "cpu_s": cpus,
-      "s_per_step": step_s, "s_per_step_best": min(runs) / steps,
-      "cpu_s_per_step": statistics.median(cpus) / steps,
-      "img_steps_per_s": batch / step_s, "units_per_s_512": batch / step_s / common.LUCID.steps,
-      "gflop_per_step": flops / 1e9, "tflops": flops / step_s / 1e12,
+    "layer": layer,
+    "batch": batch,
+    "steps": steps,
+    "compile_s": first.compile_seconds,
+    "first_run_s": first.run_seconds,
+    "run_s": runs,
+    "cpu_s": cpus,
+    "s_per_step": step_s,
+    "s_per_step_best": min(runs) / steps,
+    "cpu_s_per_step": statistics.median(cpus) / steps,
+    "img_steps_per_s": batch / step_s,
+    "units_per_s_512": batch / step_s / common.LUCID.steps,
+    "gflop_per_step": flops / 1e9,
+    "tflops": flops / step_s / 1e12,
   }
 
 
@@ -101,8 +119,10 @@ def measure(model, layer: str, batch: int, config: featviz.RenderConfig, repeats
 
 def _scan_timer(fn, arg, n: int, repeats: int) -> float:
   """Median seconds per iteration of ``arg = fn(arg, step)`` scanned ``n`` times."""
+
   def loop(a):
     return jax.lax.scan(lambda c, s: (fn(c, s), None), a, jnp.arange(n))[0]
+
   c = jax.jit(loop).lower(arg).compile()
   jax.block_until_ready(c(arg))
   t = common.timed(lambda: jax.block_until_ready(c(arg)), repeats)
@@ -132,8 +152,9 @@ class _Loop:
 
   def transformed(self, params, step, plan: program.Plan | None = None) -> jax.Array:
     """Step ``step``'s transformed images of ``params`` (with ``plan``'s transforms)."""
-    return program.transform(plan or self.plan, self.k_steps, self.k_shared, step,
-                             self.param().to_image(params))
+    return program.transform(
+      plan or self.plan, self.k_steps, self.k_shared, step, self.param().to_image(params)
+    )
 
   def ops(self, step, redirect_steps: int | None = None) -> Ops:
     """The network's primitives at ``step``, as the loop picks them (the CPU rewrites of the
@@ -146,8 +167,13 @@ class _Loop:
   def net_score(self, model, x, ops: Ops) -> jax.Array:
     """The network (only the objective's layers) and the objective's sum on input ``x``;
     ``model`` already cast to the plan's compute dtype, as in ``program.loss``."""
-    acts = model.activations(x, self.plan.layers, ops=ops, compute_dtype=self.plan.compute_dtype,
-                             input_size=self.plan.input_size)
+    acts = model.activations(
+      x,
+      self.plan.layers,
+      ops=ops,
+      compute_dtype=self.plan.compute_dtype,
+      input_size=self.plan.input_size,
+    )
     return jnp.sum(self.bound(objectives.Context(acts, x)))
 
   def fixed_input(self) -> jax.Array:
@@ -159,9 +185,11 @@ class _Loop:
 
 def _grad_step(f):
   """``params -> params + 1e-6 * grad f(params, step)``: a scan body that needs the gradient."""
+
   def step(p, s):
     g = jax.grad(f)(p, s)
     return jax.tree.map(lambda a, b: a + 1e-6 * b, p, g)
+
   return step
 
 
@@ -186,8 +214,9 @@ def ablation(model, layer: str, batch: int, config: featviz.RenderConfig, repeat
   plan = loop.plan
   net = model.cast(plan.compute_dtype)  # once, outside the scans, as the loop
   param = loop.param()
-  five_steps = dataclasses.replace(plan, transforms=tf_lib.standard(one_pass=False),
-                                   shared_draws=False)
+  five_steps = dataclasses.replace(
+    plan, transforms=tf_lib.standard(one_pass=False), shared_draws=False
+  )
   p0 = param.init(jax.random.key(1))
   x0 = loop.fixed_input()
   plain = Ops(rewrites=plan.rewrites)
@@ -197,35 +226,43 @@ def ablation(model, layer: str, batch: int, config: featviz.RenderConfig, repeat
 
   n = steps
   out = {}
-  out["P"] = _scan_timer(_grad_step(lambda p, s: jnp.sum(param.to_image(p) ** 2)), p0, n,
-                         repeats)
-  out["PT"] = _scan_timer(_grad_step(lambda p, s: jnp.sum(loop.transformed(p, s) ** 2)), p0, n,
-                          repeats)
+  out["P"] = _scan_timer(_grad_step(lambda p, s: jnp.sum(param.to_image(p) ** 2)), p0, n, repeats)
+  out["PT"] = _scan_timer(
+    _grad_step(lambda p, s: jnp.sum(loop.transformed(p, s) ** 2)), p0, n, repeats
+  )
   out["PT_five_steps"] = _scan_timer(
-      _grad_step(lambda p, s: jnp.sum(loop.transformed(p, s, five_steps) ** 2)), p0, n, repeats)
-  out["Nf"] = _scan_timer(lambda x, s: x + 1e-9 * loop.net_score(net, x, loop.ops(s)), x0, n,
-                          repeats)
+    _grad_step(lambda p, s: jnp.sum(loop.transformed(p, s, five_steps) ** 2)), p0, n, repeats
+  )
+  out["Nf"] = _scan_timer(
+    lambda x, s: x + 1e-9 * loop.net_score(net, x, loop.ops(s)), x0, n, repeats
+  )
   out["Nfb"] = _scan_timer(nfb(loop.ops), x0, n, repeats)
   out["Nfb_plain"] = _scan_timer(nfb(lambda s: plain), x0, n, repeats)
   out["G"] = _scan_timer(
-      _grad_step(lambda p, s: program.loss(plan, net, loop.bound, loop.k_steps, loop.k_shared,
-                                           p, s)[0]), p0, n, repeats)
+    _grad_step(
+      lambda p, s: program.loss(plan, net, loop.bound, loop.k_steps, loop.k_shared, p, s)[0]
+    ),
+    p0,
+    n,
+    repeats,
+  )
   featviz.render(model, loop.objective, config, progress_bar=False)
-  runs = [featviz.render(model, loop.objective, config, progress_bar=False).run_seconds
-          for _ in range(repeats)]
+  runs = [
+    featviz.render(model, loop.objective, config, progress_bar=False).run_seconds
+    for _ in range(repeats)
+  ]
   out["S"] = statistics.median(runs) / steps
   stages = {
-      "param (fwd+bwd)": out["P"],
-      "transforms (fwd+bwd)": out["PT"] - out["P"],
-      "network forward": out["Nf"],
-      "network backward": out["Nfb"] - out["Nf"],
-      "  of which redirected-ReLU extra": out["Nfb"] - out["Nfb_plain"],
-      "joining the pieces (G - PT - Nfb)": out["G"] - out["PT"] - out["Nfb"],
-      "optimizer + checks (S - G)": out["S"] - out["G"],
-      "whole step S": out["S"],
+    "param (fwd+bwd)": out["P"],
+    "transforms (fwd+bwd)": out["PT"] - out["P"],
+    "network forward": out["Nf"],
+    "network backward": out["Nfb"] - out["Nf"],
+    "  of which redirected-ReLU extra": out["Nfb"] - out["Nfb_plain"],
+    "joining the pieces (G - PT - Nfb)": out["G"] - out["PT"] - out["Nfb"],
+    "optimizer + checks (S - G)": out["S"] - out["G"],
+    "whole step S": out["S"],
   }
-  return {"raw_s_per_step": out, "stages_s_per_step": stages,
-          "transformed_input": list(x0.shape)}
+  return {"raw_s_per_step": out, "stages_s_per_step": stages, "transformed_input": list(x0.shape)}
 
 
 # ----------------------------------------------------------------------------- what-if
@@ -262,20 +299,34 @@ def whatif(model, layer: str, batch: int, config: featviz.RenderConfig, repeats:
     rel = float(np.linalg.norm(g - ref) / max(np.linalg.norm(ref), 1e-30))
     nfb = _scan_timer(lambda x, s, grad_x=grad_x: x + 1e-6 * grad_x(x, s), x0, steps, repeats)
     featviz.render(model, loop.objective, variant, progress_bar=False)
-    runs = [featviz.render(model, loop.objective, variant, progress_bar=False).run_seconds
-            for _ in range(repeats)]
-    out[label] = {"Nfb_s": nfb, "S_s": statistics.median(runs) / steps, "grad_rel_diff": rel,
-                  "rewrites": sorted(rewrites)}
-    print(f"whatif {layer} B{batch} {label:<32} step {out[label]['S_s'] * 1e3:8.1f} ms  "
-          f"net f+b {nfb * 1e3:8.1f} ms  grad rel diff {rel:.1e}", flush=True)
+    runs = [
+      featviz.render(model, loop.objective, variant, progress_bar=False).run_seconds
+      for _ in range(repeats)
+    ]
+    out[label] = {
+      "Nfb_s": nfb,
+      "S_s": statistics.median(runs) / steps,
+      "grad_rel_diff": rel,
+      "rewrites": sorted(rewrites),
+    }
+    print(
+      f"whatif {layer} B{batch} {label:<32} step {out[label]['S_s'] * 1e3:8.1f} ms  "
+      f"net f+b {nfb * 1e3:8.1f} ms  grad rel diff {rel:.1e}",
+      flush=True,
+    )
   return out
 
 
 def _op_stage(op_name: str) -> str:
   back = "transpose(" in op_name
-  for scope, label in (("model", "network"), ("transforms", "transforms"),
-                       ("objective", "objective"), ("optimizer", "optimizer"),
-                       ("fourier_image", "param"), ("param", "param")):
+  for scope, label in (
+    ("model", "network"),
+    ("transforms", "transforms"),
+    ("objective", "objective"),
+    ("optimizer", "optimizer"),
+    ("fourier_image", "param"),
+    ("param", "param"),
+  ):
     if f"/{scope}" in op_name or f"({scope}" in op_name:
       if label in ("optimizer",):
         return label
@@ -284,9 +335,15 @@ def _op_stage(op_name: str) -> str:
 
 
 def _op_kind(text: str) -> str:
-  for pat, kind in (("convolution(", "convolution"), ("select-and-scatter", "pool backward"),
-                    ("reduce-window", "reduce-window (pool/LRN)"), ("scatter(", "scatter"),
-                    ("gather(", "gather"), ("dot(", "dot"), ("ynn_fusion", "ynn fusion")):
+  for pat, kind in (
+    ("convolution(", "convolution"),
+    ("select-and-scatter", "pool backward"),
+    ("reduce-window", "reduce-window (pool/LRN)"),
+    ("scatter(", "scatter"),
+    ("gather(", "gather"),
+    ("dot(", "dot"),
+    ("ynn_fusion", "ynn fusion"),
+  ):
     if pat in text:
       return kind
   return "elementwise/other"
@@ -322,8 +379,7 @@ def hlo_index(compiled) -> dict[str, tuple[str, str]]:
         if not op:
           op = re.search(r'op_name="([^"]*)"', body)
       op_name = op.group(1) if op else ""
-      if not op_name and "reduce-window" in kind_text and re.search(r"= \(f32\[[^=]*s32\[",
-                                                                    line):
+      if not op_name and "reduce-window" in kind_text and re.search(r"= \(f32\[[^=]*s32\[", line):
         # XLA:CPU's max-pool gradient: a variadic reduce-window (max + argmax indices) that
         # carries no metadata, then a scatter.
         op_name = "transpose(jvp(model))/max-pool gradient (argmax reduce-window)"
@@ -345,8 +401,7 @@ def trace_profile(model, layer: str, batch: int, config: featviz.RenderConfig) -
   jax.profiler.start_trace(folder, create_perfetto_trace=True)
   r = featviz.render(model, obj, config, progress_bar=False)
   jax.profiler.stop_trace()
-  path = sorted(glob.glob(os.path.join(folder, "**", "perfetto_trace.json.gz"),
-                          recursive=True))[-1]
+  path = sorted(glob.glob(os.path.join(folder, "**", "perfetto_trace.json.gz"), recursive=True))[-1]
   data = json.load(gzip.open(path))
   events = data["traceEvents"] if isinstance(data, dict) else data
   by_stage, by_kind, by_op = (collections.Counter() for _ in range(3))
@@ -363,9 +418,14 @@ def trace_profile(model, layer: str, batch: int, config: featviz.RenderConfig) -
     by_kind[f"{stage} / {kind}"] += seconds
     by_op[f"{op} [{kind}] {op_name.split('closed_call/')[-1][:90]}"] += seconds
   total = sum(by_stage.values())
-  return {"wall_s_per_step": r.run_seconds / steps, "thunk_s_per_step": total,
-          "by_stage": dict(by_stage.most_common()), "by_kind": dict(by_kind.most_common(25)),
-          "top_ops": dict(by_op.most_common(25)), "trace": path}
+  return {
+    "wall_s_per_step": r.run_seconds / steps,
+    "thunk_s_per_step": total,
+    "by_stage": dict(by_stage.most_common()),
+    "by_kind": dict(by_kind.most_common(25)),
+    "top_ops": dict(by_op.most_common(25)),
+    "trace": path,
+  }
 
 
 def print_profile(model_name, layer, batch, abl, tr) -> None:
@@ -375,8 +435,10 @@ def print_profile(model_name, layer, batch, abl, tr) -> None:
   for k, v in abl["stages_s_per_step"].items():
     print(f"  {k:40s} {v * 1e3:9.1f} ms  {100 * v / whole:5.1f} %")
   print("  raw:", {k: round(v * 1e3, 1) for k, v in abl["raw_s_per_step"].items()})
-  print(f"trace: wall {tr['wall_s_per_step'] * 1e3:.1f} ms/step, summed op time "
-        f"{tr['thunk_s_per_step'] * 1e3:.1f} ms/step")
+  print(
+    f"trace: wall {tr['wall_s_per_step'] * 1e3:.1f} ms/step, summed op time "
+    f"{tr['thunk_s_per_step'] * 1e3:.1f} ms/step"
+  )
   for k, v in tr["by_stage"].items():
     print(f"  {k:40s} {v * 1e3:9.1f} ms  {100 * v / tr['thunk_s_per_step']:5.1f} %")
   print(" by stage/kind:")
@@ -394,18 +456,28 @@ def main(argv=None) -> int:
   ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   ap.add_argument("--model", default="inceptionv1", choices=["inceptionv1", "efficientnet_lite0"])
   ap.add_argument("--layers", default=None, help="comma-separated; default: all of the suite")
-  ap.add_argument("--batches", default=None, help="comma-separated; default 1,8,32 (CPU) or "
-                  "1,8,32,128 (GPU)")
-  ap.add_argument("--steps", type=int, default=common.LUCID.steps,
-                  help="optimization steps per timed call (Lucid: 512; fewer on CPU)")
+  ap.add_argument(
+    "--batches", default=None, help="comma-separated; default 1,8,32 (CPU) or 1,8,32,128 (GPU)"
+  )
+  ap.add_argument(
+    "--steps",
+    type=int,
+    default=common.LUCID.steps,
+    help="optimization steps per timed call (Lucid: 512; fewer on CPU)",
+  )
   ap.add_argument("--repeats", type=int, default=3, help="timed calls per configuration")
-  ap.add_argument("--compute-dtype", default=None,
-                  help="RenderConfig(compute_dtype=...), e.g. bfloat16 (network math; params "
-                       "f32)")
+  ap.add_argument(
+    "--compute-dtype",
+    default=None,
+    help="RenderConfig(compute_dtype=...), e.g. bfloat16 (network math; params f32)",
+  )
   ap.add_argument("--profile", action="store_true", help="stage breakdown (ablation + trace)")
-  ap.add_argument("--whatif", action="store_true",
-                  help="with --profile: time the loop with each CPU rewrite switched "
-                       "(RenderConfig(rewrites=...))")
+  ap.add_argument(
+    "--whatif",
+    action="store_true",
+    help="with --profile: time the loop with each CPU rewrite switched "
+    "(RenderConfig(rewrites=...))",
+  )
   ap.add_argument("--json", default=None, help="also write every figure to this file")
   ap.add_argument("--no-results", action="store_true", help="do not append to RESULTS.md")
   args = ap.parse_args(argv)
@@ -418,19 +490,29 @@ def main(argv=None) -> int:
   env = common.environment()
   counting = common.scan_body_counting()
   peak = common.matmul_peak()
-  print(f"{env.device}, {env.cores} cores, load {env.load}, commit {env.commit}, "
-        f"{env.versions}")
-  print(f"matmul peak ({peak['dtype']}, n={peak['n']}): {peak['tflops'] * 1e3:.1f} GFLOP/s "
-        f"median, {peak['tflops_best'] * 1e3:.1f} best; cost analysis counts the scan body "
-        f"{counting}")
-  settings_base = {"model": args.model, "size": config.size, "param": config.param,
-                   "transforms": "standard (per image)", "steps": args.steps,
-                   "repeats": args.repeats, "peak_GFLOP/s": peak["tflops"] * 1e3,
-                   "peak_dtype": peak["dtype"], "compute_dtype": config.compute_dtype or "float32"}
+  print(f"{env.device}, {env.cores} cores, load {env.load}, commit {env.commit}, {env.versions}")
+  print(
+    f"matmul peak ({peak['dtype']}, n={peak['n']}): {peak['tflops'] * 1e3:.1f} GFLOP/s "
+    f"median, {peak['tflops_best'] * 1e3:.1f} best; cost analysis counts the scan body "
+    f"{counting}"
+  )
+  settings_base = {
+    "model": args.model,
+    "size": config.size,
+    "param": config.param,
+    "transforms": "standard (per image)",
+    "steps": args.steps,
+    "repeats": args.repeats,
+    "peak_GFLOP/s": peak["tflops"] * 1e3,
+    "peak_dtype": peak["dtype"],
+    "compute_dtype": config.compute_dtype or "float32",
+  }
   if args.steps != common.LUCID.steps:
-    settings_base["note"] = (f"{args.steps} steps timed, not {common.LUCID.steps}; units/s "
-                             f"rescaled to {common.LUCID.steps}; redirected ReLU on for "
-                             f"{config.redirect_relu_steps} of them")
+    settings_base["note"] = (
+      f"{args.steps} steps timed, not {common.LUCID.steps}; units/s "
+      f"rescaled to {common.LUCID.steps}; redirected ReLU on for "
+      f"{config.redirect_relu_steps} of them"
+    )
 
   results, rows = [], []
   if args.profile:
@@ -442,19 +524,25 @@ def main(argv=None) -> int:
         print_profile(args.model, layer, b, abl, tr)
         wi = whatif(model, layer, b, config, args.repeats) if args.whatif else {}
         for name, v in wi.items():
-          print(f"  what-if {name:18s} network f+b {v['Nfb_s'] * 1e3:8.1f} ms  whole step "
-                f"{v['S_s'] * 1e3:8.1f} ms  grad rel. diff {v['grad_rel_diff']:.1e}")
-        profiles.append({"layer": layer, "batch": b, "ablation": abl, "trace": tr,
-                         "whatif": wi})
+          print(
+            f"  what-if {name:18s} network f+b {v['Nfb_s'] * 1e3:8.1f} ms  whole step "
+            f"{v['S_s'] * 1e3:8.1f} ms  grad rel. diff {v['grad_rel_diff']:.1e}"
+          )
+        profiles.append({"layer": layer, "batch": b, "ablation": abl, "trace": tr, "whatif": wi})
         st = abl["stages_s_per_step"]
         figures = {k.strip().split(" (")[0]: f"{v * 1e3:.1f}ms" for k, v in st.items()}
         figures.update({f"whatif {k} step": f"{v['S_s'] * 1e3:.1f}ms" for k, v in wi.items()})
-        rows.append(common.format_row(env, "render_throughput --profile",
-                                      dict(settings_base, layer=layer, batch=b), figures))
+        rows.append(
+          common.format_row(
+            env, "render_throughput --profile", dict(settings_base, layer=layer, batch=b), figures
+          )
+        )
     common.write_json(args.json, {"env": env.as_dict(), "peak": peak, "profiles": profiles})
   else:
-    print(f"\n{'layer':10s} {'B':>4s} {'compile s':>9s} {'ms/step':>9s} {'img-st/s':>9s} "
-          f"{'units/s':>8s} {'GFLOP/st':>9s} {'GFLOP/s':>8s} {'%peak':>6s} {'cpu-s/st':>8s}")
+    print(
+      f"\n{'layer':10s} {'B':>4s} {'compile s':>9s} {'ms/step':>9s} {'img-st/s':>9s} "
+      f"{'units/s':>8s} {'GFLOP/st':>9s} {'GFLOP/s':>8s} {'%peak':>6s} {'cpu-s/st':>8s}"
+    )
     for layer in layers:
       for b in batches:
         try:
@@ -464,20 +552,31 @@ def main(argv=None) -> int:
           continue
         m["pct_peak"] = 100 * m["tflops"] / peak["tflops"]
         results.append(m)
-        print(f"{layer:10s} {b:4d} {m['compile_s']:9.1f} {m['s_per_step'] * 1e3:9.1f} "
-              f"{m['img_steps_per_s']:9.2f} {m['units_per_s_512']:8.4f} "
-              f"{m['gflop_per_step']:9.2f} {m['tflops'] * 1e3:8.1f} {m['pct_peak']:6.1f} "
-              f"{m['cpu_s_per_step']:8.2f}", flush=True)
-        figures = {"compile_s": m["compile_s"], "ms/step": m["s_per_step"] * 1e3,
-                   "img-steps/s": m["img_steps_per_s"], "units/s@512": m["units_per_s_512"],
-                   "GFLOP/step": m["gflop_per_step"], "TFLOP/s": m["tflops"],
-                   "%peak": m["pct_peak"], "cpu-s/step": m["cpu_s_per_step"]}
-        row = common.format_row(env, "render_throughput",
-                                dict(settings_base, layer=layer, batch=b), figures)
+        print(
+          f"{layer:10s} {b:4d} {m['compile_s']:9.1f} {m['s_per_step'] * 1e3:9.1f} "
+          f"{m['img_steps_per_s']:9.2f} {m['units_per_s_512']:8.4f} "
+          f"{m['gflop_per_step']:9.2f} {m['tflops'] * 1e3:8.1f} {m['pct_peak']:6.1f} "
+          f"{m['cpu_s_per_step']:8.2f}",
+          flush=True,
+        )
+        figures = {
+          "compile_s": m["compile_s"],
+          "ms/step": m["s_per_step"] * 1e3,
+          "img-steps/s": m["img_steps_per_s"],
+          "units/s@512": m["units_per_s_512"],
+          "GFLOP/step": m["gflop_per_step"],
+          "TFLOP/s": m["tflops"],
+          "%peak": m["pct_peak"],
+          "cpu-s/step": m["cpu_s_per_step"],
+        }
+        row = common.format_row(
+          env, "render_throughput", dict(settings_base, layer=layer, batch=b), figures
+        )
         if not args.no_results:  # row by row: a run cut short keeps what it measured
           common.append_rows([row])
-    common.write_json(args.json, {"env": env.as_dict(), "peak": peak, "counting": counting,
-                                  "results": results})
+    common.write_json(
+      args.json, {"env": env.as_dict(), "peak": peak, "counting": counting, "results": results}
+    )
   if not args.no_results:
     common.append_rows(rows)
     print(f"\nappended {len(rows) or len(results)} rows to {common.RESULTS}")

@@ -55,6 +55,7 @@ LUCENT_SIZE = 128  # lucent's param.image size, its render_vis default
 
 def lucent_worker(steps: int, batches: list[int], warmup: int) -> dict:
   import warnings
+
   warnings.filterwarnings("ignore")
   import lucent
   import torch
@@ -65,8 +66,12 @@ def lucent_worker(steps: int, batches: list[int], warmup: int) -> dict:
   model = inceptionv1(pretrained=True).eval()
   for p in model.parameters():
     p.requires_grad_(False)
-  out = {"torch": torch.__version__, "lucent": getattr(lucent, "__version__", "0.1.8"),
-         "threads": torch.get_num_threads(), "runs": {}}
+  out = {
+    "torch": torch.__version__,
+    "lucent": getattr(lucent, "__version__", "0.1.8"),
+    "threads": torch.get_num_threads(),
+    "runs": {},
+  }
   for b in batches:
     if b == 1:
       obj, param_f = f"{LAYER}:{UNIT}", None
@@ -78,8 +83,9 @@ def lucent_worker(steps: int, batches: list[int], warmup: int) -> dict:
         return param.image(LUCENT_SIZE, batch=b)
 
     def call(n, obj, param_f):
-      render.render_vis(model, obj, param_f=param_f, thresholds=(n,), show_image=False,
-                        progress=False)
+      render.render_vis(
+        model, obj, param_f=param_f, thresholds=(n,), show_image=False, progress=False
+      )
 
     call(warmup, obj, param_f)
     c0, t0 = time.process_time(), time.perf_counter()
@@ -88,13 +94,23 @@ def lucent_worker(steps: int, batches: list[int], warmup: int) -> dict:
   return out
 
 
-def run_lucent(python: str, torch_home: str | None, steps: int, batches: list[int],
-               warmup: int) -> dict:
+def run_lucent(
+  python: str, torch_home: str | None, steps: int, batches: list[int], warmup: int
+) -> dict:
   env = dict(os.environ)
   if torch_home:
     env["TORCH_HOME"] = torch_home
-  cmd = [python, os.path.abspath(__file__), "--lucent-worker", "--steps", str(steps),
-         "--batches", ",".join(map(str, batches)), "--warmup", str(warmup)]
+  cmd = [
+    python,
+    os.path.abspath(__file__),
+    "--lucent-worker",
+    "--steps",
+    str(steps),
+    "--batches",
+    ",".join(map(str, batches)),
+    "--warmup",
+    str(warmup),
+  ]
   proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
   if proc.returncode != 0:
     raise RuntimeError(f"lucent worker failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -104,21 +120,22 @@ def run_lucent(python: str, torch_home: str | None, steps: int, batches: list[in
 def lucent_available(python: str | None) -> bool:
   if not python or not os.path.exists(python):
     return False
-  proc = subprocess.run([python, "-c", "import torch, lucent.optvis.render"],
-                        capture_output=True, text=True)
+  proc = subprocess.run(
+    [python, "-c", "import torch, lucent.optvis.render"], capture_output=True, text=True
+  )
   return proc.returncode == 0
 
 
 # ----------------------------------------------------------------------------- featviz side
 
 
-def featviz_runs(model, steps: int, batches: list[int], input_sizes: list[int | None]
-                 ) -> dict:
+def featviz_runs(model, steps: int, batches: list[int], input_sizes: list[int | None]) -> dict:
   import numpy as np
 
   import featviz
   from benchmarks import common
   from featviz import objectives
+
   out = {}
   for b in batches:
     units = UNIT if b == 1 else np.asarray(BATCH8_UNITS[:b] if b <= 8 else range(b), np.int32)
@@ -130,8 +147,11 @@ def featviz_runs(model, steps: int, batches: list[int], input_sizes: list[int | 
       first = featviz.render(model, obj, config, progress_bar=False)
       c0 = time.process_time()
       r = featviz.render(model, obj, config, progress_bar=False)
-      out[key] = {"wall_s": r.run_seconds, "cpu_s": time.process_time() - c0,
-                  "compile_s": first.compile_seconds}
+      out[key] = {
+        "wall_s": r.run_seconds,
+        "cpu_s": time.process_time() - c0,
+        "compile_s": first.compile_seconds,
+      }
   return out
 
 
@@ -140,16 +160,24 @@ def featviz_runs(model, steps: int, batches: list[int], input_sizes: list[int | 
 
 def main(argv=None) -> int:
   ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  ap.add_argument("--steps", type=int, default=None,
-                  help="steps per timed call, a multiple of 32 (default Lucid's 512)")
+  ap.add_argument(
+    "--steps",
+    type=int,
+    default=None,
+    help="steps per timed call, a multiple of 32 (default Lucid's 512)",
+  )
   ap.add_argument("--batches", default="1,8")
   ap.add_argument("--repeats", type=int, default=3, help="alternating rounds")
   ap.add_argument("--warmup", type=int, default=2, help="lucent warm-up steps per round")
-  ap.add_argument("--lucent-python", default=os.environ.get("LUCENT_PYTHON",
-                                                            "/tmp/lucentenv/bin/python"))
+  ap.add_argument(
+    "--lucent-python", default=os.environ.get("LUCENT_PYTHON", "/tmp/lucentenv/bin/python")
+  )
   ap.add_argument("--torch-home", default=os.environ.get("TORCH_HOME"))
-  ap.add_argument("--featviz-only", action="store_true",
-                  help="time the featviz side only, even where lucent is installed")
+  ap.add_argument(
+    "--featviz-only",
+    action="store_true",
+    help="time the featviz side only, even where lucent is installed",
+  )
   ap.add_argument("--lucent-worker", action="store_true", help=argparse.SUPPRESS)
   ap.add_argument("--json", default=None)
   ap.add_argument("--no-results", action="store_true")
@@ -161,6 +189,7 @@ def main(argv=None) -> int:
     return 0
 
   from benchmarks import common
+
   full_steps = common.LUCID.steps
   args.steps = args.steps or full_steps
   common.redirect_steps_for(args.steps)  # refuses a step count without the default share
@@ -170,8 +199,10 @@ def main(argv=None) -> int:
   if args.featviz_only:
     print("--featviz-only: featviz side only")
   elif not have_lucent:
-    print(f"lucent not importable with {args.lucent_python}: featviz side only "
-          "(benchmarks/README.md says how to make the lucent venv)")
+    print(
+      f"lucent not importable with {args.lucent_python}: featviz side only "
+      "(benchmarks/README.md says how to make the lucent venv)"
+    )
   model = common.load_model("inceptionv1")
   sizes = [None, 224]
   luc_rounds, fv_rounds, luc_info = [], [], {}
@@ -196,55 +227,81 @@ def main(argv=None) -> int:
 
   rows, summary = [], {}
   if not valid and luc_info:
-    print(f"WARNING: load {max(first_load, start_load):.1f} > {env.cores} cores: torch's "
-          "threads spin when the cores are oversubscribed and lucent's times are not valid; "
-          "run again on a quiet machine")
-  print(f"\n{env.device}, {env.cores} cores, load {env.load}, commit {env.commit}; "
-        f"{args.steps} steps per timed call, medians of {args.repeats} alternating rounds")
+    print(
+      f"WARNING: load {max(first_load, start_load):.1f} > {env.cores} cores: torch's "
+      "threads spin when the cores are oversubscribed and lucent's times are not valid; "
+      "run again on a quiet machine"
+    )
+  print(
+    f"\n{env.device}, {env.cores} cores, load {env.load}, commit {env.commit}; "
+    f"{args.steps} steps per timed call, medians of {args.repeats} alternating rounds"
+  )
   if luc_info:
-    print(f"lucent {luc_info['lucent']} torch {luc_info['torch']} "
-          f"({luc_info['threads']} threads)")
-  print(f"{'side':34s} {'B':>3s} {'ms/step':>9s} {'cpu-ms/st':>9s} {'img-st/s':>9s} "
-        f"{'units/s':>9s} {'x lucent':>8s} {'x (cpu)':>8s}")
+    print(f"lucent {luc_info['lucent']} torch {luc_info['torch']} ({luc_info['threads']} threads)")
+  print(
+    f"{'side':34s} {'B':>3s} {'ms/step':>9s} {'cpu-ms/st':>9s} {'img-st/s':>9s} "
+    f"{'units/s':>9s} {'x lucent':>8s} {'x (cpu)':>8s}"
+  )
   for b in batches:
     fig = {}
     luc = None
     if luc_rounds:
       luc = (med(luc_rounds, str(b), "wall_s"), med(luc_rounds, str(b), "cpu_s"))
-      print(f"{'lucent defaults (224 px, full net)':34s} {b:3d} {luc[0] * 1e3:9.1f} "
-            f"{luc[1] * 1e3:9.1f} {b / luc[0]:9.2f} {b / luc[0] / full_steps:9.4f}")
+      print(
+        f"{'lucent defaults (224 px, full net)':34s} {b:3d} {luc[0] * 1e3:9.1f} "
+        f"{luc[1] * 1e3:9.1f} {b / luc[0]:9.2f} {b / luc[0] / full_steps:9.4f}"
+      )
       fig.update({"lucent ms/step": luc[0] * 1e3, "lucent units/s": b / luc[0] / full_steps})
     for size in sizes:
       key = f"{b}@{size or 'native'}"
       fv = (med(fv_rounds, key, "wall_s"), med(fv_rounds, key, "cpu_s"))
-      label = ("featviz Lucid defaults (128 px)" if size is None
-               else f"featviz input_size={size}")
+      label = "featviz Lucid defaults (128 px)" if size is None else f"featviz input_size={size}"
       ratio = luc[0] / fv[0] if luc else float("nan")
       ratio_cpu = luc[1] / fv[1] if luc else float("nan")
-      print(f"{label:34s} {b:3d} {fv[0] * 1e3:9.1f} {fv[1] * 1e3:9.1f} {b / fv[0]:9.2f} "
-            f"{b / fv[0] / full_steps:9.4f} {ratio:8.2f} {ratio_cpu:8.2f}")
+      print(
+        f"{label:34s} {b:3d} {fv[0] * 1e3:9.1f} {fv[1] * 1e3:9.1f} {b / fv[0]:9.2f} "
+        f"{b / fv[0] / full_steps:9.4f} {ratio:8.2f} {ratio_cpu:8.2f}"
+      )
       tag = "featviz" if size is None else f"featviz@{size}"
-      fig.update({f"{tag} ms/step": fv[0] * 1e3, f"{tag} units/s": b / fv[0] / full_steps,
-                  f"{tag} x lucent": ratio, f"{tag} x lucent (cpu-s)": ratio_cpu})
+      fig.update(
+        {
+          f"{tag} ms/step": fv[0] * 1e3,
+          f"{tag} units/s": b / fv[0] / full_steps,
+          f"{tag} x lucent": ratio,
+          f"{tag} x lucent (cpu-s)": ratio_cpu,
+        }
+      )
     summary[b] = fig
-    settings = {"layer": f"{LAYER}:{UNIT}" if b == 1 else f"{LAYER}:{BATCH8_UNITS[0]}+{b - 1}",
-                "batch": b, "steps": args.steps, "rounds": args.repeats,
-                "how": ("lucent subprocess and featviz alternating, same machine, back to back"
-                        if luc_info else "featviz only: lucent not run"),
-                "lucent threads": luc_info.get("threads", "-"),
-                "lucent weights": "frozen (requires_grad False; only helps lucent)",
-                "valid": "yes" if valid else
-                         f"NO: load {max(first_load, start_load):.1f} > {env.cores} cores "
-                         "(torch threads spin; see README)"}
+    settings = {
+      "layer": f"{LAYER}:{UNIT}" if b == 1 else f"{LAYER}:{BATCH8_UNITS[0]}+{b - 1}",
+      "batch": b,
+      "steps": args.steps,
+      "rounds": args.repeats,
+      "how": (
+        "lucent subprocess and featviz alternating, same machine, back to back"
+        if luc_info
+        else "featviz only: lucent not run"
+      ),
+      "lucent threads": luc_info.get("threads", "-"),
+      "lucent weights": "frozen (requires_grad False; only helps lucent)",
+      "valid": "yes"
+      if valid
+      else f"NO: load {max(first_load, start_load):.1f} > {env.cores} cores "
+      "(torch threads spin; see README)",
+    }
     if args.steps != full_steps:
-      settings["note"] = (f"{args.steps} steps timed on both sides; units/s rescaled to "
-                          f"{full_steps}; featviz's redirected ReLU on for "
-                          f"{common.redirect_steps_for(args.steps)} of them "
-                          f"({common.LUCID.redirect_relu_steps} of {full_steps} in a default "
-                          "render)")
+      settings["note"] = (
+        f"{args.steps} steps timed on both sides; units/s rescaled to "
+        f"{full_steps}; featviz's redirected ReLU on for "
+        f"{common.redirect_steps_for(args.steps)} of them "
+        f"({common.LUCID.redirect_relu_steps} of {full_steps} in a default "
+        "render)"
+      )
     rows.append(common.format_row(env, "vs_lucent", settings, fig))
-  common.write_json(args.json, {"env": env.as_dict(), "lucent": luc_rounds,
-                                "featviz": fv_rounds, "summary": summary})
+  common.write_json(
+    args.json,
+    {"env": env.as_dict(), "lucent": luc_rounds, "featviz": fv_rounds, "summary": summary},
+  )
   if not args.no_results:
     common.append_rows(rows)
     print(f"\nappended {len(rows)} rows to {common.RESULTS}")

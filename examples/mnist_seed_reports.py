@@ -24,23 +24,24 @@ import numpy as np
 from PIL import Image
 
 from featviz import images, transforms, zoo
-
-from featviz._loop import api as render
 from featviz import objectives as O
 from featviz import regularizers as R
+from featviz._loop import api as render
 
 # Rendering settings for 28 px digits. Lucid's standard transforms pad by 12 px,
 # almost half a digit; a 2 px jitter on a black (0) border keeps digits whole.
 STEPS = 256
 SIZE = 28
-TRANSFORMS = transforms.compose([transforms.pad(2, mode="constant", value=0.0),
-                                 transforms.jitter(2)])
+TRANSFORMS = transforms.compose(
+  [transforms.pad(2, mode="constant", value=0.0), transforms.jitter(2)]
+)
 TV_WEIGHTS = (0.0, 0.01, 0.03, 0.1, 0.3)
 
 
 def _render(model, objective, seed=0):
-  return render.render(model, objective, steps=STEPS, size=SIZE, transforms=TRANSFORMS,
-                       seed=seed, progress_bar=False)
+  return render.render(
+    model, objective, steps=STEPS, size=SIZE, transforms=TRANSFORMS, seed=seed, progress_bar=False
+  )
 
 
 def tv_sweep(model) -> Image.Image:
@@ -49,28 +50,45 @@ def tv_sweep(model) -> Image.Image:
     result = _render(model, O.class_logit(np.arange(10)) - weight * R.total_variation())
     rows.append(result.images)
     labels += [f"{d} tv={weight:g}" for d in range(10)]
-    print(f"tv {weight:g}: objective (logit - tv * TV) at the last step "
-          f"{np.round(result.history[-1], 1).tolist()}")
-  return images.grid(np.concatenate(rows), labels, cols=10, scale=4,
-                     title="mnist_cnn class logits 0-9 (columns) by total-variation weight (rows)")
+    print(
+      f"tv {weight:g}: objective (logit - tv * TV) at the last step "
+      f"{np.round(result.history[-1], 1).tolist()}"
+    )
+  return images.grid(
+    np.concatenate(rows),
+    labels,
+    cols=10,
+    scale=4,
+    title="mnist_cnn class logits 0-9 (columns) by total-variation weight (rows)",
+  )
 
 
 def two_classes(model) -> Image.Image:
   pairs = [(1, 7), (0, 1)]
   objectives, labels = [], []
   for a, b in pairs:
-    for obj, label in [(O.class_logit(a), f"logit {a}"), (O.class_logit(b), f"logit {b}"),
-                       (O.class_logit(a) + O.class_logit(b), f"logit {a} + {b}")]:
+    for obj, label in [
+      (O.class_logit(a), f"logit {a}"),
+      (O.class_logit(b), f"logit {b}"),
+      (O.class_logit(a) + O.class_logit(b), f"logit {a} + {b}"),
+    ]:
       objectives.append(obj - 0.03 * R.total_variation())
       labels.append(label)
   result = _render(model, O.stack(objectives))
   probs = _softmax(model, result.images)
-  captions = [f"{lab}: p{a} {p[a]:.2f}, p{b} {p[b]:.2f}" for lab, p, (a, b) in
-              zip(labels, probs, [pair for pair in pairs for _ in range(3)])]
+  captions = [
+    f"{lab}: p{a} {p[a]:.2f}, p{b} {p[b]:.2f}"
+    for lab, p, (a, b) in zip(labels, probs, [pair for pair in pairs for _ in range(3)])
+  ]
   for c in captions:
     print(c)
-  return images.grid(result.images, captions, cols=3, scale=8,
-                     title="two classes at once (tv 0.03): each alone, then their sum")
+  return images.grid(
+    result.images,
+    captions,
+    cols=3,
+    scale=8,
+    title="two classes at once (tv 0.03): each alone, then their sum",
+  )
 
 
 def _softmax(model, batch):
@@ -89,15 +107,23 @@ def activation_maps(model, digits: np.ndarray, labels: np.ndarray) -> Image.Imag
       scale = a[d].max() or 1.0  # each digit's maps share one scale: comparable brightness
       tiles += [a[d, :, :, c] / scale for c in range(a.shape[-1])]
     cols = a.shape[-1]
-    panels.append(images.grid(np.stack(tiles)[..., None], cols=cols,
-                              scale=max(2, 24 // a.shape[1]), pad=1,
-                              title=f"{layer}: {cols} channels (rows: digits "
-                                    f"{', '.join(map(str, labels))})"))
+    panels.append(
+      images.grid(
+        np.stack(tiles)[..., None],
+        cols=cols,
+        scale=max(2, 24 // a.shape[1]),
+        pad=1,
+        title=f"{layer}: {cols} channels (rows: digits {', '.join(map(str, labels))})",
+      )
+    )
   fc = np.asarray(acts["fc"])
   fc = fc / max(fc.max(), 1e-9)
   strip = np.repeat(fc[:, None, :], 6, axis=1)[..., None]  # (6, 6, 128, 1)
-  panels.append(images.grid(strip, [f"digit {d}" for d in labels], cols=1, scale=2, pad=2,
-                            title="fc: 128 units"))
+  panels.append(
+    images.grid(
+      strip, [f"digit {d}" for d in labels], cols=1, scale=2, pad=2, title="fc: 128 units"
+    )
+  )
   inputs = images.grid(digits, [f"input {d}" for d in labels], cols=len(digits), scale=3)
   panels.insert(0, inputs)
   width = max(p.width for p in panels)

@@ -66,8 +66,9 @@ def suggest(labels: Sequence[str], query: str, n: int = SUGGESTIONS) -> list[int
   return found[:n]
 
 
-def resolve(labels: Sequence[str], query: str, *, model: str | None = None,
-            num_classes: int | None = None) -> int:
+def resolve(
+  labels: Sequence[str], query: str, *, model: str | None = None, num_classes: int | None = None
+) -> int:
   """The logit index of class name ``query``.
 
   Args:
@@ -94,13 +95,17 @@ def resolve(labels: Sequence[str], query: str, *, model: str | None = None,
     raise _error(f"no class names{where}; pass a class index 0-{n - 1}", [])
   if matches:
     choices = ", ".join(f"{i} {labels[i]!r}" for i in matches)
-    raise _error(f"class name {query!r} is ambiguous{where}: it names {choices}; "
-                 "pass the index instead", matches)
+    raise _error(
+      f"class name {query!r} is ambiguous{where}: it names {choices}; pass the index instead",
+      matches,
+    )
   close = suggest(labels, query)
   hint = f"; did you mean {', '.join(repr(labels[i]) for i in close)}?" if close else "."
   listing = "" if model is None else f" (`featviz zoo labels {model} --grep WORD` lists them)"
-  raise _error(f"unknown class name {query!r}{where}{hint} Pass an index 0-{n - 1} or a class "
-               f"name{listing}", close)
+  raise _error(
+    f"unknown class name {query!r}{where}{hint} Pass an index 0-{n - 1} or a class name{listing}",
+    close,
+  )
 
 
 def _error(message: str, indices: list[int]) -> UnknownLabelError:

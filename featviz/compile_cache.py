@@ -52,8 +52,12 @@ def enabled_by_env() -> bool:
   return os.environ.get(ENV_VAR, "1").strip().lower() not in _OFF
 
 
-def enable(path: str | os.PathLike | None = None, *, min_compile_time_secs: float | None = None,
-           min_entry_size_bytes: int | None = None) -> pathlib.Path | None:
+def enable(
+  path: str | os.PathLike | None = None,
+  *,
+  min_compile_time_secs: float | None = None,
+  min_entry_size_bytes: int | None = None,
+) -> pathlib.Path | None:
   """Turns on JAX's persistent compilation cache in featviz's cache folder.
 
   Sets ``jax_compilation_cache_dir`` to ``path`` (default :func:`default_dir`)
@@ -90,8 +94,9 @@ def enable(path: str | os.PathLike | None = None, *, min_compile_time_secs: floa
   else:
     folder = pathlib.Path(path) if path is not None else default_dir()
     jax.config.update("jax_compilation_cache_dir", str(folder))
-    unset = (jax.config.jax_persistent_cache_min_compile_time_secs
-             == _JAX_DEFAULT_MIN_COMPILE_TIME_SECS)
+    unset = (
+      jax.config.jax_persistent_cache_min_compile_time_secs == _JAX_DEFAULT_MIN_COMPILE_TIME_SECS
+    )
     if min_compile_time_secs is None and unset:
       min_compile_time_secs = MIN_COMPILE_TIME_SECS
   if min_compile_time_secs is not None:
@@ -101,8 +106,11 @@ def enable(path: str | os.PathLike | None = None, *, min_compile_time_secs: floa
   return folder
 
 
-_OPTIONS = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-            "jax_persistent_cache_min_entry_size_bytes")
+_OPTIONS = (
+  "jax_compilation_cache_dir",
+  "jax_persistent_cache_min_compile_time_secs",
+  "jax_persistent_cache_min_entry_size_bytes",
+)
 
 
 @contextlib.contextmanager
@@ -117,13 +125,19 @@ def enabled(path: str | os.PathLike | None = None, **options) -> Iterator[pathli
   try:
     yield enable(path, **options)
   finally:
-    changed = {name: value for name, value in before.items()
-               if getattr(jax.config, name) != value}
+    changed = {name: value for name, value in before.items() if getattr(jax.config, name) != value}
     for name, value in changed.items():
       jax.config.update(name, value)
     if "jax_compilation_cache_dir" in changed:
       jax_cache.reset_cache()
 
 
-__all__ = ["ENV_VAR", "MIN_COMPILE_TIME_SECS", "SUBDIR", "default_dir", "enable", "enabled",
-           "enabled_by_env"]
+__all__ = [
+  "ENV_VAR",
+  "MIN_COMPILE_TIME_SECS",
+  "SUBDIR",
+  "default_dir",
+  "enable",
+  "enabled",
+  "enabled_by_env",
+]

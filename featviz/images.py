@@ -112,7 +112,7 @@ def wrap(text: str, font: ImageFont.ImageFont, width: int) -> list[str]:
         lines.append(line.rstrip())
       while len(piece) > 1 and font.getlength(piece.rstrip()) > width:
         k = 1
-        while k < len(piece) and font.getlength(piece[:k + 1]) <= width:
+        while k < len(piece) and font.getlength(piece[: k + 1]) <= width:
           k += 1
         lines.append(piece[:k])
         piece = piece[k:]
@@ -121,9 +121,17 @@ def wrap(text: str, font: ImageFont.ImageFont, width: int) -> list[str]:
   return lines
 
 
-def grid(images: Sequence[np.ndarray] | np.ndarray, labels: Sequence[str] | None = None, *,
-         cols: int | None = None, scale: int = 1, pad: int = 4, title: str | None = None,
-         note: str | None = None, font_size: int | None = None) -> Image.Image:
+def grid(
+  images: Sequence[np.ndarray] | np.ndarray,
+  labels: Sequence[str] | None = None,
+  *,
+  cols: int | None = None,
+  scale: int = 1,
+  pad: int = 4,
+  title: str | None = None,
+  note: str | None = None,
+  font_size: int | None = None,
+) -> Image.Image:
   """Tiles images ``(N, H, W, C)`` in ``[0, 1]`` into one labelled RGB picture.
 
   No text is ever cut: each caption wraps to its tile's width (see :func:`wrap`) and every row
@@ -160,8 +168,10 @@ def grid(images: Sequence[np.ndarray] | np.ndarray, labels: Sequence[str] | None
   font = _font(font_size or max(10, min(16, tw // 10)))
   line_h = font.getbbox("Ag")[3] + 2
   grid_w = cols * (tw + pad) + pad
-  widest = max([font.getlength(line) for text in (title, note) if text
-                for line in str(text).split("\n")], default=0)
+  widest = max(
+    [font.getlength(line) for text in (title, note) if text for line in str(text).split("\n")],
+    default=0,
+  )
   width = max(grid_w, min(int(np.ceil(widest)) + 2 * pad, TEXT_WIDTH))
   title_lines = wrap(title, font, width - 2 * pad) if title else []
   note_lines = wrap(note, font, width - 2 * pad) if note else []

@@ -20,15 +20,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from featviz.nonlin import Ops, rewrites_for
-
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,15 +67,27 @@ class ModelSpec:
     for name in ("mean", "std"):
       value = getattr(self, name)
       if value is not None and len(value) != self.channels:
-        raise ValueError(f"{self.name}: {name} has {len(value)} entries for "
-                         f"{self.channels} channels")
+        raise ValueError(
+          f"{self.name}: {name} has {len(value)} entries for {self.channels} channels"
+        )
     if (self.mean is None) != (self.std is None):
       raise ValueError(f"{self.name}: give both mean and std, or neither")
 
   def __hash__(self) -> int:  # layers is a mapping: hash its items (a spec is static pytree data)
-    return hash((self.name, tuple(self.value_range), self.image_size, self.channels,
-                 tuple(self.layers.items()), self.labels, self.fixed_size, self.min_size,
-                 self.mean, self.std))
+    return hash(
+      (
+        self.name,
+        tuple(self.value_range),
+        self.image_size,
+        self.channels,
+        tuple(self.layers.items()),
+        self.labels,
+        self.fixed_size,
+        self.min_size,
+        self.mean,
+        self.std,
+      )
+    )
 
   def to_input(self, images: jax.Array) -> jax.Array:
     """Maps ``[0, 1]`` images to network input: value range, then ``(x - mean) / std``."""
@@ -89,8 +100,8 @@ class ModelSpec:
   def check_layer(self, layer: str) -> None:
     if layer not in self.layers:
       raise UnknownLayerError(
-          f"unknown layer {layer!r} for model {self.name!r}; "
-          f"valid layers: {', '.join(self.layers)}")
+        f"unknown layer {layer!r} for model {self.name!r}; valid layers: {', '.join(self.layers)}"
+      )
 
   def check_units(self, layer: str, units: Any) -> None:
     """Raises if any (concrete) unit index is out of range for ``layer``."""
@@ -102,8 +113,9 @@ class ModelSpec:
     if u.size and (u.min() < 0 or u.max() >= n):
       bad = u[(u < 0) | (u >= n)].ravel()[0]
       raise UnitOutOfRangeError(
-          f"unit {int(bad)} is out of range for layer {layer!r} of {self.name!r}: "
-          f"valid units are 0-{n - 1} ({n} channels)")
+        f"unit {int(bad)} is out of range for layer {layer!r} of {self.name!r}: "
+        f"valid units are 0-{n - 1} ({n} channels)"
+      )
 
   def label_index(self, label: int | str) -> int:
     """Resolves a class index or a class name (any case, spaces or ``_``) to a logit index.
@@ -112,11 +124,13 @@ class ModelSpec:
     the closest classes.
     """
     from featviz import class_names  # It imports this module's UnknownLabelError.
+
     n = self.layers.get("logits", len(self.labels))
     if isinstance(label, (int, np.integer)):
       if not 0 <= int(label) < n:
         raise UnitOutOfRangeError(
-            f"class index {label} is out of range for {self.name!r}: valid 0-{n - 1}")
+          f"class index {label} is out of range for {self.name!r}: valid 0-{n - 1}"
+        )
       return int(label)
     return class_names.resolve(self.labels, label, model=self.name, num_classes=n)
 
@@ -152,7 +166,7 @@ class ActivationRecorder:
       return out
   """
 
-  def __init__(self, spec: "ModelSpec", layers: Sequence[str]):
+  def __init__(self, spec: ModelSpec, layers: Sequence[str]):
     for name in layers:
       spec.check_layer(name)
     self.wanted = set(layers)
@@ -185,10 +199,12 @@ def cast_kernels(tree: Any, dtype: Any) -> Any:
   with everything in bf16, 5 % with all kernels, under 2 % with dense kernels
   only (``tests/test_bf16.py``).
   """
+
   def cast(a):
     floating = jnp.issubdtype(jnp.result_type(a), jnp.floating)
     dense = jnp.ndim(a) >= 2 and jnp.shape(a)[-2] > 1
     return a.astype(dtype) if floating and dense else a
+
   return jax.tree.map(cast, tree)
 
 
@@ -237,11 +253,11 @@ class Model:
     spec, forward, metadata = aux
     return cls(spec=spec, weights=children[0], forward=forward, metadata=metadata.mapping)
 
-  def replace(self, **changes) -> "Model":
+  def replace(self, **changes) -> Model:
     """This model with some fields replaced (e.g. ``weights=`` placed on other devices)."""
     return dataclasses.replace(self, **changes)
 
-  def cast(self, compute_dtype: Any) -> "Model":
+  def cast(self, compute_dtype: Any) -> Model:
     """This model with its dense kernels in ``compute_dtype`` (:func:`cast_kernels`)."""
     if compute_dtype is None:
       return self
@@ -261,32 +277,42 @@ class Model:
     c = self.spec.channels
     if len(shape) != 4 or shape[-1] != c:
       raise ImageShapeError(
-          f"{self.spec.name} takes images of shape (B, H, W, {c}) in [0, 1]; got shape {shape}")
+        f"{self.spec.name} takes images of shape (B, H, W, {c}) in [0, 1]; got shape {shape}"
+      )
     if min(shape[1:3]) < 1:
       raise ImageShapeError(f"{self.spec.name}: got an empty image, {shape[1]}x{shape[2]}")
     size = self.input_size(input_size)
     if size is not None and size < self.spec.min_size:
-      raise ImageShapeError(f"{self.spec.name} needs images of at least {self.spec.min_size} px; "
-                            f"input_size is {size}")
+      raise ImageShapeError(
+        f"{self.spec.name} needs images of at least {self.spec.min_size} px; input_size is {size}"
+      )
     if size is None and min(shape[1:3]) < self.spec.min_size:
       raise ImageShapeError(
-          f"{self.spec.name} needs images of at least {self.spec.min_size} px; "
-          f"got {shape[1]}x{shape[2]}")
+        f"{self.spec.name} needs images of at least {self.spec.min_size} px; "
+        f"got {shape[1]}x{shape[2]}"
+      )
     if not isinstance(images, jax.core.Tracer):
       arr = np.asarray(images)
       if arr.size and (not np.isfinite(arr).all() or arr.min() < 0.0 or arr.max() > 1.0):
         raise ImageShapeError(
-            f"{self.spec.name} takes images in [0, 1]; got values in "
-            f"[{np.nanmin(arr):.4g}, {np.nanmax(arr):.4g}] (divide uint8 images by 255)")
+          f"{self.spec.name} takes images in [0, 1]; got values in "
+          f"[{np.nanmin(arr):.4g}, {np.nanmax(arr):.4g}] (divide uint8 images by 255)"
+        )
 
   def input_size(self, requested: int | None = None) -> int | None:
     """The side images are resized to before the network: the fixed size of a fixed-size
     network, else ``requested`` (``None``: images go in at their own size)."""
     return self.spec.image_size if self.spec.fixed_size else requested
 
-  def activations(self, images: Any, layers: Sequence[str] | None = None, *,
-                  ops: Ops | None = None, compute_dtype: Any = None,
-                  input_size: int | None = None) -> dict[str, jax.Array]:
+  def activations(
+    self,
+    images: Any,
+    layers: Sequence[str] | None = None,
+    *,
+    ops: Ops | None = None,
+    compute_dtype: Any = None,
+    input_size: int | None = None,
+  ) -> dict[str, jax.Array]:
     """Named activations for images ``(B, H, W, C)`` in ``[0, 1]``; jit-able.
 
     Args:
@@ -311,8 +337,9 @@ class Model:
       b, _, _, c = x.shape
       x = jax.image.resize(x, (b, size, size, c), "linear")
     model = self.cast(compute_dtype)
-    out = model.forward(model.weights, self.spec.to_input(x), names,
-                        ops if ops is not None else default_ops())
+    out = model.forward(
+      model.weights, self.spec.to_input(x), names, ops if ops is not None else default_ops()
+    )
     if compute_dtype is not None:
       return {name: out[name].astype(jnp.float32) for name in names}
     return {name: out[name] for name in names}

@@ -25,11 +25,11 @@ what that saved). Signs follow Lucid's: ``g`` is the gradient of the *loss*
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-
-from typing import Callable, NamedTuple
 
 # The zoo's TF-semantics layers' CPU rewrites, by name (model_zoo/tf_layers.py implements them;
 # benchmarks/README.md has what each saved). A model that has none ignores them.
@@ -47,8 +47,7 @@ class Ops(NamedTuple):
 STANDARD_OPS = Ops()
 
 
-def rewrites_for(choice: str | frozenset[str] | tuple[str, ...], platform: str
-                 ) -> frozenset[str]:
+def rewrites_for(choice: str | frozenset[str] | tuple[str, ...], platform: str) -> frozenset[str]:
   """The CPU rewrites a program for ``platform`` uses: ``"auto"`` all of them on ``"cpu"`` and
   none elsewhere (measured on CPU only), ``"none"``, ``"all"``, or a set of names."""
   if isinstance(choice, str):
@@ -58,13 +57,16 @@ def rewrites_for(choice: str | frozenset[str] | tuple[str, ...], platform: str
       return CPU_REWRITES
     if choice == "none":
       return frozenset()
-    raise ValueError(f"rewrites {choice!r}: choose auto, all, none or a set of "
-                     f"{', '.join(sorted(CPU_REWRITES))}")
+    raise ValueError(
+      f"rewrites {choice!r}: choose auto, all, none or a set of {', '.join(sorted(CPU_REWRITES))}"
+    )
   names = frozenset(choice)
   if names - CPU_REWRITES:
-    raise ValueError(f"unknown rewrites {sorted(names - CPU_REWRITES)}; valid: "
-                     f"{', '.join(sorted(CPU_REWRITES))}")
+    raise ValueError(
+      f"unknown rewrites {sorted(names - CPU_REWRITES)}; valid: {', '.join(sorted(CPU_REWRITES))}"
+    )
   return names
+
 
 # Lucid: the override is active while global_step <= 16.
 LUCID_REDIRECT_STEPS = 16
@@ -89,15 +91,18 @@ def _relu_fwd(x, active):
 def _redirect(x, g, relu_grad, blocked):
   """Lucid's choice per batch item: the ReLU gradient if any of it is non-zero, else ``g``
   except where ``blocked``. Runs only while the override is active."""
+
   def on():
     redirected = jnp.where(blocked(x, g), 0, g)
     return jnp.where(_per_item_has_grad(relu_grad), relu_grad, redirected)
+
   return on
 
 
 def _relu_bwd(res, g):
   x, active = res
   relu_grad = jnp.where(x > 0, g, 0)
+
   def blocked(x, g):  # Lucid: neg_pushing_lower = x < 0 and grad > 0 (descent lowers x further)
     return (x < 0) & (g > 0)
 
@@ -119,6 +124,7 @@ def _relu6_fwd(x, active):
 def _relu6_bwd(res, g):
   x, active = res
   relu_grad = jnp.where((x > 0) & (x < 6), g, 0)
+
   def blocked(x, g):  # Lucid's redirected_relu6_grad: also block pushing x > 6 higher
     return ((x < 0) & (g > 0)) | ((x > 6) & (g < 0))
 
@@ -131,12 +137,14 @@ redirected_relu6.defvjp(_relu6_fwd, _relu6_bwd)
 def redirecting(active: jax.Array, rewrites: frozenset[str] = frozenset()) -> Ops:
   """Ops whose ReLU gradients redirect while ``active`` (a traced bool) is true."""
   return Ops(
-      relu=lambda x: redirected_relu(x, active),
-      relu6=lambda x: redirected_relu6(x, active),
-      rewrites=rewrites)
+    relu=lambda x: redirected_relu(x, active),
+    relu6=lambda x: redirected_relu6(x, active),
+    rewrites=rewrites,
+  )
 
 
 # ---- Guided backprop and deconvnet (featviz.analysis.cam): other backward rules for ReLU ----
+
 
 @jax.custom_vjp
 def guided_relu(x: jax.Array) -> jax.Array:

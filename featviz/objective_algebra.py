@@ -40,7 +40,7 @@ class Context:
   def batch(self) -> int:
     return self.image.shape[0]
 
-  def slice(self, start: int, stop: int) -> "Context":
+  def slice(self, start: int, stop: int) -> Context:
     return Context({k: v[start:stop] for k, v in self.acts.items()}, self.image[start:stop])
 
 
@@ -67,7 +67,7 @@ class Objective:
   def couples_batch(self) -> bool:
     return False
 
-  def bind(self, spec: ModelSpec, batch: int) -> "Objective":
+  def bind(self, spec: ModelSpec, batch: int) -> Objective:
     """Checks layers and units against ``spec`` and broadcasts unit data to ``batch``."""
     return self
 
@@ -85,31 +85,31 @@ class Objective:
     return type(self).__name__
 
   # ----- algebra -----
-  def __add__(self, other: Any) -> "Objective":
+  def __add__(self, other: Any) -> Objective:
     return sum_of([self, _as_objective(other)])
 
-  def __radd__(self, other: Any) -> "Objective":
+  def __radd__(self, other: Any) -> Objective:
     if isinstance(other, (int, float)) and other == 0:  # builtin sum() starts at 0
       return self
     return sum_of([_as_objective(other), self])
 
-  def __neg__(self) -> "Objective":
+  def __neg__(self) -> Objective:
     return Sum((self,), (-1.0,))
 
-  def __sub__(self, other: Any) -> "Objective":
+  def __sub__(self, other: Any) -> Objective:
     return self + (-_as_objective(other))
 
-  def __rsub__(self, other: Any) -> "Objective":
+  def __rsub__(self, other: Any) -> Objective:
     return _as_objective(other) + (-self)
 
-  def __mul__(self, other: Any) -> "Objective":
+  def __mul__(self, other: Any) -> Objective:
     if isinstance(other, Objective):
       return Product(self, other)
     return Sum((self,), (_scalar(other),))
 
   __rmul__ = __mul__
 
-  def __truediv__(self, other: Any) -> "Objective":
+  def __truediv__(self, other: Any) -> Objective:
     if isinstance(other, Objective):
       raise TypeError("an objective can be divided by a scalar only")
     return Sum((self,), (1.0 / _scalar(other),))
@@ -169,7 +169,7 @@ class Sum(Objective):
   weights: tuple
 
   def __post_init__(self):
-    self.batch  # terms over different numbers of units cannot be summed: fail here, early
+    _ = self.batch  # terms over different numbers of units cannot be summed: fail here, early
 
   def score(self, ctx):
     return sum(w * t.score(ctx) for w, t in zip(self.weights, self.terms))
@@ -214,7 +214,7 @@ class Product(Objective):
   b: Objective
 
   def __post_init__(self):
-    self.batch  # fail early on terms over different numbers of units
+    _ = self.batch  # fail early on terms over different numbers of units
 
   def score(self, ctx):
     return self.a.score(ctx) * self.b.score(ctx)
@@ -284,8 +284,10 @@ class Stack(Objective):
 def _common_batch(batches: Sequence[int | None]) -> int | None:
   known = {b for b in batches if b is not None}
   if len(known) > 1:
-    raise ValueError(f"terms imply different batch sizes {sorted(known)}; "
-                     "combine objectives over the same number of units")
+    raise ValueError(
+      f"terms imply different batch sizes {sorted(known)}; "
+      "combine objectives over the same number of units"
+    )
   return known.pop() if known else None
 
 
@@ -308,4 +310,3 @@ def stack(objectives: Sequence[Objective], sizes: Sequence[int] | None = None) -
   if sizes is None:
     sizes = [obj.batch or 1 for obj in objectives]
   return Stack(tuple(objectives), tuple(int(n) for n in sizes))
-

@@ -20,22 +20,50 @@ Spatial activations are NHWC; flat ones ``(B, C)`` are treated as ``1 x 1``.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from featviz.model import UnitOutOfRangeError
-from featviz.objective_algebra import (Constant, Context, Objective, Product, Stack, Sum,
-                                       register, stack, sum_of)
+from featviz.objective_algebra import (
+  Constant,
+  Context,
+  Objective,
+  Product,
+  Stack,
+  Sum,
+  register,
+  stack,
+  sum_of,
+)
 
 Array = jax.Array
 
 __all__ = [
-    "ClassLogit", "Channel", "Constant", "Context", "DeepDream", "Direction", "Inversion",
-    "Neuron", "Objective", "Product", "Stack", "Sum", "channel", "class_logit", "deepdream",
-    "direction", "inversion", "neuron", "register", "stack", "sum_of",
+  "ClassLogit",
+  "Channel",
+  "Constant",
+  "Context",
+  "DeepDream",
+  "Direction",
+  "Inversion",
+  "Neuron",
+  "Objective",
+  "Product",
+  "Stack",
+  "Sum",
+  "channel",
+  "class_logit",
+  "deepdream",
+  "direction",
+  "inversion",
+  "neuron",
+  "register",
+  "stack",
+  "sum_of",
 ]
 
 
@@ -54,15 +82,22 @@ def _units_array(units: Any, what: str = "unit") -> Array | np.ndarray:
   if isinstance(units, jax.core.Tracer):
     return units
   if isinstance(units, (int, list, tuple)):  # Python ints may not fit any NumPy integer
-    big = [v for v in np.ravel(np.asarray(units, object))
-           if isinstance(v, int) and not -(2**63) <= v < 2**63]
+    big = [
+      v
+      for v in np.ravel(np.asarray(units, object))
+      if isinstance(v, int) and not -(2**63) <= v < 2**63
+    ]
     if big:
-      raise UnitOutOfRangeError(f"{what} {big[0]} is out of range: no layer has that many "
-                                "channels (indices fit in 64 bits, -2**63 to 2**63 - 1)")
+      raise UnitOutOfRangeError(
+        f"{what} {big[0]} is out of range: no layer has that many "
+        "channels (indices fit in 64 bits, -2**63 to 2**63 - 1)"
+      )
   u = np.asarray(units)
   if u.dtype == np.uint64 and u.size and u.max() >= 2**63:
-    raise UnitOutOfRangeError(f"{what} {int(u.max())} is out of range: no layer has that many "
-                              "channels (indices fit in 64 bits, -2**63 to 2**63 - 1)")
+    raise UnitOutOfRangeError(
+      f"{what} {int(u.max())} is out of range: no layer has that many "
+      "channels (indices fit in 64 bits, -2**63 to 2**63 - 1)"
+    )
   if u.dtype.kind not in "iu":
     raise TypeError(f"{what} indices must be integers, got {u.dtype}")
   if u.ndim > 1:
@@ -148,8 +183,10 @@ class Neuron(_UnitsOfLayer):
       if v is not None and not isinstance(v, jax.core.Tracer):
         bad = [int(i) for i in np.ravel(v) if not 0 <= int(i) < 2**31]
         if bad:
-          raise UnitOutOfRangeError(f"neuron {what} {bad[0]} of layer {self.layer!r} is outside "
-                                    "any activation map (0 to 2**31 - 1)")
+          raise UnitOutOfRangeError(
+            f"neuron {what} {bad[0]} of layer {self.layer!r} is outside "
+            "any activation map (0 to 2**31 - 1)"
+          )
 
     def bcast(v):
       return None if v is None else _bound_int32(v, batch)
@@ -169,13 +206,15 @@ class Neuron(_UnitsOfLayer):
       bad = [int(i) for i in np.ravel(v) if not 0 <= int(i) < n]
       if bad:
         raise UnitOutOfRangeError(
-            f"neuron {what} {bad[0]} is outside layer {self.layer!r}, whose map is {h}x{w} at "
-            f"this size: give columns 0-{w - 1} and rows 0-{h - 1} (@X,Y is column, row)")
+          f"neuron {what} {bad[0]} is outside layer {self.layer!r}, whose map is {h}x{w} at "
+          f"this size: give columns 0-{w - 1} and rows 0-{h - 1} (@X,Y is column, row)"
+        )
 
   def labels(self, batch):
     u = np.broadcast_to(np.asarray(self.units), (batch,))
-    where = "" if self.x is None else "@" + ",".join(
-        str(int(np.ravel(v)[0])) for v in (self.x, self.y))
+    where = (
+      "" if self.x is None else "@" + ",".join(str(int(np.ravel(v)[0])) for v in (self.x, self.y))
+    )
     return [f"{self.layer}:{int(i)}{where}" for i in u]
 
 
@@ -218,8 +257,9 @@ class Direction(Objective):
     v = np.asarray(self.vector, np.float32)
     if v.shape[-1] != spec.layers[self.layer]:
       raise ValueError(
-          f"direction vector has {v.shape[-1]} entries but layer {self.layer!r} has "
-          f"{spec.layers[self.layer]} channels")
+        f"direction vector has {v.shape[-1]} entries but layer {self.layer!r} has "
+        f"{spec.layers[self.layer]} channels"
+      )
     return Direction(self.layer, v, self.cossim_pow)
 
   def labels(self, batch):
@@ -305,7 +345,7 @@ class Inversion(Objective):
       t = jax.image.resize(t, t.shape[:1] + acts.shape[1:3] + t.shape[3:], "linear")
     t = jnp.broadcast_to(t, acts.shape)
     err = jnp.sum((acts - t) ** 2, axis=(1, 2, 3))
-    return -err / (jnp.sum(t ** 2, axis=(1, 2, 3)) + 1e-12)
+    return -err / (jnp.sum(t**2, axis=(1, 2, 3)) + 1e-12)
 
   @property
   def layers(self):
@@ -320,8 +360,10 @@ class Inversion(Objective):
     spec.check_layer(self.layer)
     t = np.asarray(self.target, np.float32)
     if t.shape[-1] != spec.layers[self.layer]:
-      raise ValueError(f"inversion target has {t.shape[-1]} channels; layer {self.layer!r} "
-                       f"has {spec.layers[self.layer]}")
+      raise ValueError(
+        f"inversion target has {t.shape[-1]} channels; layer {self.layer!r} "
+        f"has {spec.layers[self.layer]}"
+      )
     return Inversion(self.layer, t)
 
   def labels(self, batch):

@@ -18,7 +18,8 @@ For a one-channel model the colour step is skipped and images are ``(B, H, W, 1)
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -26,12 +27,18 @@ import numpy as np
 
 from featviz.kernels import choose_implementation
 from featviz.kernels.fourier_decode import api as fourier_kernel
+
 # Lucid's Fourier maths and colour constants have one home, the kernel's reference
 # (kernels/fourier_decode/reference.py, what the fused kernel is tested against); featviz.param
 # re-exports the names it had.
 from featviz.kernels.fourier_decode.reference import (  # noqa: F401 (re-exports)
-    COLOR_CORRELATION_SVD_SQRT, COLOR_MATRIX, FOURIER_OUTPUT_DIVISOR, inverse_dft_matrices,
-    irfft2_by_matmul, rfft2d_freqs)
+  COLOR_CORRELATION_SVD_SQRT,
+  COLOR_MATRIX,
+  FOURIER_OUTPUT_DIVISOR,
+  inverse_dft_matrices,
+  irfft2_by_matmul,
+  rfft2d_freqs,
+)
 from featviz.kernels.fourier_decode.reference import spectrum_scale as fourier_scale
 
 
@@ -76,9 +83,16 @@ def to_valid_rgb(t: jax.Array, decorrelate: bool = True) -> jax.Array:
   return jax.nn.sigmoid(t)
 
 
-def fourier(size: int | tuple[int, int], batch: int = 1, channels: int = 3, *,
-            decay_power: float = 1.0, sd: float = DEFAULT_SD,
-            decorrelate: bool = True, implementation: str | None = None) -> Param:
+def fourier(
+  size: int | tuple[int, int],
+  batch: int = 1,
+  channels: int = 3,
+  *,
+  decay_power: float = 1.0,
+  sd: float = DEFAULT_SD,
+  decorrelate: bool = True,
+  implementation: str | None = None,
+) -> Param:
   """Lucid's Fourier parameterization (``fft_image`` + ``to_valid_rgb``).
 
   Params are ``(B, 2, C, H, W // 2 + 1)`` float32: real and imaginary parts of
@@ -115,9 +129,13 @@ def fourier(size: int | tuple[int, int], batch: int = 1, channels: int = 3, *,
   def to_image(params: jax.Array) -> jax.Array:
     if use_kernel:  # falls back to XLA for sizes the kernel does not take, unless forced
       with jax.named_scope("fourier_image"):
-        return fourier_kernel.fourier_decode(params, decay_power=decay_power,
-                                             decorrelate=decorrelate, width=w,
-                                             implementation=implementation)
+        return fourier_kernel.fourier_decode(
+          params,
+          decay_power=decay_power,
+          decorrelate=decorrelate,
+          width=w,
+          implementation=implementation,
+        )
     with jax.named_scope("fourier_image"):
       scale_ = jnp.asarray(scale)
       image = irfft2_by_matmul(params[:, 0] * scale_, params[:, 1] * scale_, h, w)  # (B,C,H,W)
@@ -127,8 +145,14 @@ def fourier(size: int | tuple[int, int], batch: int = 1, channels: int = 3, *,
   return Param("fourier", init, to_image, batch, (h, w), channels)
 
 
-def pixel(size: int | tuple[int, int], batch: int = 1, channels: int = 3, *,
-          sd: float = DEFAULT_SD, decorrelate: bool = True) -> Param:
+def pixel(
+  size: int | tuple[int, int],
+  batch: int = 1,
+  channels: int = 3,
+  *,
+  sd: float = DEFAULT_SD,
+  decorrelate: bool = True,
+) -> Param:
   """Lucid's pixel parameterization (``pixel_image`` + ``to_valid_rgb``).
 
   Params are ``(B, H, W, C)`` float32 drawn from ``N(0, sd)``; images are
@@ -153,5 +177,6 @@ def factory(name: str) -> Callable[..., Param]:
   """The factory ``f(size, batch, channels) -> Param`` registered under ``name``."""
   if name not in PARAMETERIZATIONS:
     raise ValueError(
-        f"unknown parameterization {name!r}; choose one of {', '.join(PARAMETERIZATIONS)}")
+      f"unknown parameterization {name!r}; choose one of {', '.join(PARAMETERIZATIONS)}"
+    )
   return PARAMETERIZATIONS[name]

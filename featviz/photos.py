@@ -69,9 +69,10 @@ def _decode(path: pathlib.Path, channels: int) -> tuple[Image.Image, float]:
       return im.convert("RGB" if channels == 3 else "L"), 255.0
   except Image.DecompressionBombError as e:
     raise ImageTooLargeError(
-        f"{str(path)!r} is too large to decode safely ({e}); photos are shrunk to the "
-        "model's input size (224 px or less), so downscale it first (PIL's limit is "
-        "PIL.Image.MAX_IMAGE_PIXELS)") from None
+      f"{str(path)!r} is too large to decode safely ({e}); photos are shrunk to the "
+      "model's input size (224 px or less), so downscale it first (PIL's limit is "
+      "PIL.Image.MAX_IMAGE_PIXELS)"
+    ) from None
   except FileNotFoundError as e:
     raise UnreadableImageError(f"no such image file: {str(path)!r}") from e
   except IsADirectoryError as e:
@@ -119,13 +120,16 @@ def image_files(folder: str | os.PathLike) -> list[pathlib.Path]:
   folder = pathlib.Path(folder)
   if not folder.is_dir():
     raise UnreadableImageError(f"{str(folder)!r} is not a folder")
-  return sorted(p for p in folder.iterdir()
-                if p.is_file() and not p.name.startswith(".")
-                and p.suffix.lower() in EXTENSIONS)
+  return sorted(
+    p
+    for p in folder.iterdir()
+    if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in EXTENSIONS
+  )
 
 
-def load_folder(folder: str | os.PathLike, size: int,
-                channels: int = 3) -> tuple[np.ndarray, list[pathlib.Path]]:
+def load_folder(
+  folder: str | os.PathLike, size: int, channels: int = 3
+) -> tuple[np.ndarray, list[pathlib.Path]]:
   """Every photo in ``folder`` (not its subfolders) as one batch.
 
   Args:
@@ -146,15 +150,17 @@ def load_folder(folder: str | os.PathLike, size: int,
   paths = image_files(folder)
   if not paths:
     raise EmptyFolderError(
-        f"no photos in {str(folder)!r} (looked for files ending in {', '.join(EXTENSIONS)})")
+      f"no photos in {str(folder)!r} (looked for files ending in {', '.join(EXTENSIONS)})"
+    )
   images = np.empty((len(paths), int(size), int(size), channels), np.float32)
   for i, path in enumerate(paths):
     images[i] = load_image(path, size, channels)
   return images, paths
 
 
-def load_images(path: str | os.PathLike, size: int,
-                channels: int = 3) -> tuple[np.ndarray, list[pathlib.Path]]:
+def load_images(
+  path: str | os.PathLike, size: int, channels: int = 3
+) -> tuple[np.ndarray, list[pathlib.Path]]:
   """A file or a folder: ``(images (N, size, size, channels), paths)``, N = 1 for a file."""
   path = pathlib.Path(path)
   if path.is_dir():

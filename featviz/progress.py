@@ -10,20 +10,20 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from typing import Iterator
+from collections.abc import Iterator
 
 from tqdm.auto import tqdm
 
 
 @contextlib.contextmanager
-def bar(total: int, desc: str, unit: str = "step", enabled: bool = True,
-        images_per_step: int = 1) -> Iterator[tqdm | None]:
+def bar(
+  total: int, desc: str, unit: str = "step", enabled: bool = True, images_per_step: int = 1
+) -> Iterator[tqdm | None]:
   """A tqdm bar on stderr for :func:`advance`; yields None when disabled."""
   if not enabled:
     yield None
     return
-  pbar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True,
-              leave=True)
+  pbar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True, leave=True)
   pbar.images_per_step = images_per_step
   try:
     yield pbar

@@ -96,8 +96,8 @@ def blur3x3(x: Array) -> Array:
 
   def conv(t):
     return jax.lax.conv_general_dilated(
-        t, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        feature_group_count=c)
+      t, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=c
+    )
 
   return conv(x) / conv(jnp.ones_like(x[:1]))
 
@@ -136,7 +136,7 @@ class Diversity(Objective):
     b, c = acts.shape[0], acts.shape[-1]
     flat = acts.reshape(b, -1, c)
     grams = jnp.einsum("bpc,bpd->bcd", flat, flat).reshape(b, -1)
-    grams = grams / jnp.sqrt(jnp.maximum(jnp.sum(grams ** 2, axis=1, keepdims=True), 1e-10))
+    grams = grams / jnp.sqrt(jnp.maximum(jnp.sum(grams**2, axis=1, keepdims=True), 1e-10))
     sims = grams @ grams.T
     return -(sims.sum(axis=1) - jnp.diagonal(sims)) / b
 

@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 
 from featviz.kernels import affine_resample
+
 # The bilinear sampler and Lucid's scale and angle tables have one home, the affine_resample
 # kernel (its reference and its composed standard transforms); the names are re-exported here.
 from featviz.kernels.affine_resample.api import STANDARD_ANGLES, STANDARD_SCALES
@@ -59,8 +60,9 @@ def affine_about_center(images: Array, scale: Array, angle: Array, fill: float) 
   """
   _, h, w, _ = images.shape
   cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
-  yy, xx = jnp.meshgrid(jnp.arange(h, dtype=jnp.float32) - cy,
-                        jnp.arange(w, dtype=jnp.float32) - cx, indexing="ij")
+  yy, xx = jnp.meshgrid(
+    jnp.arange(h, dtype=jnp.float32) - cy, jnp.arange(w, dtype=jnp.float32) - cx, indexing="ij"
+  )
   cos = (jnp.cos(angle) / scale)[:, None, None]
   sin = (jnp.sin(angle) / scale)[:, None, None]
   src_y = cy + cos * yy + sin * xx
@@ -170,8 +172,7 @@ class Compose:
     return images
 
 
-def pad(width: int, mode: str = "reflect", value: float | str = 0.5,
-        shared: bool = False) -> Pad:
+def pad(width: int, mode: str = "reflect", value: float | str = 0.5, shared: bool = False) -> Pad:
   return Pad(width, mode, value, shared)
 
 
@@ -183,8 +184,9 @@ def random_scale(scales: Sequence[float], shared: bool = False, fill: float = 0.
   return RandomScale(tuple(float(s) for s in scales), shared, fill)
 
 
-def random_rotate(angles: Sequence[float], units: str = "degrees", shared: bool = False,
-                  fill: float = 0.0) -> RandomRotate:
+def random_rotate(
+  angles: Sequence[float], units: str = "degrees", shared: bool = False, fill: float = 0.0
+) -> RandomRotate:
   return RandomRotate(tuple(float(a) for a in angles), units, shared, fill)
 
 
@@ -221,8 +223,9 @@ class StandardOnePass:
     return affine_resample.standard(key, images, implementation=self.implementation)
 
 
-def standard(shared: bool = False, one_pass: bool = True,
-             implementation: str | None = None) -> StandardOnePass | Compose:
+def standard(
+  shared: bool = False, one_pass: bool = True, implementation: str | None = None
+) -> StandardOnePass | Compose:
   """Lucid's ``standard_transforms``: pad 12 (constant 0.5), jitter 8, scale, rotate, jitter 4.
 
   Args:
@@ -235,13 +238,15 @@ def standard(shared: bool = False, one_pass: bool = True,
   """
   if one_pass and not shared:
     return StandardOnePass(implementation)
-  return compose([
+  return compose(
+    [
       pad(12, mode="constant", value=0.5, shared=shared),
       jitter(8, shared=shared),
       random_scale(STANDARD_SCALES, shared=shared),
       random_rotate(STANDARD_ANGLES, shared=shared),
       jitter(4, shared=shared),
-  ])
+    ]
+  )
 
 
 def identity() -> Compose:

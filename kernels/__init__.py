@@ -31,8 +31,9 @@ def choose_implementation(implementation: str | None, pallas_wins_on: frozenset[
   if implementation is None:
     return "pallas" if jax.devices()[0].device_kind in pallas_wins_on else "xla"
   if implementation not in IMPLEMENTATIONS:
-    raise ValueError(f"implementation must be one of {IMPLEMENTATIONS} or None (auto), "
-                     f"got {implementation!r}")
+    raise ValueError(
+      f"implementation must be one of {IMPLEMENTATIONS} or None (auto), got {implementation!r}"
+    )
   return implementation
 
 

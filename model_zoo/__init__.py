@@ -13,15 +13,35 @@ their sources, pinned hashes and licences.
 """
 
 from .cache import CorruptCacheError
-from .catalogue import (Entry, UnknownModelError, convert, describe, entry, list_models, load,
-                        read_weight_file)
+from .catalogue import (
+  Entry,
+  UnknownModelError,
+  convert,
+  describe,
+  entry,
+  list_models,
+  load,
+  read_weight_file,
+)
 from .sources import Digest, HashMismatchError, Source, WeightsUnavailableError
 from .state_dict import WeightMismatchError
 from .torch_pickle import CheckpointError, UnsafeCheckpointError
 
 __all__ = [
-    "CheckpointError", "CorruptCacheError", "Digest", "Entry", "HashMismatchError", "Source",
-    "UnknownModelError", "UnsafeCheckpointError", "WeightMismatchError",
-    "WeightsUnavailableError", "convert", "describe", "entry", "list_models", "load",
-    "read_weight_file",
+  "CheckpointError",
+  "CorruptCacheError",
+  "Digest",
+  "Entry",
+  "HashMismatchError",
+  "Source",
+  "UnknownModelError",
+  "UnsafeCheckpointError",
+  "WeightMismatchError",
+  "WeightsUnavailableError",
+  "convert",
+  "describe",
+  "entry",
+  "list_models",
+  "load",
+  "read_weight_file",
 ]

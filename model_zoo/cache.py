@@ -51,8 +51,18 @@ import numpy as np
 
 from featviz import home
 
-__all__ = ["CorruptCacheError", "discard", "entries", "entry_path", "lookup", "read_metadata",
-           "restore", "root", "save", "weights_digest"]
+__all__ = [
+  "CorruptCacheError",
+  "discard",
+  "entries",
+  "entry_path",
+  "lookup",
+  "read_metadata",
+  "restore",
+  "root",
+  "save",
+  "weights_digest",
+]
 
 _METADATA = "metadata.json"
 _WEIGHTS = "weights"
@@ -139,7 +149,8 @@ def _clean_stale_tmp(models: pathlib.Path) -> None:
     try:
       # A discarded entry is never read again, whatever its age; a build may still be written.
       if tmp.name.startswith(f"{_TMP_PREFIX}discard-") or (
-          now - tmp.lstat().st_mtime > _STALE_TMP_S):
+        now - tmp.lstat().st_mtime > _STALE_TMP_S
+      ):
         _remove(tmp)
     except OSError:
       pass  # Another process removed or renamed it first.
@@ -148,13 +159,19 @@ def _clean_stale_tmp(models: pathlib.Path) -> None:
 def _save_weights(path: pathlib.Path, weights: Mapping[str, Any]) -> None:
   """Writes the orbax checkpoint (a function of its own so tests can interrupt it)."""
   import orbax.checkpoint as ocp  # Imported on first use: it is slow to import.
+
   with ocp.StandardCheckpointer() as checkpointer:
     checkpointer.save(path.absolute(), weights)
     checkpointer.wait_until_finished()
 
 
-def save(name: str, sha256: str, source: str, weights: Mapping[str, Any],
-         extra: Mapping[str, Any] | None = None) -> pathlib.Path:
+def save(
+  name: str,
+  sha256: str,
+  source: str,
+  weights: Mapping[str, Any],
+  extra: Mapping[str, Any] | None = None,
+) -> pathlib.Path:
   """Writes an entry atomically and returns its folder.
 
   Args:
@@ -177,10 +194,14 @@ def save(name: str, sha256: str, source: str, weights: Mapping[str, Any],
     arrays = _as_numpy(weights)
     _save_weights(tmp / _WEIGHTS, arrays)
     metadata = {
-        "model": name, "source": source, "sha256": sha256,
-        "featviz_version": home.VERSION,
-        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        **(extra or {}), "shapes": shapes, "weights_sha256": weights_digest(arrays),
+      "model": name,
+      "source": source,
+      "sha256": sha256,
+      "featviz_version": home.VERSION,
+      "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+      **(extra or {}),
+      "shapes": shapes,
+      "weights_sha256": weights_digest(arrays),
     }
     (tmp / _METADATA).write_text(json.dumps(metadata, indent=1) + "\n")
     try:
@@ -210,8 +231,10 @@ def read_metadata(path: pathlib.Path) -> dict[str, Any]:
 
 
 def _corrupt(path: pathlib.Path, what: str) -> CorruptCacheError:
-  return CorruptCacheError(f"corrupt featviz cache entry {path}: {what}. It is safe to delete "
-                           f"it (rm -r '{path}'); the next load converts the weights again")
+  return CorruptCacheError(
+    f"corrupt featviz cache entry {path}: {what}. It is safe to delete "
+    f"it (rm -r '{path}'); the next load converts the weights again"
+  )
 
 
 def restore(path: pathlib.Path, name: str, sha256: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -224,12 +247,16 @@ def restore(path: pathlib.Path, name: str, sha256: str) -> tuple[dict[str, Any],
   """
   metadata = read_metadata(path)
   if metadata.get("model") != name or metadata.get("sha256") != sha256:
-    raise _corrupt(path, f"its metadata is for {metadata.get('model')!r} sha256 "
-                   f"{metadata.get('sha256')!r}, expected {name!r} sha256 {sha256!r}")
+    raise _corrupt(
+      path,
+      f"its metadata is for {metadata.get('model')!r} sha256 "
+      f"{metadata.get('sha256')!r}, expected {name!r} sha256 {sha256!r}",
+    )
   shapes = metadata.get("shapes")
   try:
     target = _target(shapes)
     import orbax.checkpoint as ocp
+
     with ocp.StandardCheckpointer() as checkpointer:
       weights = checkpointer.restore((path / _WEIGHTS).absolute(), target)
     restored = _shapes(weights)
@@ -239,13 +266,19 @@ def restore(path: pathlib.Path, name: str, sha256: str) -> tuple[dict[str, Any],
     raise _corrupt(path, "the restored weights' shapes differ from metadata.json")
   recorded = metadata.get("weights_sha256")
   if not isinstance(recorded, str):
-    raise _corrupt(path, f"its {_METADATA} records no weights_sha256 (written by an older "
-                   "featviz), so its weights cannot be checked")
+    raise _corrupt(
+      path,
+      f"its {_METADATA} records no weights_sha256 (written by an older "
+      "featviz), so its weights cannot be checked",
+    )
   digest = weights_digest(weights)
   if digest != recorded:
-    raise _corrupt(path, f"its weights do not match the digest recorded when they were "
-                   f"converted (weights_sha256 {recorded[:16]}..., restored {digest[:16]}...): "
-                   "the data files are damaged")
+    raise _corrupt(
+      path,
+      f"its weights do not match the digest recorded when they were "
+      f"converted (weights_sha256 {recorded[:16]}..., restored {digest[:16]}...): "
+      "the data files are damaged",
+    )
   return weights, metadata
 
 
@@ -262,7 +295,7 @@ def entries(name: str) -> list[tuple[pathlib.Path, dict[str, Any]]]:
   """Complete entries for model ``name`` with their metadata (unreadable ones skipped)."""
   found = []
   for path in sorted((root() / "models").glob(f"{name}-*")):
-    if re.fullmatch(f"[0-9a-f]{{{_KEY_DIGITS}}}", path.name[len(name) + 1:]):
+    if re.fullmatch(f"[0-9a-f]{{{_KEY_DIGITS}}}", path.name[len(name) + 1 :]):
       try:
         found.append((path, read_metadata(path)))
       except CorruptCacheError:

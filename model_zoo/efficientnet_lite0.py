@@ -42,8 +42,9 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Mapping
 from importlib import resources
-from typing import Any, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -76,9 +77,15 @@ class Block(NamedTuple):
 
 def _blocks() -> tuple[Block, ...]:
   """Expands EfficientNet-B0's seven stages (repeats, k, s, e, in, out) into 16 blocks."""
-  stages = ((1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40),
-            (3, 3, 2, 6, 40, 80), (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192),
-            (1, 3, 1, 6, 192, 320))
+  stages = (
+    (1, 3, 1, 1, 32, 16),
+    (2, 3, 2, 6, 16, 24),
+    (2, 5, 2, 6, 24, 40),
+    (3, 3, 2, 6, 40, 80),
+    (3, 5, 1, 6, 80, 112),
+    (4, 5, 2, 6, 112, 192),
+    (1, 3, 1, 6, 192, 320),
+  )
   blocks = []
   for repeats, k, s, e, c_in, c_out in stages:
     blocks.append(Block(k, s, e, c_in, c_out))  # Only a stage's first block strides.
@@ -102,8 +109,15 @@ class MBConv(nn.Module):
     if b.expand != 1:
       h = tfl.Conv(width, (1, 1), use_bias=False, rewrites=ops.rewrites, name="expand")(h)
       h = ops.relu6(tfl.BatchNorm(BN_EPS, name="expand_bn")(h))
-    h = tfl.Conv(width, (b.kernel, b.kernel), (b.stride, b.stride), groups=width,
-                 use_bias=False, rewrites=ops.rewrites, name="depthwise")(h)
+    h = tfl.Conv(
+      width,
+      (b.kernel, b.kernel),
+      (b.stride, b.stride),
+      groups=width,
+      use_bias=False,
+      rewrites=ops.rewrites,
+      name="depthwise",
+    )(h)
     h = ops.relu6(tfl.BatchNorm(BN_EPS, name="depthwise_bn")(h))
     h = tfl.Conv(b.c_out, (1, 1), use_bias=False, rewrites=ops.rewrites, name="project")(h)
     h = tfl.BatchNorm(BN_EPS, name="project_bn")(h)
@@ -116,9 +130,9 @@ class EfficientNetLite0(nn.Module):
   """The network; ``__call__`` returns ``{layer: activation}`` for ``layers``."""
 
   @nn.compact
-  def __call__(self, x: jax.Array, layers: tuple[str, ...] = ("logits",),
-               ops: Ops = STANDARD_OPS
-               ) -> dict[str, jax.Array]:
+  def __call__(
+    self, x: jax.Array, layers: tuple[str, ...] = ("logits",), ops: Ops = STANDARD_OPS
+  ) -> dict[str, jax.Array]:
     """Runs the network up to the deepest of ``layers``.
 
     Args:
@@ -173,24 +187,30 @@ def spec() -> fv_model.ModelSpec:
   layers.update({f"block{i}": b.c_out for i, b in enumerate(BLOCKS)})
   layers.update({"head_pre_act": HEAD, "head": HEAD, "logits": CLASSES})
   return fv_model.ModelSpec(
-      name="efficientnet_lite0",
-      value_range=(-127 / 128, 128 / 128),
-      value_range_source=("tensorflow/tpu efficientnet/lite/efficientnet_lite_builder.py: "
-                          "MEAN_RGB 127, "
-                          "STDDEV_RGB 128, so (255 x - 127) / 128; checked on ImageNet "
-                          "photos (mean/std normalisation loses ~10 points top-1)"),
-      image_size=IMAGE_SIZE,
-      channels=3,
-      layers=layers,
-      labels=labels(),
-      min_size=MIN_SIZE,
+    name="efficientnet_lite0",
+    value_range=(-127 / 128, 128 / 128),
+    value_range_source=(
+      "tensorflow/tpu efficientnet/lite/efficientnet_lite_builder.py: "
+      "MEAN_RGB 127, "
+      "STDDEV_RGB 128, so (255 x - 127) / 128; checked on ImageNet "
+      "photos (mean/std normalisation loses ~10 points top-1)"
+    ),
+    image_size=IMAGE_SIZE,
+    channels=3,
+    layers=layers,
+    labels=labels(),
+    min_size=MIN_SIZE,
   )
 
 
 def _bn_keys(torch_name: str) -> dict[str, str]:
   """Flax BN leaf -> PyTorch ``BatchNorm2d`` key under ``torch_name``."""
-  return {"scale": f"{torch_name}.weight", "bias": f"{torch_name}.bias",
-          "mean": f"{torch_name}.running_mean", "var": f"{torch_name}.running_var"}
+  return {
+    "scale": f"{torch_name}.weight",
+    "bias": f"{torch_name}.bias",
+    "mean": f"{torch_name}.running_mean",
+    "var": f"{torch_name}.running_var",
+  }
 
 
 def _layout() -> list[tuple[tuple[str, ...], str, tuple[int, ...], str]]:
@@ -210,8 +230,7 @@ def _layout() -> list[tuple[tuple[str, ...], str, tuple[int, ...], str]]:
     if b.expand != 1:
       conv(p + ("expand",), f"{t}._expand_conv", (width, b.c_in, 1, 1))
       bn(p + ("expand_bn",), f"{t}._bn0", width)
-    conv(p + ("depthwise",), f"{t}._depthwise_conv", (width, 1, b.kernel, b.kernel),
-         "depthwise")
+    conv(p + ("depthwise",), f"{t}._depthwise_conv", (width, 1, b.kernel, b.kernel), "depthwise")
     bn(p + ("depthwise_bn",), f"{t}._bn1", width)
     conv(p + ("project",), f"{t}._project_conv", (b.c_out, width, 1, 1))
     bn(p + ("project_bn",), f"{t}._bn2", b.c_out)
@@ -222,8 +241,12 @@ def _layout() -> list[tuple[tuple[str, ...], str, tuple[int, ...], str]]:
   return rows
 
 
-_RELAYOUT = {"conv": sd.conv_kernel, "depthwise": sd.depthwise_kernel,
-             "dense": sd.dense_kernel, "vector": sd.vector}
+_RELAYOUT = {
+  "conv": sd.conv_kernel,
+  "depthwise": sd.depthwise_kernel,
+  "dense": sd.dense_kernel,
+  "vector": sd.vector,
+}
 
 
 @functools.cache
@@ -234,8 +257,9 @@ def expected_shapes() -> dict[str, tuple[int, ...]]:
 
 def _bn_modules() -> list[str]:
   """PyTorch names of the 49 BatchNorm2d modules (1 stem, 47 in blocks, 1 head)."""
-  return sorted({key.rsplit(".", 1)[0] for key in expected_shapes()
-                 if key.endswith(".running_var")})
+  return sorted(
+    {key.rsplit(".", 1)[0] for key in expected_shapes() if key.endswith(".running_var")}
+  )
 
 
 def convert(state: Mapping[str, np.ndarray]) -> dict[str, Any]:
@@ -271,8 +295,8 @@ def convert(state: Mapping[str, np.ndarray]) -> dict[str, Any]:
   return params
 
 
-def forward(weights: Any, x: jax.Array, layers: tuple[str, ...],
-            ops: Ops = STANDARD_OPS
-            ) -> dict[str, jax.Array]:
+def forward(
+  weights: Any, x: jax.Array, layers: tuple[str, ...], ops: Ops = STANDARD_OPS
+) -> dict[str, jax.Array]:
   """Pure forward pass: ``x`` ``(B, H, W, 3)`` in ``[-127/128, 1]`` -> ``{layer: activation}``."""
   return EfficientNetLite0().apply({"params": weights}, x, tuple(layers), ops)

@@ -23,7 +23,8 @@ Tests check each entry against the model's own logits (``tests/test_cam.py``).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 
@@ -38,8 +39,8 @@ def _inceptionv1(weights: Any) -> tuple[str, jax.Array, jax.Array]:
 
 
 HEADS: dict[str, Callable[[Any], tuple[str, jax.Array, jax.Array]]] = {
-    "efficientnet_lite0": _efficientnet_lite0,
-    "inceptionv1": _inceptionv1,
+  "efficientnet_lite0": _efficientnet_lite0,
+  "inceptionv1": _inceptionv1,
 }
 
 

@@ -38,7 +38,8 @@ index.
 from __future__ import annotations
 
 import functools
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -58,15 +59,15 @@ STEM = {"conv2d0": (7, 2, 64), "conv2d1": (1, 1, 64), "conv2d2": (3, 1, 192)}  #
 # name: (in, 1x1, 3x3_bottleneck, 3x3, 5x5_bottleneck, 5x5, pool_reduce), the conv widths of
 # the inception5h graph (identical in lucent's and Captum's ports).
 MIXED = {
-    "mixed3a": (192, 64, 96, 128, 16, 32, 32),
-    "mixed3b": (256, 128, 128, 192, 32, 96, 64),
-    "mixed4a": (480, 192, 96, 204, 16, 48, 64),
-    "mixed4b": (508, 160, 112, 224, 24, 64, 64),
-    "mixed4c": (512, 128, 128, 256, 24, 64, 64),
-    "mixed4d": (512, 112, 144, 288, 32, 64, 64),
-    "mixed4e": (528, 256, 160, 320, 32, 128, 128),
-    "mixed5a": (832, 256, 160, 320, 48, 128, 128),
-    "mixed5b": (832, 384, 192, 384, 48, 128, 128),
+  "mixed3a": (192, 64, 96, 128, 16, 32, 32),
+  "mixed3b": (256, 128, 128, 192, 32, 96, 64),
+  "mixed4a": (480, 192, 96, 204, 16, 48, 64),
+  "mixed4b": (508, 160, 112, 224, 24, 64, 64),
+  "mixed4c": (512, 128, 128, 256, 24, 64, 64),
+  "mixed4d": (512, 112, 144, 288, 32, 64, 64),
+  "mixed4e": (528, 256, 160, 320, 32, 128, 128),
+  "mixed5a": (832, 256, 160, 320, 48, 128, 128),
+  "mixed5b": (832, 384, 192, 384, 48, 128, 128),
 }
 POOL_BEFORE = ("mixed4a", "mixed5a")  # maxpool4 and maxpool10, 3x3 stride 2.
 FINAL_POOL = 7  # avgpool0: 7x7 VALID.
@@ -83,8 +84,7 @@ class Mixed(nn.Module):
   widths: tuple[int, ...]  # A row of MIXED without the input width.
 
   @nn.compact
-  def __call__(self, x: jax.Array, ops: Ops
-               ) -> tuple[jax.Array, jax.Array]:
+  def __call__(self, x: jax.Array, ops: Ops) -> tuple[jax.Array, jax.Array]:
     w = dict(zip(BRANCHES, self.widths))
 
     def conv(name: str, k: int, h: jax.Array) -> jax.Array:
@@ -104,9 +104,9 @@ class InceptionV1(nn.Module):
   """The network; ``__call__`` returns ``{layer: activation}`` for ``layers``."""
 
   @nn.compact
-  def __call__(self, x: jax.Array, layers: tuple[str, ...] = ("logits",),
-               ops: Ops = STANDARD_OPS
-               ) -> dict[str, jax.Array]:
+  def __call__(
+    self, x: jax.Array, layers: tuple[str, ...] = ("logits",), ops: Ops = STANDARD_OPS
+  ) -> dict[str, jax.Array]:
     """Runs the network up to the deepest of ``layers``.
 
     Args:
@@ -155,10 +155,11 @@ def _logits(h: jax.Array, input_shape: tuple[int, ...]) -> jax.Array:
   """
   if min(h.shape[1:3]) < FINAL_POOL:
     raise ValueError(
-        f"InceptionV1 logits need a final map of at least {FINAL_POOL}x{FINAL_POOL} for "
-        f"its 7x7 VALID average pool, i.e. inputs of at least {LOGITS_MIN_SIZE} px "
-        f"(nominal {IMAGE_SIZE}); got {input_shape[1]}x{input_shape[2]}, a "
-        f"{h.shape[1]}x{h.shape[2]} map. Resize the images up, or use a conv layer.")
+      f"InceptionV1 logits need a final map of at least {FINAL_POOL}x{FINAL_POOL} for "
+      f"its 7x7 VALID average pool, i.e. inputs of at least {LOGITS_MIN_SIZE} px "
+      f"(nominal {IMAGE_SIZE}); got {input_shape[1]}x{input_shape[2]}, a "
+      f"{h.shape[1]}x{h.shape[2]} map. Resize the images up, or use a conv layer."
+    )
   pooled = tfl.avg_pool_valid(h, FINAL_POOL).mean(axis=(1, 2))
   return nn.Dense(CLASSES, name="softmax2_pre_activation")(pooled)
 
@@ -173,16 +174,18 @@ def spec() -> fv_model.ModelSpec:
     layers[f"{name}_pre_relu"] = layers[name] = b1 + b3 + b5 + bp
   layers["logits"] = CLASSES
   return fv_model.ModelSpec(
-      name="inceptionv1",
-      value_range=(-117.0, 138.0),
-      value_range_source=("Lucid lucid/modelzoo/other_models/InceptionV1.py "
-                          "image_value_range = (-117, 255-117); lucent preprocess_inceptionv1 "
-                          "x*255 - 117"),
-      image_size=IMAGE_SIZE,
-      channels=3,
-      layers=layers,
-      labels=(),  # ImageNet_alternate.txt (1008 names) is not available offline.
-      min_size=MIN_SIZE,
+    name="inceptionv1",
+    value_range=(-117.0, 138.0),
+    value_range_source=(
+      "Lucid lucid/modelzoo/other_models/InceptionV1.py "
+      "image_value_range = (-117, 255-117); lucent preprocess_inceptionv1 "
+      "x*255 - 117"
+    ),
+    image_size=IMAGE_SIZE,
+    channels=3,
+    layers=layers,
+    labels=(),  # ImageNet_alternate.txt (1008 names) is not available offline.
+    min_size=MIN_SIZE,
   )
 
 
@@ -193,9 +196,14 @@ def _conv_nodes() -> dict[str, tuple[tuple[str, ...], tuple[int, ...]]]:
     nodes[name] = (name,), (features, c_in, k, k)
     c_in = features
   for name, (c_in, b1, r3, b3, r5, b5, bp) in MIXED.items():
-    for branch, shape in (("1x1", (b1, c_in, 1, 1)), ("3x3_bottleneck", (r3, c_in, 1, 1)),
-                          ("3x3", (b3, r3, 3, 3)), ("5x5_bottleneck", (r5, c_in, 1, 1)),
-                          ("5x5", (b5, r5, 5, 5)), ("pool_reduce", (bp, c_in, 1, 1))):
+    for branch, shape in (
+      ("1x1", (b1, c_in, 1, 1)),
+      ("3x3_bottleneck", (r3, c_in, 1, 1)),
+      ("3x3", (b3, r3, 3, 3)),
+      ("5x5_bottleneck", (r5, c_in, 1, 1)),
+      ("5x5", (b5, r5, 5, 5)),
+      ("pool_reduce", (bp, c_in, 1, 1)),
+    ):
       nodes[f"{name}_{branch}"] = (name, branch), shape
   return nodes
 
@@ -237,13 +245,14 @@ def convert(state: Mapping[str, np.ndarray]) -> dict[str, Any]:
     leaf["kernel"] = sd.conv_kernel(state[f"{node}_pre_relu_conv.weight"])
     leaf["bias"] = sd.vector(state[f"{node}_pre_relu_conv.bias"])
   params["softmax2_pre_activation"] = {
-      "kernel": sd.dense_kernel(state["softmax2_pre_activation_matmul.weight"]),
-      "bias": sd.vector(state["softmax2_pre_activation_matmul.bias"])}
+    "kernel": sd.dense_kernel(state["softmax2_pre_activation_matmul.weight"]),
+    "bias": sd.vector(state["softmax2_pre_activation_matmul.bias"]),
+  }
   return params
 
 
-def forward(weights: Any, x: jax.Array, layers: tuple[str, ...],
-            ops: Ops = STANDARD_OPS
-            ) -> dict[str, jax.Array]:
+def forward(
+  weights: Any, x: jax.Array, layers: tuple[str, ...], ops: Ops = STANDARD_OPS
+) -> dict[str, jax.Array]:
   """Pure forward pass: ``x`` ``(B, H, W, 3)`` in ``(-117, 138)`` -> ``{layer: activation}``."""
   return InceptionV1().apply({"params": weights}, x, tuple(layers), ops)

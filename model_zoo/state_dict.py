@@ -24,12 +24,22 @@ linear             ``(out, in)``               ``(in, out)``
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
-__all__ = ("NonFiniteWeightsError", "WeightMismatchError", "check_finite", "check_state_dict",
-           "conv_kernel", "convert_checked", "depthwise_kernel", "dense_kernel", "vector")
+__all__ = (
+  "NonFiniteWeightsError",
+  "WeightMismatchError",
+  "check_finite",
+  "check_state_dict",
+  "conv_kernel",
+  "convert_checked",
+  "depthwise_kernel",
+  "dense_kernel",
+  "vector",
+)
 
 _SHOWN = 5  # How many keys of each kind an error message lists before "and N more".
 
@@ -48,8 +58,9 @@ def _listing(what: str, items: list[str]) -> str:
   return f"{len(items)} {what}: {shown}{more}"
 
 
-def check_state_dict(state: Mapping[str, np.ndarray], expected: Mapping[str, tuple[int, ...]],
-                     model: str) -> None:
+def check_state_dict(
+  state: Mapping[str, np.ndarray], expected: Mapping[str, tuple[int, ...]], model: str
+) -> None:
   """Raises unless ``state`` has exactly the keys and shapes of ``expected``.
 
   Args:
@@ -64,16 +75,25 @@ def check_state_dict(state: Mapping[str, np.ndarray], expected: Mapping[str, tup
   """
   missing = [f"{k} {tuple(expected[k])}" for k in expected if k not in state]
   unexpected = [f"{k} {tuple(np.shape(state[k]))}" for k in state if k not in expected]
-  mismatched = [f"{k} is {tuple(np.shape(state[k]))}, expected {tuple(expected[k])}"
-                for k in expected
-                if k in state and tuple(np.shape(state[k])) != tuple(expected[k])]
-  problems = [_listing(what, items) for what, items in (
-      ("missing keys", missing), ("unexpected keys", unexpected),
-      ("shape mismatches", mismatched)) if items]
+  mismatched = [
+    f"{k} is {tuple(np.shape(state[k]))}, expected {tuple(expected[k])}"
+    for k in expected
+    if k in state and tuple(np.shape(state[k])) != tuple(expected[k])
+  ]
+  problems = [
+    _listing(what, items)
+    for what, items in (
+      ("missing keys", missing),
+      ("unexpected keys", unexpected),
+      ("shape mismatches", mismatched),
+    )
+    if items
+  ]
   if problems:
     raise WeightMismatchError(
-        f"the weights are not a {model} state dict ({len(state)} tensors given, "
-        f"{len(expected)} expected): " + "; ".join(problems))
+      f"the weights are not a {model} state dict ({len(state)} tensors given, "
+      f"{len(expected)} expected): " + "; ".join(problems)
+    )
 
 
 def conv_kernel(weight: np.ndarray) -> np.ndarray:
@@ -123,12 +143,14 @@ def check_finite(weights: Any, model: str) -> None:
         bad.append(f"{path} ({count} of {array.size} values)")
   if bad:
     raise NonFiniteWeightsError(
-        f"the {model} weights hold NaN or inf: {_listing('tensors', bad)}; weights must be "
-        "finite numbers (was the file saved from a training run that diverged?)")
+      f"the {model} weights hold NaN or inf: {_listing('tensors', bad)}; weights must be "
+      "finite numbers (was the file saved from a training run that diverged?)"
+    )
 
 
-def convert_checked(convert: Callable[[Mapping[str, Any]], Any], state: Mapping[str, Any],
-                    model: str) -> Any:
+def convert_checked(
+  convert: Callable[[Mapping[str, Any]], Any], state: Mapping[str, Any], model: str
+) -> Any:
   """``convert(state)``, warning about dtype casts and refusing non-finite results.
 
   Args:
@@ -151,11 +173,17 @@ def convert_checked(convert: Callable[[Mapping[str, Any]], Any], state: Mapping[
     if type(e) is not ValueError:
       raise
     raise WeightMismatchError(f"{model}: {e}") from e
-  casts = [f"{name} ({value.dtype})" for name, value in state.items()
-           if getattr(value, "materialized", True) and np.dtype(getattr(
-               value, "dtype", np.float32)) != np.float32]
+  casts = [
+    f"{name} ({value.dtype})"
+    for name, value in state.items()
+    if getattr(value, "materialized", True)
+    and np.dtype(getattr(value, "dtype", np.float32)) != np.float32
+  ]
   if casts:
-    warnings.warn(f"the {model} weight file's {_listing('tensors', casts)} were cast to "
-                  "float32 by the conversion", stacklevel=2)
+    warnings.warn(
+      f"the {model} weight file's {_listing('tensors', casts)} were cast to "
+      "float32 by the conversion",
+      stacklevel=2,
+    )
   check_finite(weights, model)
   return weights

@@ -19,7 +19,7 @@ gradients as XLA's op, as programs XLA:CPU runs faster (benchmarks/README.md). N
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
@@ -27,8 +27,16 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-__all__ = ("same_padding", "Conv", "depthwise_shifted", "BatchNorm", "max_pool_same",
-           "max_pool_shifted", "avg_pool_valid", "lrn")
+__all__ = (
+  "same_padding",
+  "Conv",
+  "depthwise_shifted",
+  "BatchNorm",
+  "max_pool_same",
+  "max_pool_shifted",
+  "avg_pool_valid",
+  "lrn",
+)
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
@@ -51,8 +59,9 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
   return total // 2, total - total // 2
 
 
-def _same_pads(shape: Sequence[int], window: Sequence[int],
-               strides: Sequence[int]) -> list[tuple[int, int]]:
+def _same_pads(
+  shape: Sequence[int], window: Sequence[int], strides: Sequence[int]
+) -> list[tuple[int, int]]:
   """SAME pads for the H and W axes of an NHWC ``shape``."""
   return [same_padding(n, k, s) for n, k, s in zip(shape[1:3], window, strides)]
 
@@ -86,8 +95,12 @@ class Conv(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     c_in = x.shape[-1]
-    kernel = self.param("kernel", nn.initializers.lecun_normal(),
-                        (*self.kernel_size, c_in // self.groups, self.features), jnp.float32)
+    kernel = self.param(
+      "kernel",
+      nn.initializers.lecun_normal(),
+      (*self.kernel_size, c_in // self.groups, self.features),
+      jnp.float32,
+    )
     pads = _same_pads(x.shape, self.kernel_size, self.strides)
     # Multiply in the kernel's dtype (bfloat16 when the render loop asks for it), accumulate
     # and return float32.
@@ -97,23 +110,37 @@ class Conv(nn.Module):
     elif self.groups == 1 and "conv_flipped_backward" in self.rewrites:
       y = conv_flipped_backward(x, kernel, tuple(self.strides), tuple(map(tuple, pads)))
     else:
-      y = lax.conv_general_dilated(x, kernel, window_strides=self.strides, padding=pads,
-                                   dimension_numbers=_NHWC, feature_group_count=self.groups,
-                                   preferred_element_type=jnp.float32)
+      y = lax.conv_general_dilated(
+        x,
+        kernel,
+        window_strides=self.strides,
+        padding=pads,
+        dimension_numbers=_NHWC,
+        feature_group_count=self.groups,
+        preferred_element_type=jnp.float32,
+      )
     if self.use_bias:
       y = y + self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
     return y
 
 
-def _plain_conv(x: jax.Array, kernel: jax.Array, strides: tuple[int, int],
-                pads: tuple[tuple[int, int], ...]) -> jax.Array:
-  return lax.conv_general_dilated(x, kernel, window_strides=strides, padding=pads,
-                                  dimension_numbers=_NHWC, preferred_element_type=jnp.float32)
+def _plain_conv(
+  x: jax.Array, kernel: jax.Array, strides: tuple[int, int], pads: tuple[tuple[int, int], ...]
+) -> jax.Array:
+  return lax.conv_general_dilated(
+    x,
+    kernel,
+    window_strides=strides,
+    padding=pads,
+    dimension_numbers=_NHWC,
+    preferred_element_type=jnp.float32,
+  )
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def conv_flipped_backward(x: jax.Array, kernel: jax.Array, strides: tuple[int, int],
-                          pads: tuple[tuple[int, int], ...]) -> jax.Array:
+def conv_flipped_backward(
+  x: jax.Array, kernel: jax.Array, strides: tuple[int, int], pads: tuple[tuple[int, int], ...]
+) -> jax.Array:
   """A plain conv (``groups == 1``) whose input gradient is a forward conv on a kernel copy.
 
   The input gradient of a conv is a conv of the output gradient with the kernel
@@ -141,9 +168,15 @@ def _conv_bwd(strides, pads, res, g):
   for n_in, n_out, k, s, (lo, _) in zip(x.shape[1:3], g.shape[1:3], (kh, kw), strides, pads):
     before = k - 1 - lo
     t_pads.append((before, n_in + k - 1 - (1 + s * (n_out - 1)) - before))
-  dx = lax.conv_general_dilated(g.astype(flipped.dtype), flipped, window_strides=(1, 1),
-                                padding=t_pads, lhs_dilation=strides, dimension_numbers=_NHWC,
-                                preferred_element_type=jnp.float32)
+  dx = lax.conv_general_dilated(
+    g.astype(flipped.dtype),
+    flipped,
+    window_strides=(1, 1),
+    padding=t_pads,
+    lhs_dilation=strides,
+    dimension_numbers=_NHWC,
+    preferred_element_type=jnp.float32,
+  )
   _, kernel_vjp = jax.vjp(lambda k: _plain_conv(x, k, strides, pads), kernel)
   (dk,) = kernel_vjp(g)
   return dx.astype(x.dtype), dk
@@ -152,8 +185,9 @@ def _conv_bwd(strides, pads, res, g):
 conv_flipped_backward.defvjp(_conv_fwd, _conv_bwd)
 
 
-def depthwise_shifted(x: jax.Array, kernel: jax.Array, strides: tuple[int, int],
-                      pads: Sequence[tuple[int, int]]) -> jax.Array:
+def depthwise_shifted(
+  x: jax.Array, kernel: jax.Array, strides: tuple[int, int], pads: Sequence[tuple[int, int]]
+) -> jax.Array:
   """Depthwise conv as a sum of ``kh * kw`` shifted, strided, per-channel products.
 
   ``y[b, i, j, c] = sum_{u, v} xp[b, i * sh + u, j * sw + v, c] * kernel[u, v, 0, c]`` with
@@ -176,9 +210,12 @@ def depthwise_shifted(x: jax.Array, kernel: jax.Array, strides: tuple[int, int],
   y = None
   for u in range(kh):
     for v in range(kw):
-      window = lax.slice(xp, (0, u, v, 0),
-                         (xp.shape[0], u + (oh - 1) * sh + 1, v + (ow - 1) * sw + 1, xp.shape[3]),
-                         (1, sh, sw, 1))
+      window = lax.slice(
+        xp,
+        (0, u, v, 0),
+        (xp.shape[0], u + (oh - 1) * sh + 1, v + (ow - 1) * sw + 1, xp.shape[3]),
+        (1, sh, sw, 1),
+      )
       term = window.astype(jnp.float32) * kernel[u, v, 0].astype(jnp.float32)
       y = term if y is None else y + term
   return y
@@ -209,8 +246,9 @@ class BatchNorm(nn.Module):
     return (x - mean) * (scale * lax.rsqrt(var + float(self.eps))) + bias
 
 
-def max_pool_same(x: jax.Array, window: int, stride: int,
-                  rewrites: frozenset[str] = frozenset()) -> jax.Array:
+def max_pool_same(
+  x: jax.Array, window: int, stride: int, rewrites: frozenset[str] = frozenset()
+) -> jax.Array:
   """``window x window`` max pool, TF SAME padding, padded with ``-inf``.
 
   Padding with ``-inf`` (TF's behaviour, not zeros) means a border pixel is never
@@ -228,8 +266,9 @@ def max_pool_same(x: jax.Array, window: int, stride: int,
   pads = _same_pads(x.shape, (window, window), (stride, stride))
   # A concrete (NumPy) init value lets JAX recognise a max pool, which it can differentiate.
   neg_inf = np.array(-np.inf, x.dtype)
-  return lax.reduce_window(x, neg_inf, lax.max, (1, window, window, 1),
-                           (1, stride, stride, 1), [(0, 0), *pads, (0, 0)])
+  return lax.reduce_window(
+    x, neg_inf, lax.max, (1, window, window, 1), (1, stride, stride, 1), [(0, 0), *pads, (0, 0)]
+  )
 
 
 def _pool_taps(x: jax.Array, window: int, stride: int) -> list[jax.Array]:
@@ -239,9 +278,16 @@ def _pool_taps(x: jax.Array, window: int, stride: int) -> list[jax.Array]:
   xp = jnp.pad(x, [(0, 0), *pads, (0, 0)], constant_values=-jnp.inf)
   n, h, w, c = x.shape
   oh, ow = -(-h // stride), -(-w // stride)
-  return [lax.slice(xp, (0, u, v, 0), (n, u + (oh - 1) * stride + 1, v + (ow - 1) * stride + 1,
-                                       c), (1, stride, stride, 1))
-          for u in range(window) for v in range(window)]
+  return [
+    lax.slice(
+      xp,
+      (0, u, v, 0),
+      (n, u + (oh - 1) * stride + 1, v + (ow - 1) * stride + 1, c),
+      (1, stride, stride, 1),
+    )
+    for u in range(window)
+    for v in range(window)
+  ]
 
 
 def _untap_pads(shape: Sequence[int], window: int, stride: int) -> list[list[tuple[int, ...]]]:
@@ -316,13 +362,15 @@ def avg_pool_valid(x: jax.Array, window: int, stride: int = 1) -> jax.Array:
   ``H < window``, which callers must rule out.
   """
   zero = np.array(0, x.dtype)  # Concrete, as in max_pool_same: a differentiable window sum.
-  summed = lax.reduce_window(x, zero, lax.add, (1, window, window, 1), (1, stride, stride, 1),
-                             "VALID")
+  summed = lax.reduce_window(
+    x, zero, lax.add, (1, window, window, 1), (1, stride, stride, 1), "VALID"
+  )
   return summed / float(window * window)
 
 
-def lrn(x: jax.Array, depth_radius: int = 5, bias: float = 2.0, alpha: float = 1e-4,
-        beta: float = 0.5) -> jax.Array:
+def lrn(
+  x: jax.Array, depth_radius: int = 5, bias: float = 2.0, alpha: float = 1e-4, beta: float = 0.5
+) -> jax.Array:
   """Local response normalization across channels, ``tf.nn.lrn``'s formula.
 
   ``y[..., c] = x[..., c] / (bias + alpha * sum(x[..., c'] ** 2)) ** beta`` where ``c'``
@@ -335,11 +383,16 @@ def lrn(x: jax.Array, depth_radius: int = 5, bias: float = 2.0, alpha: float = 1
   """
   window = 2 * depth_radius + 1
   zero = np.array(0, x.dtype)  # Concrete, as in max_pool_same: a differentiable window sum.
-  squares = lax.reduce_window(x * x, zero, lax.add, (1, 1, 1, window), (1, 1, 1, 1),
-                              [(0, 0), (0, 0), (0, 0), (depth_radius, depth_radius)])
+  squares = lax.reduce_window(
+    x * x,
+    zero,
+    lax.add,
+    (1, 1, 1, window),
+    (1, 1, 1, 1),
+    [(0, 0), (0, 0), (0, 0), (depth_radius, depth_radius)],
+  )
   # Python floats are weakly typed: they keep the input's dtype (float32, or bfloat16).
   norm = float(bias) + float(alpha) * squares
   if beta == 0.5:  # InceptionV1's value: rsqrt, and its derivative, cost less than pow's exp/log
     return x * lax.rsqrt(norm)
   return x * norm ** float(-beta)
-

@@ -58,8 +58,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CheckpointError", "ExpansionError", "LazyTensor", "UnsafeCheckpointError",
-           "WeightDtypeError", "load_npz", "load_state_dict"]
+__all__ = [
+  "CheckpointError",
+  "ExpansionError",
+  "LazyTensor",
+  "UnsafeCheckpointError",
+  "WeightDtypeError",
+  "load_npz",
+  "load_state_dict",
+]
 
 # torch/serialization.py: MAGIC_NUMBER and PROTOCOL_VERSION of the legacy layout.
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
@@ -105,12 +112,19 @@ class _StorageType:
 
 # The storage classes torch pickles (torch/storage.py, `_LegacyStorage` subclasses).
 _STORAGE_TYPES = {
-    name: _StorageType(name, dtype) for name, dtype in [
-        ("DoubleStorage", "<f8"), ("FloatStorage", "<f4"), ("HalfStorage", "<f2"),
-        ("BFloat16Storage", "bfloat16"), ("LongStorage", "<i8"), ("IntStorage", "<i4"),
-        ("ShortStorage", "<i2"), ("CharStorage", "i1"), ("ByteStorage", "u1"),
-        ("BoolStorage", "?"),
-    ]
+  name: _StorageType(name, dtype)
+  for name, dtype in [
+    ("DoubleStorage", "<f8"),
+    ("FloatStorage", "<f4"),
+    ("HalfStorage", "<f2"),
+    ("BFloat16Storage", "bfloat16"),
+    ("LongStorage", "<i8"),
+    ("IntStorage", "<i4"),
+    ("ShortStorage", "<i2"),
+    ("CharStorage", "i1"),
+    ("ByteStorage", "u1"),
+    ("BoolStorage", "?"),
+  ]
 }
 
 
@@ -140,13 +154,15 @@ def _rebuild_tensor(storage, storage_offset, size, stride):
     raise CheckpointError(f"a tensor's storage is a {type(storage).__name__}, not a storage")
   ints = [storage_offset, *size, *stride]
   if not all(type(v) is int for v in ints) or len(size) != len(stride):
-    raise CheckpointError(f"bad tensor geometry: offset {storage_offset!r}, size {size!r}, "
-                          f"stride {stride!r}")
+    raise CheckpointError(
+      f"bad tensor geometry: offset {storage_offset!r}, size {size!r}, stride {stride!r}"
+    )
   return _TensorRef(storage, storage_offset, tuple(size), tuple(stride))
 
 
-def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False,
-                       backward_hooks=None, metadata=None):
+def _rebuild_tensor_v2(
+  storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None
+):
   """Stand-in for ``torch._utils._rebuild_tensor_v2``; autograd fields are dropped."""
   del requires_grad, backward_hooks, metadata
   return _rebuild_tensor(storage, storage_offset, size, stride)
@@ -160,11 +176,11 @@ def _rebuild_parameter(data, requires_grad=False, backward_hooks=None):
 
 # Every global a tensor checkpoint may name, and what we hand back instead.
 _ALLOWED: dict[tuple[str, str], Any] = {
-    ("collections", "OrderedDict"): collections.OrderedDict,
-    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
-    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-    **{("torch", name): kind for name, kind in _STORAGE_TYPES.items()},
+  ("collections", "OrderedDict"): collections.OrderedDict,
+  ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
+  ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
+  ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+  **{("torch", name): kind for name, kind in _STORAGE_TYPES.items()},
 }
 
 
@@ -185,14 +201,17 @@ class _Unpickler(pickle.Unpickler):
       return _ALLOWED[(module, name)]
     except KeyError:
       raise UnsafeCheckpointError(
-          f"{self._where}: refusing to load global {module}.{name}: a tensor state_dict "
-          f"never needs it, and unpickling it could run code (nothing was executed). Allowed: "
-          f"{', '.join(sorted(f'{m}.{n}' for m, n in _ALLOWED))}") from None
+        f"{self._where}: refusing to load global {module}.{name}: a tensor state_dict "
+        f"never needs it, and unpickling it could run code (nothing was executed). Allowed: "
+        f"{', '.join(sorted(f'{m}.{n}' for m, n in _ALLOWED))}"
+      ) from None
 
   def persistent_load(self, pid):
     if not (isinstance(pid, tuple) and pid and pid[0] == "storage" and len(pid) in (5, 6)):
-      raise CheckpointError(f"{self._where}: unsupported persistent id {pid!r:.200} "
-                            "(only tensor storages are supported: is this a pickled module?)")
+      raise CheckpointError(
+        f"{self._where}: unsupported persistent id {pid!r:.200} "
+        "(only tensor storages are supported: is this a pickled module?)"
+      )
     kind, key, numel = pid[1], pid[2], pid[4]
     view = pid[5] if len(pid) == 6 else None
     if not isinstance(kind, _StorageType) or type(key) is not str or type(numel) is not int:
@@ -214,6 +233,7 @@ def _unpickle(stream: io.BytesIO, where: str, storages: dict) -> Any:
 def _dtype(kind: _StorageType, little_endian: bool) -> np.dtype:
   if kind.dtype == "bfloat16":
     import ml_dtypes  # A jax dependency; NumPy itself has no bfloat16.
+
     return np.dtype(ml_dtypes.bfloat16)
   dtype = np.dtype(kind.dtype)
   return dtype if little_endian else dtype.newbyteorder(">")
@@ -232,30 +252,34 @@ class _Budget:
   def inflate(self, nbytes: int, what: str) -> None:
     if nbytes > self.inflate_left:
       raise ExpansionError(
-          f"{self.where}: {what} would inflate to {nbytes} bytes, past what a file of "
-          f"{self.file_size} bytes may expand to ({EXPANSION_FACTOR}x its size + "
-          f"{EXPANSION_SLACK >> 20} MiB in all): refusing a zip bomb")
+        f"{self.where}: {what} would inflate to {nbytes} bytes, past what a file of "
+        f"{self.file_size} bytes may expand to ({EXPANSION_FACTOR}x its size + "
+        f"{EXPANSION_SLACK >> 20} MiB in all): refusing a zip bomb"
+      )
     self.inflate_left -= nbytes
 
   def tensor(self, nbytes: int, name: str, shape: tuple[int, ...]) -> None:
     limit = ALIAS_FACTOR * self.storage_bytes + ALIAS_SLACK
     if self.tensor_bytes + nbytes > limit:
       raise ExpansionError(
-          f"{self.where}: tensor {name!r} {shape} would take the tensors to "
-          f"{self.tensor_bytes + nbytes} bytes, but their storages hold {self.storage_bytes}: "
-          f"tensors may hold at most {ALIAS_FACTOR}x their storages' bytes + "
-          f"{ALIAS_SLACK >> 20} MiB, so stride-0 views and many tensors on one storage are "
-          "refused")
+        f"{self.where}: tensor {name!r} {shape} would take the tensors to "
+        f"{self.tensor_bytes + nbytes} bytes, but their storages hold {self.storage_bytes}: "
+        f"tensors may hold at most {ALIAS_FACTOR}x their storages' bytes + "
+        f"{ALIAS_SLACK >> 20} MiB, so stride-0 views and many tensors on one storage are "
+        "refused"
+      )
     self.tensor_bytes += nbytes
 
 
-def _read_member(archive: zipfile.ZipFile, name: str, nbytes: int, budget: _Budget,
-                 skip: int = 0) -> memoryview:
+def _read_member(
+  archive: zipfile.ZipFile, name: str, nbytes: int, budget: _Budget, skip: int = 0
+) -> memoryview:
   """Bytes ``skip .. skip + nbytes`` of member ``name``, inflated :data:`CHUNK` at a time."""
   info = archive.getinfo(name)
   if skip + nbytes > info.file_size:
-    raise CheckpointError(f"{budget.where}: member {name!r} holds {info.file_size} bytes, "
-                          f"{skip + nbytes} needed")
+    raise CheckpointError(
+      f"{budget.where}: member {name!r} holds {info.file_size} bytes, {skip + nbytes} needed"
+    )
   budget.inflate(skip + nbytes, f"member {name!r}")
   out = bytearray(nbytes)
   view = memoryview(out)
@@ -265,7 +289,7 @@ def _read_member(archive: zipfile.ZipFile, name: str, nbytes: int, budget: _Budg
       skip = skip - got if got else 0
     done = 0
     while done < nbytes:
-      got = f.readinto(view[done:done + CHUNK])
+      got = f.readinto(view[done : done + CHUNK])
       if not got:
         raise CheckpointError(f"{budget.where}: member {name!r} ends after {done} bytes")
       done += got
@@ -314,8 +338,9 @@ class LazyTensor:
     dtype = np.dtype(dtype)
     if self.dtype.kind not in "fiub" or (self.dtype.kind == "c") != (dtype.kind == "c"):
       raise WeightDtypeError(
-          f"tensor {self.name!r} is {self.dtype}, which cannot be a weight cast to {dtype}: "
-          "weights are real numbers (float16, bfloat16, float32, float64, or integers)")
+        f"tensor {self.name!r} is {self.dtype}, which cannot be a weight cast to {dtype}: "
+        "weights are real numbers (float16, bfloat16, float32, float64, or integers)"
+      )
     self.cast = dtype
     return self._array.astype(dtype)
 
@@ -325,22 +350,29 @@ def _read_zip(data: bytes, where: str, budget: _Budget):
   archive = zipfile.ZipFile(io.BytesIO(data))
   pickles = [n for n in archive.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
   if len(pickles) != 1:
-    raise CheckpointError(f"{where}: a zip archive but not a PyTorch checkpoint: expected one "
-                          f"<folder>/data.pkl, found {pickles or 'none'}")
-  top = pickles[0][:-len("data.pkl")]
+    raise CheckpointError(
+      f"{where}: a zip archive but not a PyTorch checkpoint: expected one "
+      f"<folder>/data.pkl, found {pickles or 'none'}"
+    )
+  top = pickles[0][: -len("data.pkl")]
   names = set(archive.namelist())
   little = True
   if top + "byteorder" in names:
     size = min(archive.getinfo(top + "byteorder").file_size, 16)
-    order = bytes(_read_member(archive, top + "byteorder", size, budget)).decode(
-        "ascii", "replace").strip()
+    order = (
+      bytes(_read_member(archive, top + "byteorder", size, budget))
+      .decode("ascii", "replace")
+      .strip()
+    )
     if order not in ("little", "big"):
       raise CheckpointError(f"{where}: unknown byteorder record {order!r}")
     little = order == "little"
   info = archive.getinfo(pickles[0])
   if info.file_size > MAX_PICKLE:
-    raise ExpansionError(f"{where}: {pickles[0]} inflates to {info.file_size} bytes; a "
-                         f"state_dict's pickle is at most {MAX_PICKLE >> 20} MiB")
+    raise ExpansionError(
+      f"{where}: {pickles[0]} inflates to {info.file_size} bytes; a "
+      f"state_dict's pickle is at most {MAX_PICKLE >> 20} MiB"
+    )
   storages: dict[str, tuple[_StorageType, int]] = {}
   pickled = _read_member(archive, pickles[0], info.file_size, budget)
   obj = _unpickle(io.BytesIO(pickled), where, storages)
@@ -353,8 +385,9 @@ def _read_zip(data: bytes, where: str, budget: _Budget):
     dtype = _dtype(kind, little)
     held = archive.getinfo(record).file_size
     if numel < 0 or held < numel * dtype.itemsize:
-      raise CheckpointError(f"{where}: storage {record!r} holds {held} bytes, "
-                            f"expected {numel} x {dtype.itemsize}")
+      raise CheckpointError(
+        f"{where}: storage {record!r} holds {held} bytes, expected {numel} x {dtype.itemsize}"
+      )
     budget.storage_bytes += numel * dtype.itemsize
 
     def read(record=record, dtype=dtype, numel=numel):
@@ -376,12 +409,15 @@ def _read_legacy(data: bytes, where: str, budget: _Budget):
   except Exception:  # noqa: BLE001 - any failure to read it means "no magic number".
     magic = None
   if magic != _LEGACY_MAGIC:
-    raise CheckpointError(f"{where}: not a PyTorch checkpoint: neither a zip archive nor the "
-                          "legacy layout (its magic number is missing)")
+    raise CheckpointError(
+      f"{where}: not a PyTorch checkpoint: neither a zip archive nor the "
+      "legacy layout (its magic number is missing)"
+    )
   protocol = _unpickle(stream, where, unused)
   if protocol != _LEGACY_PROTOCOL:
-    raise CheckpointError(f"{where}: legacy protocol version {protocol!r}, expected "
-                          f"{_LEGACY_PROTOCOL}")
+    raise CheckpointError(
+      f"{where}: legacy protocol version {protocol!r}, expected {_LEGACY_PROTOCOL}"
+    )
   sys_info = _unpickle(stream, where, unused)
   if not isinstance(sys_info, dict):
     raise CheckpointError(f"{where}: legacy sys_info is a {type(sys_info).__name__}, not a dict")
@@ -390,8 +426,9 @@ def _read_legacy(data: bytes, where: str, budget: _Budget):
   obj = _unpickle(stream, where, storages)
   keys = _unpickle(stream, where, unused)
   if not isinstance(keys, list) or set(keys) != set(storages):
-    raise CheckpointError(f"{where}: the legacy storage key list does not match the storages "
-                          "the tensors use")
+    raise CheckpointError(
+      f"{where}: the legacy storage key list does not match the storages the tensors use"
+    )
   roots = {}
   for key in keys:
     kind, numel = storages[key]
@@ -401,11 +438,13 @@ def _read_legacy(data: bytes, where: str, budget: _Budget):
     count = int.from_bytes(header, "little" if little else "big", signed=True)
     end = start + 8 + numel * dtype.itemsize
     if len(header) < 8 or numel < 0 or end > len(data):
-      raise CheckpointError(f"{where}: truncated: storage {key!r} needs bytes {start}-{end}, "
-                            f"the file has {len(data)}")
+      raise CheckpointError(
+        f"{where}: truncated: storage {key!r} needs bytes {start}-{end}, the file has {len(data)}"
+      )
     if count != numel:
-      raise CheckpointError(f"{where}: storage {key!r} holds {count} elements, its tensors "
-                            f"declare {numel}")
+      raise CheckpointError(
+        f"{where}: storage {key!r} holds {count} elements, its tensors declare {numel}"
+      )
     budget.storage_bytes += numel * dtype.itemsize
     array = np.frombuffer(data, dtype, count=numel, offset=start + 8)  # a view: no expansion
     roots[key] = lambda array=array: array
@@ -418,16 +457,20 @@ def _materialize(ref: _TensorRef, roots: dict, cache: dict, budget: _Budget, nam
   within the file's budget (:class:`_Budget`)."""
   where = budget.where
   storage = ref.storage
-  bad = (f"{where}: tensor {name!r} has a negative size, stride or offset, or a storage view "
-         "past its storage's end")
+  bad = (
+    f"{where}: tensor {name!r} has a negative size, stride or offset, or a storage view "
+    "past its storage's end"
+  )
   if min((storage.offset, storage.numel, ref.offset, *ref.size, *ref.stride), default=0) < 0:
     raise CheckpointError(bad)
   if 0 not in ref.size:
     last = ref.offset + sum((n - 1) * s for n, s in zip(ref.size, ref.stride))
     if last >= storage.numel:
-      raise CheckpointError(f"{where}: tensor {name!r} (offset {ref.offset}, size {ref.size}, "
-                            f"stride {ref.stride}) reaches element {last} of a storage of "
-                            f"{storage.numel}")
+      raise CheckpointError(
+        f"{where}: tensor {name!r} (offset {ref.offset}, size {ref.size}, "
+        f"stride {ref.stride}) reaches element {last} of a storage of "
+        f"{storage.numel}"
+      )
     # Bounded before anything is inflated or copied.
     budget.tensor(_size(ref.size) * _dtype(storage.type, True).itemsize, name, ref.size)
   if storage.key not in cache:
@@ -437,23 +480,27 @@ def _materialize(ref: _TensorRef, roots: dict, cache: dict, budget: _Budget, nam
     raise CheckpointError(bad)
   if 0 in ref.size:
     return np.zeros(ref.size, root.dtype.newbyteorder("="))
-  base = root[storage.offset + ref.offset:]
+  base = root[storage.offset + ref.offset :]
   itemsize = root.dtype.itemsize
   view = np.lib.stride_tricks.as_strided(
-      base, shape=ref.size, strides=[s * itemsize for s in ref.stride], writeable=False)
+    base, shape=ref.size, strides=[s * itemsize for s in ref.stride], writeable=False
+  )
   return np.array(view, dtype=root.dtype.newbyteorder("="), order="C")  # A copy: owned, writable.
 
 
 def _guarded(where: str, what: str, read):
   """``read`` with every failure but ours turned into a :class:`CheckpointError`."""
+
   def call():
     try:
       return read()
     except CheckpointError:
       raise
     except Exception as e:  # Any failure to parse arbitrary bytes means a damaged file.
-      raise CheckpointError(f"{where}: truncated or corrupt {what} "
-                            f"({type(e).__name__}: {e})") from e
+      raise CheckpointError(
+        f"{where}: truncated or corrupt {what} ({type(e).__name__}: {e})"
+      ) from e
+
   return call
 
 
@@ -466,18 +513,24 @@ def _parse(data: bytes, where: str) -> dict[str, LazyTensor]:
   else:
     obj, roots = _read_legacy(data, where, budget)
   if not isinstance(obj, dict):
-    raise CheckpointError(f"{where}: holds a {type(obj).__name__}, not a state_dict "
-                          "(a dict of tensors)")
+    raise CheckpointError(
+      f"{where}: holds a {type(obj).__name__}, not a state_dict (a dict of tensors)"
+    )
   state, cache = {}, {}
   for name, value in obj.items():
     if type(name) is not str or not isinstance(value, _TensorRef):
-      raise CheckpointError(f"{where}: entry {name!r:.100} is a {type(value).__name__}, not a "
-                            "tensor; expected a state_dict (a dict of name -> tensor)")
+      raise CheckpointError(
+        f"{where}: entry {name!r:.100} is a {type(value).__name__}, not a "
+        "tensor; expected a state_dict (a dict of name -> tensor)"
+      )
     if value.storage.key not in roots:
       raise CheckpointError(f"{where}: tensor {name!r} views an unknown storage")
     dtype = _dtype(value.storage.type, True)  # LazyTensor reports native byte order
-    read = _guarded(where, "PyTorch checkpoint",
-                    lambda ref=value, name=name: _materialize(ref, roots, cache, budget, name))
+    read = _guarded(
+      where,
+      "PyTorch checkpoint",
+      lambda ref=value, name=name: _materialize(ref, roots, cache, budget, name),
+    )
     state[name] = LazyTensor(name, value.size, dtype, read)
   return state
 
@@ -487,8 +540,9 @@ def _read_file(path: str | os.PathLike) -> bytes:
     return f.read()
 
 
-def load_state_dict(path: str | os.PathLike, *, lazy: bool = False
-                    ) -> dict[str, np.ndarray] | dict[str, LazyTensor]:
+def load_state_dict(
+  path: str | os.PathLike, *, lazy: bool = False
+) -> dict[str, np.ndarray] | dict[str, LazyTensor]:
   """Reads a PyTorch ``state_dict`` file (zip or legacy layout) into NumPy arrays.
 
   Args:
@@ -512,8 +566,9 @@ def load_state_dict(path: str | os.PathLike, *, lazy: bool = False
   return state if lazy else {name: np.asarray(t) for name, t in state.items()}
 
 
-def load_npz(path: str | os.PathLike, *, lazy: bool = False
-             ) -> dict[str, np.ndarray] | dict[str, LazyTensor]:
+def load_npz(
+  path: str | os.PathLike, *, lazy: bool = False
+) -> dict[str, np.ndarray] | dict[str, LazyTensor]:
   """Reads an ``np.savez`` file like ``np.load(path, allow_pickle=False)``, bounded.
 
   Only the ``.npy`` headers are read up front; each array's bytes are inflated in
@@ -536,27 +591,34 @@ def load_npz(path: str | os.PathLike, *, lazy: bool = False
         raise CheckpointError(f"{where}: member {info.filename!r} is not an .npy array")
       with archive.open(info) as f:
         version = np.lib.format.read_magic(f)
-        header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                  else np.lib.format.read_array_header_2_0)
+        header = (
+          np.lib.format.read_array_header_1_0
+          if version == (1, 0)
+          else np.lib.format.read_array_header_2_0
+        )
         shape, fortran, dtype = header(f, max_header_size=10_000)
         offset = f.tell()
       if dtype.hasobject:
-        raise CheckpointError(f"{where}: {info.filename!r} is an object array; object arrays "
-                              "cannot be loaded when allow_pickle=False (they would unpickle)")
+        raise CheckpointError(
+          f"{where}: {info.filename!r} is an object array; object arrays "
+          "cannot be loaded when allow_pickle=False (they would unpickle)"
+        )
       nbytes = _size(shape) * dtype.itemsize
       if offset + nbytes > info.file_size:
-        raise CheckpointError(f"{where}: {info.filename!r} declares {shape} {dtype} "
-                              f"({nbytes} bytes) but holds {info.file_size - offset}")
+        raise CheckpointError(
+          f"{where}: {info.filename!r} declares {shape} {dtype} "
+          f"({nbytes} bytes) but holds {info.file_size - offset}"
+        )
       budget.storage_bytes += nbytes
 
-      def read(info=info, shape=shape, fortran=fortran, dtype=dtype, offset=offset,
-               nbytes=nbytes):
+      def read(info=info, shape=shape, fortran=fortran, dtype=dtype, offset=offset, nbytes=nbytes):
         raw = _read_member(archive, info.filename, nbytes, budget, skip=offset)
         array = np.frombuffer(raw, dtype, count=_size(shape)).reshape(
-            shape, order="F" if fortran else "C")
+          shape, order="F" if fortran else "C"
+        )
         return np.ascontiguousarray(array, dtype.newbyteorder("="))
 
-      name = info.filename[:-len(".npy")]
+      name = info.filename[: -len(".npy")]
       state[name] = LazyTensor(name, shape, dtype, _guarded(where, ".npz", read))
     return state
 

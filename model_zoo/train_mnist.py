@@ -36,7 +36,8 @@ import platform
 import sys
 import tempfile
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import flax
 import jax
@@ -44,8 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from featviz import model as fv_model
-from featviz.nonlin import STANDARD_OPS, Ops
+from featviz.nonlin import STANDARD_OPS
 from featviz.zoo import mnist_cnn
 
 PIXEL_MAX = 255.0  # uint8 pixels; the network sees pixel / 255 (mnist_cnn.spec().value_range).
@@ -67,8 +67,10 @@ def load_mnist(path: str | os.PathLike) -> dict[str, np.ndarray]:
   """Reads ``mnist.npz``: images ``(N, 28, 28, 1)`` uint8, labels ``(N,)`` int32."""
   with np.load(path) as f:
     return {
-        "x_train": f["x_train"][..., None], "y_train": f["y_train"].astype(np.int32),
-        "x_test": f["x_test"][..., None], "y_test": f["y_test"].astype(np.int32),
+      "x_train": f["x_train"][..., None],
+      "y_train": f["y_train"].astype(np.int32),
+      "x_test": f["x_test"][..., None],
+      "y_test": f["y_test"].astype(np.int32),
     }
 
 
@@ -89,6 +91,7 @@ def shift_images(key: jax.Array, x: jax.Array, max_shift: int) -> jax.Array:
   pad = ((0, 0), (max_shift, max_shift), (max_shift, max_shift), (0, 0))
   padded = jnp.pad(x, pad)
   corners = jax.random.randint(key, (b, 2), 0, 2 * max_shift + 1)
+
   def cut(img, yx):
     return jax.lax.dynamic_slice(img, (yx[0], yx[1], 0), (h, w, c))
 
@@ -144,12 +147,13 @@ def _eval_batch(params: Any, pixels: jax.Array, labels: jax.Array) -> tuple[jax.
   return loss * labels.shape[0], jnp.sum(jnp.argmax(logits, -1) == labels)
 
 
-def evaluate(params: Any, pixels: np.ndarray, labels: np.ndarray,
-             batch_size: int) -> tuple[float, float]:
+def evaluate(
+  params: Any, pixels: np.ndarray, labels: np.ndarray, batch_size: int
+) -> tuple[float, float]:
   """Mean loss and accuracy over a whole set, in batches (a last short batch compiles once more)."""
   total_loss, total_correct = 0.0, 0
   for i in range(0, len(labels), batch_size):
-    loss, correct = _eval_batch(params, pixels[i:i + batch_size], labels[i:i + batch_size])
+    loss, correct = _eval_batch(params, pixels[i : i + batch_size], labels[i : i + batch_size])
     total_loss += float(loss)
     total_correct += int(correct)
   return total_loss / len(labels), total_correct / len(labels)
@@ -183,8 +187,9 @@ def _sha256(path: str | os.PathLike) -> str:
   return digest.hexdigest()
 
 
-def train(config: TrainConfig, data: dict[str, np.ndarray],
-          log: Callable[[str], None] = print) -> tuple[Any, list[dict[str, float]]]:
+def train(
+  config: TrainConfig, data: dict[str, np.ndarray], log: Callable[[str], None] = print
+) -> tuple[Any, list[dict[str, float]]]:
   """Trains from scratch; returns the params and one history row per epoch."""
   init_key, shuffle_key, shift_key = jax.random.split(jax.random.key(config.seed), 3)
   n = len(data["y_train"])
@@ -200,23 +205,35 @@ def train(config: TrainConfig, data: dict[str, np.ndarray],
     epoch_key = jax.random.fold_in(shift_key, epoch)
     losses, corrects = [], []
     for i in range(steps_per_epoch):
-      idx = order[i * config.batch_size:(i + 1) * config.batch_size]
+      idx = order[i * config.batch_size : (i + 1) * config.batch_size]
       params, opt_state, loss, correct = step(
-          params, opt_state, jax.random.fold_in(epoch_key, i),
-          data["x_train"][idx], data["y_train"][idx])
+        params,
+        opt_state,
+        jax.random.fold_in(epoch_key, i),
+        data["x_train"][idx],
+        data["y_train"][idx],
+      )
       losses.append(loss)
       corrects.append(correct)
     train_loss = float(jnp.mean(jnp.stack(losses)))
     train_acc = int(jnp.sum(jnp.stack(corrects))) / (steps_per_epoch * config.batch_size)
     seconds = time.perf_counter() - start
     test_loss, test_acc = evaluate(params, data["x_test"], data["y_test"], config.eval_batch_size)
-    row = {"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": train_acc,
-           "test_loss": test_loss, "test_accuracy": test_acc, "train_seconds": seconds,
-           "examples_per_second": steps_per_epoch * config.batch_size / seconds}
+    row = {
+      "epoch": epoch + 1,
+      "train_loss": train_loss,
+      "train_accuracy": train_acc,
+      "test_loss": test_loss,
+      "test_accuracy": test_acc,
+      "train_seconds": seconds,
+      "examples_per_second": steps_per_epoch * config.batch_size / seconds,
+    }
     history.append(row)
-    log(f"epoch {epoch + 1}/{config.epochs}  loss {train_loss:.4f}  "
-        f"train acc {100 * train_acc:.2f}% (shifted)  test acc {100 * test_acc:.2f}%  "
-        f"{row['examples_per_second']:.0f} examples/s  ({seconds:.0f} s)")
+    log(
+      f"epoch {epoch + 1}/{config.epochs}  loss {train_loss:.4f}  "
+      f"train acc {100 * train_acc:.2f}% (shifted)  test acc {100 * test_acc:.2f}%  "
+      f"{row['examples_per_second']:.0f} examples/s  ({seconds:.0f} s)"
+    )
   return params, history
 
 
@@ -239,32 +256,50 @@ def main(argv: list[str] | None = None) -> None:
   state = state_dict(params)
   _write_atomic(out, lambda f: np.savez(f, **state), "wb")
   record = {
-      "model": "mnist_cnn",
-      "command": "python -m featviz.zoo.train_mnist " + " ".join(sys.argv[1:] if argv is None
-                                                                 else argv),
-      "data": {"file": pathlib.Path(args.data).name, "sha256": _sha256(args.data),
-               "train_examples": len(data["y_train"]), "test_examples": len(data["y_test"])},
-      "seed": config.seed,
-      "epochs": config.epochs,
-      "hyperparameters": {
-          **dataclasses.asdict(config), "optimizer": "adam (b1 0.9, b2 0.999, eps 1e-8)",
-          "schedule": "cosine decay from learning_rate to 0 over all steps",
-          "augmentation": "random integer shift in [-max_shift, max_shift] px per axis, zero fill",
-          "input": "uint8 pixel / 255"},
-      "test_accuracy": history[-1]["test_accuracy"],
-      "test_loss": history[-1]["test_loss"],
-      "history": history,
-      "wall_time_seconds": wall,
-      "weights": {"file": out.name, "sha256": _sha256(out), "bytes": out.stat().st_size,
-                  "parameters": int(sum(v.size for v in state.values())), "dtype": "float32"},
-      "versions": {"python": platform.python_version(), "jax": jax.__version__,
-                   "flax": flax.__version__, "optax": optax.__version__, "numpy": np.__version__},
-      "device": {"platform": jax.devices()[0].platform, "cpu_count": os.cpu_count()},
+    "model": "mnist_cnn",
+    "command": "python -m featviz.zoo.train_mnist "
+    + " ".join(sys.argv[1:] if argv is None else argv),
+    "data": {
+      "file": pathlib.Path(args.data).name,
+      "sha256": _sha256(args.data),
+      "train_examples": len(data["y_train"]),
+      "test_examples": len(data["y_test"]),
+    },
+    "seed": config.seed,
+    "epochs": config.epochs,
+    "hyperparameters": {
+      **dataclasses.asdict(config),
+      "optimizer": "adam (b1 0.9, b2 0.999, eps 1e-8)",
+      "schedule": "cosine decay from learning_rate to 0 over all steps",
+      "augmentation": "random integer shift in [-max_shift, max_shift] px per axis, zero fill",
+      "input": "uint8 pixel / 255",
+    },
+    "test_accuracy": history[-1]["test_accuracy"],
+    "test_loss": history[-1]["test_loss"],
+    "history": history,
+    "wall_time_seconds": wall,
+    "weights": {
+      "file": out.name,
+      "sha256": _sha256(out),
+      "bytes": out.stat().st_size,
+      "parameters": int(sum(v.size for v in state.values())),
+      "dtype": "float32",
+    },
+    "versions": {
+      "python": platform.python_version(),
+      "jax": jax.__version__,
+      "flax": flax.__version__,
+      "optax": optax.__version__,
+      "numpy": np.__version__,
+    },
+    "device": {"platform": jax.devices()[0].platform, "cpu_count": os.cpu_count()},
   }
   text = json.dumps(record, indent=2) + "\n"
   _write_atomic(out.with_suffix(".json"), lambda f: f.write(text), "w")
-  print(f"test accuracy {100 * record['test_accuracy']:.2f}%  wall time {wall:.0f} s  "
-        f"wrote {out} ({record['weights']['bytes']} bytes) and {out.with_suffix('.json')}")
+  print(
+    f"test accuracy {100 * record['test_accuracy']:.2f}%  wall time {wall:.0f} s  "
+    f"wrote {out} ({record['weights']['bytes']} bytes) and {out.with_suffix('.json')}"
+  )
 
 
 if __name__ == "__main__":

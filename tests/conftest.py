@@ -22,8 +22,10 @@ def shared() -> pathlib.Path:
   """The ../shared folder (data, reference activations, weights); skips when absent."""
   path = _shared_dir()
   if path is None:
-    pytest.skip("real-data test: set FEATVIZ_SHARED to the shared/ folder "
-                "(.ci/run does this when ../shared exists)")
+    pytest.skip(
+      "real-data test: set FEATVIZ_SHARED to the shared/ folder "
+      "(.ci/run does this when ../shared exists)"
+    )
   return path
 
 

@@ -8,7 +8,7 @@ import jax.extend
 
 def _subjaxprs(eqn):
   for value in eqn.params.values():
-    for v in (value if isinstance(value, (tuple, list)) else (value,)):
+    for v in value if isinstance(value, (tuple, list)) else (value,):
       if isinstance(v, jax.extend.core.ClosedJaxpr):
         yield v.jaxpr
       elif isinstance(v, jax.extend.core.Jaxpr):

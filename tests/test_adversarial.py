@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import tiny_cnn
-from featviz.analysis import adversarial as adv
 from featviz import photos
+from featviz.analysis import adversarial as adv
 from featviz.cli import main
+
+import tiny_cnn
 
 EPS = 0.03  # ~8/255, the usual ImageNet L-inf budget
 # float32 rounding of clip(x, x - eps, x + eps) - x: a few ulps of values <= 1.
@@ -19,6 +20,7 @@ BOUND_SLACK = 1e-6
 @functools.cache
 def _efficientnet():
   from featviz import zoo
+
   return zoo.load("efficientnet_lite0")
 
 
@@ -51,8 +53,7 @@ def test_bounds_norms_and_defaults_on_tiny():
   assert r.adversarial.min() >= 0.0 and r.adversarial.max() <= 1.0
   delta = (r.adversarial - x).reshape(3, -1)
   np.testing.assert_allclose(r.linf, np.abs(delta).max(axis=1), rtol=1e-6)
-  np.testing.assert_allclose(r.l2, np.sqrt((delta.astype(np.float64) ** 2).sum(axis=1)),
-                             rtol=1e-5)
+  np.testing.assert_allclose(r.l2, np.sqrt((delta.astype(np.float64) ** 2).sum(axis=1)), rtol=1e-5)
   np.testing.assert_array_equal(r.classes, [0, 1, 2])
   assert r.targeted and np.allclose(r.probs_after.sum(axis=1), 1.0, atol=1e-5)
   # Untargeted with no label: away from the model's own top-1 class.
@@ -99,6 +100,7 @@ def test_targeted_pgd_raises_the_target_within_eps(goldfish):
 
 def test_cli_on_mnist(tmp_path, capsys):
   from featviz import zoo
+
   try:
     zoo.load("mnist_cnn")
   except zoo.WeightsUnavailableError as e:
@@ -108,12 +110,31 @@ def test_cli_on_mnist(tmp_path, capsys):
   path = tmp_path / "one.png"
   Image.fromarray(digit).save(path)
   out = tmp_path / "a.png"
-  assert main(["adversarial", "mnist_cnn", str(path), "--target", "7", "--eps", "0.2",
-               "--steps", "20", "--out", str(out)]) == 0
+  assert (
+    main(
+      [
+        "adversarial",
+        "mnist_cnn",
+        str(path),
+        "--target",
+        "7",
+        "--eps",
+        "0.2",
+        "--steps",
+        "20",
+        "--out",
+        str(out),
+      ]
+    )
+    == 0
+  )
   printed = capsys.readouterr().out
   assert "target 7" in printed and "L-inf" in printed and out.exists()
   assert main(["adversarial", "mnist_cnn", str(path), "--eps", "0", "--out", str(out)]) == 2
-  assert main(["adversarial", "mnist_cnn", str(path), "--target", "ten", "--out",
-               str(out)]) == 2
-  assert main(["adversarial", "mnist_cnn", str(path), "--target", "1", "--label", "2",
-               "--out", str(out)]) == 2
+  assert main(["adversarial", "mnist_cnn", str(path), "--target", "ten", "--out", str(out)]) == 2
+  assert (
+    main(
+      ["adversarial", "mnist_cnn", str(path), "--target", "1", "--label", "2", "--out", str(out)]
+    )
+    == 2
+  )

@@ -13,8 +13,21 @@ from featviz.cli import main, spec_grammar
 
 R = ("render", "mnist_cnn", "--size", "28", "--steps", "4", "--no-progress")
 CLI = "import sys; from featviz.cli import main; sys.exit(main())"
-S = ("sweep", "mnist_cnn", "--layers", "conv1", "--units", "0:2", "--batch", "2", "--steps", "4",
-     "--size", "28", "--no-progress")
+S = (
+  "sweep",
+  "mnist_cnn",
+  "--layers",
+  "conv1",
+  "--units",
+  "0:2",
+  "--batch",
+  "2",
+  "--steps",
+  "4",
+  "--size",
+  "28",
+  "--no-progress",
+)
 
 
 def run(capsys, *argv):
@@ -45,11 +58,14 @@ def render(capsys, tmp_path, featviz_home):
 # ---- unit numbers past int32 (they wrapped around and rendered another unit) ----------------
 
 
-@pytest.mark.parametrize("spec, valid", [
+@pytest.mark.parametrize(
+  "spec, valid",
+  [
     ("conv1:4294967299", "valid units are 0-31"),  # 2**32 + 3 rendered unit 3
     ("logit:4294967299", "valid 0-9"),
     ("conv1:99999999999", "valid units are 0-31"),  # the message showed 1215752191
-])
+  ],
+)
 def test_units_past_int32_are_refused_with_their_own_number(render, spec, valid):
   code, err = render(spec)
   assert code == 2
@@ -58,8 +74,11 @@ def test_units_past_int32_are_refused_with_their_own_number(render, spec, valid)
 
 def test_objective_keeps_the_unit_it_was_given_until_bind():
   spec = model_lib.ModelSpec("m", (0.0, 1.0), "test", 8, 3, {"a": 4})
-  for objective in (O.channel("a", 2**32 + 3), O.neuron("a", 2**32 + 3),
-                    O.channel("a", np.array([0, 2**32 + 1]))):
+  for objective in (
+    O.channel("a", 2**32 + 3),
+    O.neuron("a", 2**32 + 3),
+    O.channel("a", np.array([0, 2**32 + 1])),
+  ):
     with pytest.raises(model_lib.UnitOutOfRangeError, match="4294967"):
       objective.bind(spec, batch=objective.batch or 1)
   with pytest.raises(model_lib.UnitOutOfRangeError, match="2\\*\\*63"):
@@ -69,8 +88,9 @@ def test_objective_keeps_the_unit_it_was_given_until_bind():
 # ---- neuron positions outside the layer's map (they were clipped to its edge) ----------------
 
 
-@pytest.mark.parametrize("spec", ["conv1:0@100,100", "conv1:0@26,0", "conv1:0@0,26",
-                                  "conv1:0@99999999999,0"])
+@pytest.mark.parametrize(
+  "spec", ["conv1:0@100,100", "conv1:0@26,0", "conv1:0@0,26", "conv1:0@99999999999,0"]
+)
 def test_neuron_outside_the_map_is_refused_with_the_valid_range(render, spec):
   code, err = render(spec)  # conv1 of mnist_cnn is 26x26 at 28 px
   assert code == 2
@@ -88,14 +108,17 @@ def test_neuron_check_shapes_names_layer_and_size():
 # ---- SPECs: weights, long ranges, huge numbers, mismatched ranges, length --------------------
 
 
-@pytest.mark.parametrize("spec", ["1e999*conv1:3", "1e400*conv1:0+conv1:1",
-                                  "conv1:0-1e999*conv1:2"])
+@pytest.mark.parametrize(
+  "spec", ["1e999*conv1:3", "1e400*conv1:0+conv1:1", "conv1:0-1e999*conv1:2"]
+)
 def test_infinite_weight_is_a_spec_error(spec):
   with pytest.raises(spec_grammar.SpecError, match="finite"):
     spec_grammar.parse(spec)
 
 
-@pytest.mark.parametrize("spec, words", [
+@pytest.mark.parametrize(
+  "spec, words",
+  [
     ("1e999*conv1:3", "finite"),
     ("conv1:0-99999999999", "at most"),  # np.arange tried to take 745 GiB
     ("conv1:0-9999999999999999999999", "at most"),
@@ -104,7 +127,8 @@ def test_infinite_weight_is_a_spec_error(spec):
     ("conv1:0-3+conv1:0-2", "4 units"),
     ("conv1:" + "9" * 18, "valid units are 0-31"),  # fits int64: bind names the valid units
     ("conv1:" + "9" * 40, "no layer has that many channels"),  # past 64 bits: the grammar
-])
+  ],
+)
 def test_bad_specs_exit_2_before_anything_runs(render, spec, words):
   code, err = render(spec)
   assert code == 2 and words in err
@@ -152,16 +176,31 @@ def test_batch_smaller_than_the_units_is_refused(render):
 # ---- sweep: the same flags, and --distributed ------------------------------------------------
 
 
-@pytest.mark.parametrize("extra, words", [
+@pytest.mark.parametrize(
+  "extra, words",
+  [
     (("--seed", str(2**64)), "--seed"),
     (("--weights", "/nonexistent/w.pth"), "--weights"),
-    (("--distributed", "--coordinator", "127.0.0.1:1", "--num-processes", "2", "--process-id",
-      "5"), "--process-id 5"),
-    (("--distributed", "--coordinator", "127.0.0.1", "--num-processes", "2", "--process-id",
-      "0"), "HOST:PORT"),
+    (
+      (
+        "--distributed",
+        "--coordinator",
+        "127.0.0.1:1",
+        "--num-processes",
+        "2",
+        "--process-id",
+        "5",
+      ),
+      "--process-id 5",
+    ),
+    (
+      ("--distributed", "--coordinator", "127.0.0.1", "--num-processes", "2", "--process-id", "0"),
+      "HOST:PORT",
+    ),
     (("--distributed", "--num-processes", "0"), "--num-processes"),
     (("--process-id", "1"), "--distributed"),
-])
+  ],
+)
 def test_sweep_bad_flags_exit_2_and_write_nothing(capsys, tmp_path, featviz_home, extra, words):
   out = tmp_path / "store"
   code, _, err = run(capsys, *S, *extra, "--out", str(out))
@@ -172,17 +211,22 @@ def test_sweep_bad_flags_exit_2_and_write_nothing(capsys, tmp_path, featviz_home
 def test_sweep_distributed_without_a_coordinator_exits_2(tmp_path, featviz_home):
   """In a fresh process (jax.distributed must start before any computation), as a user runs it."""
   env = {"PATH": "/usr/bin:/bin", "FEATVIZ_HOME": str(featviz_home), "JAX_PLATFORMS": "cpu"}
-  p = subprocess.run([sys.executable, "-c", CLI, *S, "--distributed", "--out",
-                      str(tmp_path / "store")], capture_output=True, text=True, env=env,
-                     timeout=120)
+  p = subprocess.run(
+    [sys.executable, "-c", CLI, *S, "--distributed", "--out", str(tmp_path / "store")],
+    capture_output=True,
+    text=True,
+    env=env,
+    timeout=120,
+  )
   assert p.returncode == 2, p.stderr
   assert "--coordinator" in p.stderr and "Traceback" not in p.stderr
 
 
 def test_a_sweep_of_an_unknown_layer_leaves_no_store_folder(capsys, tmp_path, featviz_home):
   out = tmp_path / "store"
-  code, _, err = run(capsys, "sweep", "mnist_cnn", "--layers", "conv9", "--no-progress",
-                     "--out", str(out))
+  code, _, err = run(
+    capsys, "sweep", "mnist_cnn", "--layers", "conv9", "--no-progress", "--out", str(out)
+  )
   assert code == 2 and "valid layers: conv1" in err
   assert not out.exists()
 

@@ -4,10 +4,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import tiny_cnn
-from featviz import objectives, transforms, zoo
+from featviz import objectives, photos, transforms, zoo
 from featviz._loop import api as render
-from featviz import photos
+
+import tiny_cnn
 
 # The bound featviz holds bf16 to: relative L2 error ||bf16 - f32|| / ||f32|| per layer, under
 # 2 % (measured: below 2 % with dense kernels only; 5 % with every kernel; 8 % all in bf16).
@@ -22,12 +22,17 @@ def relative_errors(model, images, layers):
 
 @pytest.mark.parametrize("name", ["efficientnet_lite0", "inceptionv1"])
 def test_bf16_activations_within_two_percent(shared, name):
-  weights = (shared / "reference/inceptionv1/random_inception5h.pth"
-             if name == "inceptionv1" else None)
+  weights = (
+    shared / "reference/inceptionv1/random_inception5h.pth" if name == "inceptionv1" else None
+  )
   model = zoo.load(name, weights=weights)
   folder = shared / "images" / "imagenet-sample"
-  images = np.stack([photos.load_image(folder / f, 224) for f in
-                     ("n01443537_goldfish.JPEG", "n01532829_house_finch.JPEG")])
+  images = np.stack(
+    [
+      photos.load_image(folder / f, 224)
+      for f in ("n01443537_goldfish.JPEG", "n01532829_house_finch.JPEG")
+    ]
+  )
   layers = [name for name in model.spec.layers if name != "logits"]
   errors = relative_errors(model, images, layers)
   worst = max(errors, key=errors.get)
@@ -37,8 +42,13 @@ def test_bf16_activations_within_two_percent(shared, name):
 
 def test_cast_kernels_keeps_vectors_and_depthwise_kernels_float32():
   from featviz.model import cast_kernels
-  tree = {"dense": np.ones((3, 3, 4, 8), np.float32), "depthwise": np.ones((3, 3, 1, 8), np.float32),
-          "bias": np.ones(8, np.float32), "fc": np.ones((16, 10), np.float32)}
+
+  tree = {
+    "dense": np.ones((3, 3, 4, 8), np.float32),
+    "depthwise": np.ones((3, 3, 1, 8), np.float32),
+    "bias": np.ones(8, np.float32),
+    "fc": np.ones((16, 10), np.float32),
+  }
   out = cast_kernels(tree, jnp.bfloat16)
   assert out["dense"].dtype == jnp.bfloat16 and out["fc"].dtype == jnp.bfloat16
   assert out["depthwise"].dtype == np.float32 and out["bias"].dtype == np.float32
@@ -46,15 +56,20 @@ def test_cast_kernels_keeps_vectors_and_depthwise_kernels_float32():
 
 def test_bf16_render_multiplies_in_bf16_keeps_float32_parameters_and_rises():
   import featviz
+
   model = tiny_cnn.make()
   objective = objectives.channel("conv2", np.arange(3))
   kw = dict(steps=20, size=16, transforms=transforms.identity())
-  hlo = {dtype: featviz.lower(model, objective, compute_dtype=dtype, **kw).as_text()
-         for dtype in (None, "bfloat16")}
+  hlo = {
+    dtype: featviz.lower(model, objective, compute_dtype=dtype, **kw).as_text()
+    for dtype in (None, "bfloat16")
+  }
+
   # The convolutions' operands are bf16 in the bf16 program only (the claim a float32 run,
   # which would also rise, cannot satisfy).
   def bf16_convolutions(text):
     return [line for line in text.splitlines() if "convolution" in line and "bf16" in line]
+
   assert bf16_convolutions(hlo["bfloat16"]) and not bf16_convolutions(hlo[None])
   r = render.render(model, objective, progress_bar=False, compute_dtype="bfloat16", **kw)
   f32 = render.render(model, objective, progress_bar=False, **kw)

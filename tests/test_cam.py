@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from featviz import nonlin
-from featviz import photos
+from featviz import nonlin, photos
 from featviz.analysis import cam, layer_grad, predictions
 from featviz.cli import main
 
@@ -21,6 +20,7 @@ INCEPTION_WEIGHTS = "reference/inceptionv1/random_inception5h.pth"
 @functools.cache
 def _efficientnet():
   from featviz import zoo
+
   return zoo.load("efficientnet_lite0")
 
 
@@ -30,6 +30,7 @@ def goldfish(shared):
 
 
 # ---- the ReLU rules themselves -----------------------------------------------------------------
+
 
 def _vjp(fn, x, g):
   return jax.vjp(fn, jnp.asarray(x))[1](jnp.asarray(g))[0]
@@ -89,8 +90,15 @@ def test_input_gradient_matches_a_hand_written_backward_pass(rule):
   np.testing.assert_allclose(grads, ref, atol=1e-5 * scale)
   np.testing.assert_allclose(logits, model.activations(x, ["logits"])["logits"], atol=1e-5)
   if rule == "plain":
-    auto = jax.jit(jax.grad(lambda im: jnp.sum(jnp.take_along_axis(
-        model.activations(im, ["logits"])["logits"], jnp.asarray(classes)[:, None], 1))))(x)
+    auto = jax.jit(
+      jax.grad(
+        lambda im: jnp.sum(
+          jnp.take_along_axis(
+            model.activations(im, ["logits"])["logits"], jnp.asarray(classes)[:, None], 1
+          )
+        )
+      )
+    )(x)
     np.testing.assert_allclose(grads, auto, atol=1e-5 * scale)
 
 
@@ -104,12 +112,14 @@ def test_guided_differs_from_plain():
 
 # ---- the layer tap and Grad-CAM ----------------------------------------------------------------
 
+
 def test_layer_tap_gradient_matches_the_split_network():
   model = tiny_cnn.make(3, seed=4)
   x = np.random.default_rng(1).uniform(size=(2, 16, 16, 3)).astype(np.float32)
   classes = jnp.asarray([1, 3])
   acts, grads, logits = jax.jit(  # the model goes through jit as one (pytree) argument
-      lambda m, x: layer_grad.logit_grad_at_layer(m, x, "conv2", classes))(model, jnp.asarray(x))
+    lambda m, x: layer_grad.logit_grad_at_layer(m, x, "conv2", classes)
+  )(model, jnp.asarray(x))
   w = model.weights
 
   def top(h2):  # tiny_cnn above conv2, written out
@@ -146,6 +156,7 @@ def _check_head_by_cam(model, images, cls, cams, logits, head):
 def test_inception_head_matches_its_logits(shared):
   from featviz import zoo
   from featviz.zoo import heads
+
   path = shared / INCEPTION_WEIGHTS
   if not path.exists():
     pytest.skip(f"{path} not found")
@@ -166,6 +177,7 @@ def test_grad_cam_equals_cam_on_the_efficientnet_head(goldfish):
   rounding differs by about 1e-7 of the result (measured 1e-7 on this photo).
   """
   from featviz.zoo import heads
+
   model = _efficientnet()
   head = heads.linear_head(model.spec.name, model.weights)
   assert head[0] == "head"
@@ -179,20 +191,25 @@ def test_grad_cam_equals_cam_on_the_efficientnet_head(goldfish):
   # The displayed maps agree too where CAM is positive (CAM min-max vs Grad-CAM / max).
   assert cams.min() < 0 < cams.max()
   # The goldfish's evidence is on the fish: the centre 3 x 3 beats the border ring.
-  assert cams[0, 2:5, 2:5].mean() > np.concatenate(
-      [cams[0, 0], cams[0, -1], cams[0, 1:-1, 0], cams[0, 1:-1, -1]]).mean()
+  assert (
+    cams[0, 2:5, 2:5].mean()
+    > np.concatenate([cams[0, 0], cams[0, -1], cams[0, 1:-1, 0], cams[0, 1:-1, -1]]).mean()
+  )
 
 
 def test_top5_includes_the_true_class_of_real_photos(shared):
   """Goldfish, tench and hen. On all 264 photos of the sample, this pipeline (shorter side
   224, centre crop) measured top-1 89.8% and top-5 98.1%; the hammerhead (row 3) is one of
   the 5 top-5 misses, so it is left out here."""
-  rows = [line.split("\t") for line in
-          (shared / "images/imagenet-sample/labels.tsv").read_text().splitlines()[1:]]
+  rows = [
+    line.split("\t")
+    for line in (shared / "images/imagenet-sample/labels.tsv").read_text().splitlines()[1:]
+  ]
   picked = [r for r in rows if r[0].endswith(("goldfish.JPEG", "tench.JPEG", "hen.JPEG"))]
   assert len(picked) == 3
-  x = np.stack([photos.load_image(shared / "images/imagenet-sample" / r[0], 224, 3)
-                for r in picked])
+  x = np.stack(
+    [photos.load_image(shared / "images/imagenet-sample" / r[0], 224, 3) for r in picked]
+  )
   model = _efficientnet()
   probs, idx = predictions.top_classes(model, x, 5)
   assert probs.shape == idx.shape == (3, 5)
@@ -207,6 +224,7 @@ def test_top5_includes_the_true_class_of_real_photos(shared):
 
 def test_cli_on_mnist(tmp_path, capsys):
   from featviz import zoo
+
   try:
     zoo.load("mnist_cnn")
   except zoo.WeightsUnavailableError as e:
@@ -218,8 +236,7 @@ def test_cli_on_mnist(tmp_path, capsys):
   out = tmp_path / "c.png"
   # guided-gradcam runs Grad-CAM (default layer: the last spatial one), guided backprop and
   # their product, on a greyscale model without a GAP head.
-  assert main(["cam", "mnist_cnn", str(path), "--method", "guided-gradcam", "--out",
-               str(out)]) == 0
+  assert main(["cam", "mnist_cnn", str(path), "--method", "guided-gradcam", "--out", str(out)]) == 0
   printed = capsys.readouterr().out
   assert "top-5" in printed and out.exists()
   assert main(["cam", "mnist_cnn", str(path), "--method", "cam", "--out", str(out)]) == 2

@@ -11,8 +11,17 @@ from featviz import class_names, objectives
 from featviz.cli import main, spec_grammar
 from featviz.model import UnknownLabelError
 
-TINY = ("tench", "goldfish", "golden retriever", "flat-coated retriever", "jack-o'-lantern",
-        "cardigan", "Cardigan", "crane", "crane")
+TINY = (
+  "tench",
+  "goldfish",
+  "golden retriever",
+  "flat-coated retriever",
+  "jack-o'-lantern",
+  "cardigan",
+  "Cardigan",
+  "crane",
+  "crane",
+)
 
 
 @pytest.fixture(scope="module")
@@ -21,14 +30,27 @@ def effnet():
   return importlib.import_module("featviz.zoo.efficientnet_lite0").spec()
 
 
-@pytest.mark.parametrize("query,index", [
-    ("goldfish", 1), ("Goldfish", 1), ("GOLDFISH", 1), ("gold fish", 1),
-    ("golden retriever", 2), ("golden_retriever", 2), ("Golden_Retriever", 2),
-    ("goldenretriever", 2), ("  golden   retriever ", 2),
-    ("flat-coated retriever", 3), ("flat coated retriever", 3), ("flat_coated_retriever", 3),
-    ("jack-o'-lantern", 4), ("jack o lantern", 4),
-    ("cardigan", 5), ("Cardigan", 6),  # an exact spelling wins over a case-folded match
-])
+@pytest.mark.parametrize(
+  "query,index",
+  [
+    ("goldfish", 1),
+    ("Goldfish", 1),
+    ("GOLDFISH", 1),
+    ("gold fish", 1),
+    ("golden retriever", 2),
+    ("golden_retriever", 2),
+    ("Golden_Retriever", 2),
+    ("goldenretriever", 2),
+    ("  golden   retriever ", 2),
+    ("flat-coated retriever", 3),
+    ("flat coated retriever", 3),
+    ("flat_coated_retriever", 3),
+    ("jack-o'-lantern", 4),
+    ("jack o lantern", 4),
+    ("cardigan", 5),
+    ("Cardigan", 6),  # an exact spelling wins over a case-folded match
+  ],
+)
 def test_resolve_any_case_spaces_or_underscores(query, index):
   assert class_names.resolve(TINY, query) == index
 
@@ -67,11 +89,22 @@ def test_search_matches_like_resolve():
   assert class_names.search(TINY, "") == list(range(len(TINY)))
 
 
-@pytest.mark.parametrize("query,index", [
-    ("goldfish", 1), ("Goldfish", 1), ("golden_retriever", 207), ("golden retriever", 207),
-    ("Labrador Retriever", 208), ("great_white_shark", 2), ("jack-o'-lantern", 607),
-    ("jack o lantern", 607), ("carpenter's kit", 477), ("cardigan", 474), ("Cardigan", 264),
-])
+@pytest.mark.parametrize(
+  "query,index",
+  [
+    ("goldfish", 1),
+    ("Goldfish", 1),
+    ("golden_retriever", 207),
+    ("golden retriever", 207),
+    ("Labrador Retriever", 208),
+    ("great_white_shark", 2),
+    ("jack-o'-lantern", 607),
+    ("jack o lantern", 607),
+    ("carpenter's kit", 477),
+    ("cardigan", 474),
+    ("Cardigan", 264),
+  ],
+)
 def test_efficientnet_lite0_labels(effnet, query, index):
   assert effnet.label_index(query) == index
 
@@ -84,24 +117,33 @@ def test_efficientnet_lite0_suggestions(effnet):
     effnet.label_index("crane")
 
 
-@pytest.mark.parametrize("spec", [
-    "logit:Goldfish", "logit:golden_retriever", "logit:golden retriever",
-    'logit:"golden retriever"', "logit:'Golden Retriever'",
-])
+@pytest.mark.parametrize(
+  "spec",
+  [
+    "logit:Goldfish",
+    "logit:golden_retriever",
+    "logit:golden retriever",
+    'logit:"golden retriever"',
+    "logit:'Golden Retriever'",
+  ],
+)
 def test_spec_grammar_names_reach_the_model(effnet, spec):
   objective = spec_grammar.parse(spec).bind(effnet, 1)
   assert isinstance(objective, objectives.ClassLogit)
   assert int(objective.index[0]) in (1, 207)
 
 
-@pytest.mark.parametrize("text,labels", [
+@pytest.mark.parametrize(
+  "text,labels",
+  [
     ("logit:golden retriever", ["logit:golden retriever"]),
     ("logit:flat-coated retriever", ["logit:flat-coated retriever"]),
     ("logit:jack-o'-lantern", ["logit:jack-o'-lantern"]),
     ("logit:goldfish-logit:tench", ["logit:goldfish-logit:tench"]),  # "-" before LAYER: subtracts
     ("logit:goldfish-0.5*logit:tench", ["logit:goldfish-0.5*logit:tench"]),
     ("logit:golden retriever + 0.5*block5:3", ["logit:golden retriever+0.5*block5:3"]),
-])
+  ],
+)
 def test_spec_grammar_names_with_spaces_and_hyphens(text, labels):
   assert spec_grammar.parse(text).labels(1) == labels
 

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from featviz.cli import spec_grammar
-from featviz.cli import main
+from featviz.cli import main, spec_grammar
 
 
 def run(capsys, *argv):
@@ -36,8 +35,21 @@ def out_dir(tmp_path, featviz_home):
 
 def test_render_mnist_writes_grid_and_one_png_per_image(capsys, out_dir):
   out = out_dir / "digits.png"
-  code, stdout, _ = run(capsys, "render", "mnist_cnn", "logit:3-5", "--steps", "20", "--size",
-                        "28", "--tv", "0.01", "--no-progress", "--out", str(out))
+  code, stdout, _ = run(
+    capsys,
+    "render",
+    "mnist_cnn",
+    "logit:3-5",
+    "--steps",
+    "20",
+    "--size",
+    "28",
+    "--tv",
+    "0.01",
+    "--no-progress",
+    "--out",
+    str(out),
+  )
   assert code == 0, stdout
   grid = Image.open(out)
   grid.load()
@@ -53,15 +65,30 @@ def test_render_kernels_pallas_matches_xla(capsys, out_dir):
   pngs = {}
   for impl in ("xla", "pallas"):
     out = out_dir / f"{impl}.png"
-    code, stdout, _ = run(capsys, "render", "mnist_cnn", "logit:3", "--steps", "4", "--size",
-                          "32", "--kernels", impl, "--no-progress", "--out", str(out))
+    code, stdout, _ = run(
+      capsys,
+      "render",
+      "mnist_cnn",
+      "logit:3",
+      "--steps",
+      "4",
+      "--size",
+      "32",
+      "--kernels",
+      impl,
+      "--no-progress",
+      "--out",
+      str(out),
+    )
     assert code == 0, stdout
     pngs[impl] = np.asarray(Image.open(out_dir / f"{impl}_images" / "0000_logit_3.png"), float)
   # Same draws and maths; float32 rounding can move a pixel by one 8-bit level at most.
   assert np.abs(pngs["pallas"] - pngs["xla"]).max() <= 1
 
 
-@pytest.mark.parametrize("argv,needle", [
+@pytest.mark.parametrize(
+  "argv,needle",
+  [
     (["render", "no_such_model", "a:1"], "mnist_cnn, inceptionv1, efficientnet_lite0"),
     (["render", "mnist_cnn", "conv9:1"], "valid layers: conv1"),
     (["render", "mnist_cnn", "conv1:99"], "valid units are 0-"),
@@ -71,14 +98,18 @@ def test_render_kernels_pallas_matches_xla(capsys, out_dir):
     (["render", "mnist_cnn", "conv1:1", "--steps", "0"], "--steps must be an integer from 1"),
     (["render", "mnist_cnn", "conv1:1", "--lr", "nan"], "--lr: 'nan' is not a finite number"),
     (["render", "mnist_cnn", "conv1:1", "--tv", "inf"], "--tv: 'inf' is not a finite number"),
-    (["render", "mnist_cnn", "conv1:1", "--size", "20000"],
-     "--size must be an integer from 1 to 4096"),
+    (
+      ["render", "mnist_cnn", "conv1:1", "--size", "20000"],
+      "--size must be an integer from 1 to 4096",
+    ),
     (["render", "mnist_cnn", "conv1:1", "--batch", "0"], "--batch must be a positive integer"),
     (["zoo", "info", "resnet"], "the zoo has"),
-])
+  ],
+)
 def test_bad_input_exits_2_with_a_useful_message_and_writes_nothing(capsys, out_dir, argv, needle):
-  code, _, err = run(capsys, *argv, *(["--out", str(out_dir / "x.png")]
-                                      if argv[0] == "render" else []))
+  code, _, err = run(
+    capsys, *argv, *(["--out", str(out_dir / "x.png")] if argv[0] == "render" else [])
+  )
   assert code == 2
   assert needle in err
   assert files_under(out_dir) == []
@@ -117,7 +148,9 @@ def test_installed_console_script_runs():
   assert result.returncode == 0 and "inceptionv1" in result.stdout
 
 
-@pytest.mark.parametrize("text,labels", [
+@pytest.mark.parametrize(
+  "text,labels",
+  [
     ("mixed4a:476", ["mixed4a:476"]),
     ("block10:0-3", ["block10:0", "block10:1", "block10:2", "block10:3"]),
     ("conv2:5@3,4", ["conv2:5@3,4"]),
@@ -129,7 +162,8 @@ def test_installed_console_script_runs():
     ('logit:"great white shark"', ["logit:great white shark"]),
     ("a:0-1-a:2-3", ["a:0-a:2", "a:1-a:3"]),
     ("a:1-2*a:3", ["a:1-2*a:3"]),
-])
+  ],
+)
 def test_spec_grammar(text, labels):
   objective = spec_grammar.parse(text)
   assert objective.labels(len(labels)) == labels
@@ -143,6 +177,7 @@ def test_spec_grammar_rejects(text):
 
 def test_written_files_get_normal_permissions(tmp_path):
   from featviz import images
+
   mask = os.umask(0o022)
   try:
     path = images.save_png(np.zeros((2, 2, 3)), tmp_path / "x.png")

@@ -30,8 +30,11 @@ COMMANDS = dict(_parsers(build_parser()))
 
 def _param_list():
   for name in COMMANDS:
-    marks = [pytest.mark.xfail(reason="rewritten elsewhere; see PENDING", strict=False)
-             ] if name in PENDING else []
+    marks = (
+      [pytest.mark.xfail(reason="rewritten elsewhere; see PENDING", strict=False)]
+      if name in PENDING
+      else []
+    )
     yield pytest.param(name, marks=marks, id=name.replace(" ", "_"))
 
 
@@ -39,8 +42,11 @@ _PARAMS = list(_param_list())
 
 
 def _flags(parser):
-  return [a for a in parser._actions
-          if not isinstance(a, (argparse._HelpAction, argparse._SubParsersAction))]
+  return [
+    a
+    for a in parser._actions
+    if not isinstance(a, (argparse._HelpAction, argparse._SubParsersAction))
+  ]
 
 
 def test_every_command_is_walked():
@@ -65,7 +71,8 @@ def test_help_shows_every_default(name):
       default = action.default
       shown = f"{default:.4g}" if "%(default).4g" in action.help else str(default)
       assert f"default: {shown}" in text or f"= {shown}" in text, (
-          f"{name} {action.option_strings[0]}: default {default!r} not shown")
+        f"{name} {action.option_strings[0]}: default {default!r} not shown"
+      )
 
 
 @pytest.mark.parametrize("name", _PARAMS)
@@ -104,6 +111,21 @@ def test_outputs_count_in_the_singular():
 
 def test_one_unit_is_one_unit(capsys, tmp_path, featviz_home):
   out = tmp_path / "one.png"
-  code = main(["filters", "mnist_cnn", "--layer", "conv1", "--units", "3", "--steps", "2",
-               "--size", "28", "--no-progress", "--out", str(out)])
+  code = main(
+    [
+      "filters",
+      "mnist_cnn",
+      "--layer",
+      "conv1",
+      "--units",
+      "3",
+      "--steps",
+      "2",
+      "--size",
+      "28",
+      "--no-progress",
+      "--out",
+      str(out),
+    ]
+  )
   assert code == 0 and "1 unit of conv1" in capsys.readouterr().out

@@ -46,7 +46,8 @@ def test_enable_puts_the_cache_under_featviz_home(featviz_home, clean_jax_cache)
   assert folder == featviz_home / compile_cache.SUBDIR
   assert jax.config.jax_compilation_cache_dir == str(folder)
   assert jax.config.jax_persistent_cache_min_compile_time_secs == (
-      compile_cache.MIN_COMPILE_TIME_SECS)
+    compile_cache.MIN_COMPILE_TIME_SECS
+  )
 
 
 @pytest.mark.parametrize("value", ["0", "false", "OFF", "no"])
@@ -57,8 +58,7 @@ def test_the_environment_variable_opts_out(featviz_home, clean_jax_cache, monkey
   assert jax.config.jax_persistent_cache_min_compile_time_secs == 1.0
 
 
-def test_a_folder_the_user_set_is_kept_with_their_options(featviz_home, clean_jax_cache,
-                                                           tmp_path):
+def test_a_folder_the_user_set_is_kept_with_their_options(featviz_home, clean_jax_cache, tmp_path):
   mine = str(tmp_path / "my_cache")
   jax.config.update("jax_compilation_cache_dir", mine)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 2.5)
@@ -77,10 +77,13 @@ def test_enabled_restores_the_options(featviz_home, clean_jax_cache):
 
 def test_importing_featviz_changes_no_jax_setting(tmp_path):
   env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION_CACHE")}
-  code = ("import jax, featviz, featviz._loop.api, featviz.cli; "
-          "print(jax.config.jax_compilation_cache_dir)")
-  proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                        timeout=300, cwd=tmp_path)
+  code = (
+    "import jax, featviz, featviz._loop.api, featviz.cli; "
+    "print(jax.config.jax_compilation_cache_dir)"
+  )
+  proc = subprocess.run(
+    [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert proc.stdout.strip().splitlines()[-1] == "None"
 
@@ -114,8 +117,14 @@ def _run(args, home, tmp_path, extra_env=None):
   env.update(FEATVIZ_HOME=str(home), JAX_PLATFORMS="cpu", **(extra_env or {}))
   env.pop(compile_cache.ENV_VAR, None)
   # cwd=tmp_path: from the repo root, `python -c` would import the source folders.
-  proc = subprocess.run([sys.executable, "-c", *args], env=env, capture_output=True, text=True,
-                        timeout=600, cwd=tmp_path)
+  proc = subprocess.run(
+    [sys.executable, "-c", *args],
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=600,
+    cwd=tmp_path,
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   return proc
 
@@ -134,8 +143,9 @@ def test_a_second_process_loads_the_render_from_the_cache(tmp_path):
   assert any(p.name.startswith("jit__optimize_chunk-") for p in folder.iterdir())
   # The second process traces the loop (trace_count) but loads every program.
   assert second["hits"] >= 3 and second["writes"] == 0 and second["traces"] == 1
-  np.testing.assert_array_equal(np.load(tmp_path / "images0.npy"),
-                                np.load(tmp_path / "images1.npy"))
+  np.testing.assert_array_equal(
+    np.load(tmp_path / "images0.npy"), np.load(tmp_path / "images1.npy")
+  )
 
 
 CLI = textwrap.dedent("""
@@ -154,8 +164,7 @@ def test_the_command_line_caches_its_programs(tmp_path):
   """``featviz render`` twice with one FEATVIZ_HOME (mnist_cnn: its weights ship with the
   package): the second run writes nothing and loads what the first wrote."""
   home = tmp_path / "home"
-  args = ["render", "mnist_cnn", "logit:0", "--size", "28", "--steps", "4", "--transforms",
-          "none"]
+  args = ["render", "mnist_cnn", "logit:0", "--size", "28", "--steps", "4", "--transforms", "none"]
   # The user's threshold (0 s, for the small test programs) is kept by compile_cache.enable.
   env = {"JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
   runs = []

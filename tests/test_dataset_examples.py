@@ -4,11 +4,12 @@ import shutil
 
 import numpy as np
 import pytest
-import tiny_cnn
 
 from featviz.analysis import dataset_examples as de
 from featviz.analysis import receptive_field as rf
 from featviz.cli import main
+
+import tiny_cnn
 
 
 def _check_against_direct(model, images, layer, units, k):
@@ -49,8 +50,8 @@ def test_crop_patch_pads_the_clipped_side():
 
 
 def test_efficientnet_block3_on_photos(shared):
-  from featviz import zoo
-  from featviz import photos
+  from featviz import photos, zoo
+
   model = zoo.load("efficientnet_lite0")
   folder = shared / "images" / "imagenet-sample"
   paths = photos.image_files(folder)[:20]
@@ -64,17 +65,61 @@ def test_cli_examples(shared, tmp_path, capsys):
   for path in sorted((shared / "images" / "imagenet-sample").glob("*.JPEG"))[:5]:
     shutil.copy(path, folder)
   out = tmp_path / "ex.png"
-  assert main(["examples", "efficientnet_lite0", "block3:5-6", "--dataset", str(folder),
-               "--top", "3", "--out", str(out)]) == 0
+  assert (
+    main(
+      [
+        "examples",
+        "efficientnet_lite0",
+        "block3:5-6",
+        "--dataset",
+        str(folder),
+        "--top",
+        "3",
+        "--out",
+        str(out),
+      ]
+    )
+    == 0
+  )
   assert out.stat().st_size > 0
   printed = capsys.readouterr().out
   assert "block3:5  top image" in printed and "block3:6  top image" in printed
   # Bad input exits 2, before any work.
-  assert main(["examples", "efficientnet_lite0", "block3:40", "--dataset", str(folder),
-               "--out", str(out)]) == 2
-  assert main(["examples", "efficientnet_lite0", "block3", "--dataset", str(folder),
-               "--out", str(out)]) == 2
-  assert main(["examples", "efficientnet_lite0", "block3:1", "--dataset", str(tmp_path / "no"),
-               "--out", str(out)]) == 2
-  assert main(["examples", "efficientnet_lite0", "block3:1", "--dataset", str(folder),
-               "--out", str(tmp_path)]) == 2
+  assert (
+    main(
+      ["examples", "efficientnet_lite0", "block3:40", "--dataset", str(folder), "--out", str(out)]
+    )
+    == 2
+  )
+  assert (
+    main(["examples", "efficientnet_lite0", "block3", "--dataset", str(folder), "--out", str(out)])
+    == 2
+  )
+  assert (
+    main(
+      [
+        "examples",
+        "efficientnet_lite0",
+        "block3:1",
+        "--dataset",
+        str(tmp_path / "no"),
+        "--out",
+        str(out),
+      ]
+    )
+    == 2
+  )
+  assert (
+    main(
+      [
+        "examples",
+        "efficientnet_lite0",
+        "block3:1",
+        "--dataset",
+        str(folder),
+        "--out",
+        str(tmp_path),
+      ]
+    )
+    == 2
+  )

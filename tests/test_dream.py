@@ -12,8 +12,7 @@ import tiny_cnn
 def test_octave_sizes():
   # The notebook's pyramid: each level round(previous / 1.4), smallest first:
   # 224 / 1.4 = 160, 160 / 1.4 = 114.3, 114 / 1.4 = 81.4.
-  assert dream.octave_sizes((224, 224), 4, 1.4) == [(81, 81), (114, 114), (160, 160),
-                                                    (224, 224)]
+  assert dream.octave_sizes((224, 224), 4, 1.4) == [(81, 81), (114, 114), (160, 160), (224, 224)]
   # A level below the model's smallest input (25 x 15 < 20) ends the pyramid.
   assert dream.octave_sizes((100, 60), 4, 2.0, min_size=20) == [(50, 30), (100, 60)]
   with pytest.raises(ValueError):
@@ -35,11 +34,12 @@ def test_tiny_cnn_dream_raises_the_objective_and_compiles_once_per_octave():
 
 
 def test_efficientnet_dream_on_a_photo(shared):
-  from featviz import zoo
-  from featviz import photos
+  from featviz import photos, zoo
+
   model = zoo.load("efficientnet_lite0")
   photo = photos.load_image(
-      shared / "images" / "imagenet-sample" / "n01532829_house_finch.JPEG", 64)
+    shared / "images" / "imagenet-sample" / "n01532829_house_finch.JPEG", 64
+  )
   # 64 px, 2 octaves (46 and 64 px; EfficientNet takes 32 px and up), 4 steps each: fast.
   result = dream.dream(model, photo, "block5", octaves=2, steps=4)
   assert result.sizes == [(46, 46), (64, 64)]
@@ -49,11 +49,14 @@ def test_efficientnet_dream_on_a_photo(shared):
   assert s_after > 1.2 * s_before
 
 
-@pytest.mark.parametrize("args, message", [
+@pytest.mark.parametrize(
+  "args, message",
+  [
     (["none.jpg", "--layer", "block5"], "no such image file"),
     (["none.jpg", "--layer", "nope"], "unknown layer 'nope'"),
     (["x.jpg", "--layer", "block5", "--octave-scale", "1.0"], "--octave-scale"),
-])
+  ],
+)
 def test_cli_dream_bad_input_exits_2(tmp_path, monkeypatch, capsys, args, message):
   monkeypatch.chdir(tmp_path)
   assert main(["dream", "efficientnet_lite0", *args, "--out", str(tmp_path / "d.png")]) == 2

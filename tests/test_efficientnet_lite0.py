@@ -7,7 +7,6 @@ photos' wnids) at >= 88 % top-1; a plain NumPy forward pass measured 90.2 % (PRO
 """
 
 import csv
-
 import functools
 
 import jax
@@ -16,14 +15,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import jaxpr_ops
 from featviz import model as fv_model
 from featviz.zoo import efficientnet_lite0 as effnet
 from featviz.zoo import inceptionv1
 from featviz.zoo import state_dict as sd
 from featviz.zoo import tf_layers as tfl
 
+import jaxpr_ops
+
 BATCH = 24  # 264 = 11 * 24: one compile, batches small enough for 2 cores.
+
+
 @functools.partial(jax.jit, static_argnums=(2,))
 def _forward(weights, x, layers):
   """The forward pass with this machine's default CPU rewrites, as a render here runs it."""
@@ -37,8 +39,7 @@ def _random_state(seed: int = 0) -> dict[str, np.ndarray]:
   for key, shape in effnet.expected_shapes().items():
     fan_in = np.prod(shape[1:]) if len(shape) > 1 else 1.0
     value = rng.normal(size=shape) / np.sqrt(fan_in)
-    state[key] = (np.abs(value) + 0.5 if key.endswith("running_var") else value).astype(
-        np.float32)
+    state[key] = (np.abs(value) + 0.5 if key.endswith("running_var") else value).astype(np.float32)
   return state
 
 
@@ -50,15 +51,21 @@ def _init_shapes():
 
 # ---- tf_layers: the depthwise conv and BN against their definitions ----
 
+
 @pytest.mark.parametrize("size,k,stride", [(9, 3, 1), (9, 3, 2), (8, 5, 2), (7, 5, 1)])
 def test_depthwise_shifted_equals_the_grouped_convolution(size, k, stride):
   rng = np.random.default_rng(size * k + stride)
   x = jnp.asarray(rng.normal(size=(2, size, size + 1, 6)), jnp.float32)
   kernel = jnp.asarray(rng.normal(size=(k, k, 1, 6)), jnp.float32)
   pads = [tfl.same_padding(n, k, stride) for n in x.shape[1:3]]
-  ref = jax.lax.conv_general_dilated(x, kernel, (stride, stride), pads,
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                     feature_group_count=6)
+  ref = jax.lax.conv_general_dilated(
+    x,
+    kernel,
+    (stride, stride),
+    pads,
+    dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    feature_group_count=6,
+  )
   out = tfl.depthwise_shifted(x, kernel, (stride, stride), pads)
   assert out.shape == ref.shape == (2, -(-size // stride), -(-(size + 1) // stride), 6)
   np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
@@ -67,8 +74,12 @@ def test_depthwise_shifted_equals_the_grouped_convolution(size, k, stride):
 def test_batch_norm_is_the_inference_formula():
   rng = np.random.default_rng(0)
   x = rng.normal(size=(2, 3, 3, 4)).astype(np.float32)
-  p = {"scale": rng.normal(size=4), "bias": rng.normal(size=4), "mean": rng.normal(size=4),
-       "var": rng.uniform(0.1, 2.0, size=4)}
+  p = {
+    "scale": rng.normal(size=4),
+    "bias": rng.normal(size=4),
+    "mean": rng.normal(size=4),
+    "var": rng.uniform(0.1, 2.0, size=4),
+  }
   y = tfl.BatchNorm(1e-3).apply({"params": jax.tree.map(jnp.float32, p)}, jnp.asarray(x))
   ref = (x - p["mean"]) / np.sqrt(p["var"] + 1e-3) * p["scale"] + p["bias"]
   np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-6)
@@ -76,13 +87,15 @@ def test_batch_norm_is_the_inference_formula():
 
 # ---- ImageNet accuracy with the real weights ----
 
+
 def _load_photo(path) -> np.ndarray:
   """Shorter side to 256 (bicubic), centre crop 224, RGB, ``[0, 1]``: ``(224, 224, 3)``."""
   image = Image.open(path).convert("RGB")  # 5 of the photos are greyscale.
   w, h = image.size
   scale = 256 / min(w, h)
-  image = image.resize((max(256, round(w * scale)), max(256, round(h * scale))),
-                       Image.Resampling.BICUBIC)
+  image = image.resize(
+    (max(256, round(w * scale)), max(256, round(h * scale))), Image.Resampling.BICUBIC
+  )
   w, h = image.size
   left, top = (w - 224) // 2, (h - 224) // 2
   return np.asarray(image.crop((left, top, left + 224, top + 224)), np.float32) / 255.0
@@ -114,10 +127,16 @@ def test_imagenet_sample_accuracy(shared, real_weights):
   images = np.stack([_load_photo(folder / r["file"]) for r in rows])
   truth = np.array([int(r["class_index"]) for r in rows])
   spec = effnet.spec()
-  logits = np.concatenate([
-      np.asarray(_forward(real_weights, spec.to_input(jnp.asarray(images[i:i + BATCH])),
-                          ("logits",))["logits"])
-      for i in range(0, len(images), BATCH)])
+  logits = np.concatenate(
+    [
+      np.asarray(
+        _forward(real_weights, spec.to_input(jnp.asarray(images[i : i + BATCH])), ("logits",))[
+          "logits"
+        ]
+      )
+      for i in range(0, len(images), BATCH)
+    ]
+  )
   top5 = np.argsort(-logits, axis=1)[:, :5]
   top1_acc = float((top5[:, 0] == truth).mean())
   top5_acc = float((top5 == truth[:, None]).any(axis=1).mean())
@@ -138,12 +157,14 @@ def test_labels_follow_the_sorted_wnid_order(shared):
 
 # ---- spec, early stopping, nonlinearities, converter (no shared data needed) ----
 
+
 def test_spec_facts():
   spec = effnet.spec()
   np.testing.assert_allclose(spec.to_input(jnp.array([0.0, 1.0])), [-127 / 128, 1.0])
   assert (spec.image_size, spec.channels) == (224, 3)
-  assert list(spec.layers) == (["stem_pre_act", "stem"] + [f"block{i}" for i in range(16)]
-                               + ["head_pre_act", "head", "logits"])
+  assert list(spec.layers) == (
+    ["stem_pre_act", "stem"] + [f"block{i}" for i in range(16)] + ["head_pre_act", "head", "logits"]
+  )
   assert [b.stride for b in effnet.BLOCKS].count(2) == 4
   assert [i for i, b in enumerate(effnet.BLOCKS) if b.stride == 2] == [1, 3, 5, 11]
 
@@ -206,17 +227,23 @@ def test_convert_gives_the_module_layout():
   assert all(a.dtype == np.float32 for a in jax.tree.leaves(converted))
   state = _random_state()
   params = effnet.convert(state)
-  np.testing.assert_array_equal(params["block3"]["depthwise"]["kernel"][:, :, 0, 7],
-                                state["_blocks.3._depthwise_conv.weight"][7, 0])
-  np.testing.assert_array_equal(params["block3"]["expand_bn"]["var"],
-                                state["_blocks.3._bn0.running_var"])
+  np.testing.assert_array_equal(
+    params["block3"]["depthwise"]["kernel"][:, :, 0, 7],
+    state["_blocks.3._depthwise_conv.weight"][7, 0],
+  )
+  np.testing.assert_array_equal(
+    params["block3"]["expand_bn"]["var"], state["_blocks.3._bn0.running_var"]
+  )
   np.testing.assert_array_equal(params["fc"]["kernel"], state["_fc.weight"].T)
 
 
 def test_num_batches_tracked_is_dropped_only_where_bn_has_it():
   state = _random_state()
-  counters = {f"{k.rsplit('.', 1)[0]}.num_batches_tracked": np.array(0, np.int64)
-              for k in state if k.endswith("running_var")}
+  counters = {
+    f"{k.rsplit('.', 1)[0]}.num_batches_tracked": np.array(0, np.int64)
+    for k in state
+    if k.endswith("running_var")
+  }
   assert len(counters) == 49  # 296 entries in the file = 247 float tensors + 49 counters.
   effnet.convert({**state, **counters})
   with pytest.raises(sd.WeightMismatchError, match=r"1 unexpected keys: _fc.num_batches_tracked"):

@@ -4,10 +4,11 @@ import shutil
 
 import numpy as np
 import pytest
-import tiny_cnn
 
 from featviz.analysis import feature_space as fs
 from featviz.cli import main
+
+import tiny_cnn
 
 
 def test_features_shapes_and_batch_independence():
@@ -33,8 +34,7 @@ def test_nearest_neighbour_of_a_folder_image_is_itself():
     index, dist = fs.nearest_neighbors(query, feats, 3)
     assert index[0, 0] == 5 and dist[0, 0] == 0.0
     assert dist[0, 1] > 0 and np.all(np.diff(dist[0]) >= 0)
-    np.testing.assert_allclose(dist[0, 1], np.linalg.norm(feats[index[0, 1]] - query[0]),
-                               rtol=1e-5)
+    np.testing.assert_allclose(dist[0, 1], np.linalg.norm(feats[index[0, 1]] - query[0]), rtol=1e-5)
 
 
 @pytest.mark.parametrize("n, d", [(60, 7), (15, 40)])  # covariance and Gram branches
@@ -45,8 +45,7 @@ def test_pca_matches_numpy_svd(n, d):
   xc = x - x.mean(axis=0)
   _, s, vt = np.linalg.svd(xc, full_matrices=False)
   np.testing.assert_allclose(fit.explained_variance, s[:5] ** 2 / (n - 1), rtol=1e-9)
-  np.testing.assert_allclose(fit.explained_variance_ratio, s[:5] ** 2 / np.sum(s ** 2),
-                             rtol=1e-9)
+  np.testing.assert_allclose(fit.explained_variance_ratio, s[:5] ** 2 / np.sum(s**2), rtol=1e-9)
   assert np.all(np.diff(fit.explained_variance) <= 0)
   np.testing.assert_allclose(fit.components @ fit.components.T, np.eye(5), atol=1e-10)
   signs = np.sign(np.sum(fit.components * vt[:5], axis=1))  # SVD's signs are arbitrary
@@ -69,18 +68,82 @@ def test_cli_neighbors_and_embed(shared, tmp_path, capsys):
   for path in photos:
     shutil.copy(path, folder)
   out = tmp_path / "nn.png"
-  assert main(["neighbors", "efficientnet_lite0", str(photos[2]), "--dataset", str(folder),
-               "--layer", "block15", "--k", "3", "--out", str(out)]) == 0
+  assert (
+    main(
+      [
+        "neighbors",
+        "efficientnet_lite0",
+        str(photos[2]),
+        "--dataset",
+        str(folder),
+        "--layer",
+        "block15",
+        "--k",
+        "3",
+        "--out",
+        str(out),
+      ]
+    )
+    == 0
+  )
   lines = capsys.readouterr().out.splitlines()
   first = next(line for line in lines if line.strip().startswith("1 "))
   assert photos[2].name in first and "0.0000" in first
   assert out.stat().st_size > 0
   for method in ("pca", "tsne"):
     out = tmp_path / f"{method}.png"
-    assert main(["embed", "efficientnet_lite0", "--dataset", str(folder), "--layer", "block15",
-                 "--method", method, "--iterations", "100", "--out", str(out)]) == 0
+    assert (
+      main(
+        [
+          "embed",
+          "efficientnet_lite0",
+          "--dataset",
+          str(folder),
+          "--layer",
+          "block15",
+          "--method",
+          method,
+          "--iterations",
+          "100",
+          "--out",
+          str(out),
+        ]
+      )
+      == 0
+    )
     assert out.stat().st_size > 0
-  assert main(["embed", "efficientnet_lite0", "--dataset", str(folder), "--layer", "block15",
-               "--method", "tsne", "--perplexity", "9", "--out", str(out)]) == 2
-  assert main(["neighbors", "efficientnet_lite0", str(photos[0]), "--dataset", str(folder),
-               "--layer", "nope", "--out", str(out)]) == 2
+  assert (
+    main(
+      [
+        "embed",
+        "efficientnet_lite0",
+        "--dataset",
+        str(folder),
+        "--layer",
+        "block15",
+        "--method",
+        "tsne",
+        "--perplexity",
+        "9",
+        "--out",
+        str(out),
+      ]
+    )
+    == 2
+  )
+  assert (
+    main(
+      [
+        "neighbors",
+        "efficientnet_lite0",
+        str(photos[0]),
+        "--dataset",
+        str(folder),
+        "--layer",
+        "nope",
+        "--out",
+        str(out),
+      ]
+    )
+    == 2
+  )

@@ -3,15 +3,16 @@
 import numpy as np
 import pytest
 
-import tiny_cnn
-from featviz._loop import api as render
 from featviz._loop import program
 from featviz.analysis import filters
 from featviz.cli import main
 
+import tiny_cnn
+
 
 def _zoo(name):
   from featviz import zoo
+
   try:
     return zoo.load(name)
   except zoo.WeightsUnavailableError as e:
@@ -33,7 +34,8 @@ def test_tile_k_is_kernel_k_scaled_symmetrically(name):
     model = _zoo(name)
   conv = filters.first_conv(model)
   expected_path = {"efficientnet_lite0": "stem/kernel", "mnist_cnn": "conv1/kernel"}.get(
-      name, "conv1/w")
+    name, "conv1/w"
+  )
   assert conv.path == expected_path
   kh, kw, cin, k = conv.kernel.shape
   assert cin == model.spec.channels
@@ -84,11 +86,31 @@ def test_cli(tmp_path, capsys):
   assert main(["filters", "mnist_cnn", "--out", str(out)]) == 0
   assert "32 first-layer filters" in capsys.readouterr().out and out.exists()
   assert main(["filters", "mnist_cnn", "--units", "0-3", "--out", str(out)]) == 2
-  assert main(["filters", "mnist_cnn", "--layer", "conv2", "--units", "3-1",
-               "--out", str(out)]) == 2
-  assert main(["filters", "mnist_cnn", "--layer", "conv2", "--units", "0-40",
-               "--out", str(out)]) == 2
+  assert (
+    main(["filters", "mnist_cnn", "--layer", "conv2", "--units", "3-1", "--out", str(out)]) == 2
+  )
+  assert (
+    main(["filters", "mnist_cnn", "--layer", "conv2", "--units", "0-40", "--out", str(out)]) == 2
+  )
   out2 = tmp_path / "r.png"
-  assert main(["filters", "mnist_cnn", "--layer", "conv2", "--units", "0-1", "--steps", "2",
-               "--size", "28", "--no-progress", "--out", str(out2)]) == 0
+  assert (
+    main(
+      [
+        "filters",
+        "mnist_cnn",
+        "--layer",
+        "conv2",
+        "--units",
+        "0-1",
+        "--steps",
+        "2",
+        "--size",
+        "28",
+        "--no-progress",
+        "--out",
+        str(out2),
+      ]
+    )
+    == 0
+  )
   assert out2.exists()

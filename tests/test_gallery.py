@@ -14,31 +14,66 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import tiny_cnn
 from featviz import cli, gallery, images
 from featviz._sweep import store as S
 from featviz.cli import cmd_gallery
 
-SETTINGS = {"batch": 8, "steps": 4, "size": 8, "seed": 0, "param": "fourier",
-            "learning_rate": 0.05, "transforms": "none", "redirect_relu_steps": 16}
+import tiny_cnn
+
+SETTINGS = {
+  "batch": 8,
+  "steps": 4,
+  "size": 8,
+  "seed": 0,
+  "param": "fourier",
+  "learning_rate": 0.05,
+  "transforms": "none",
+  "redirect_relu_steps": 16,
+}
 
 
-def make_store(root, layers, *, model="tiny", chunk=0, units=None, ratio=True, seed=0,
-               weights="ab" * 32):
+def make_store(
+  root, layers, *, model="tiny", chunk=0, units=None, ratio=True, seed=0, weights="ab" * 32
+):
   """A store with random 8x8 PNGs: ``layers`` is ``{name: channels}``; ``units`` a range."""
   store = S.Store(root)
-  store.open({"format": S.FORMAT, "model": model, "weights_sha256": weights,
-              "featviz_version": "0.1.0", "settings": SETTINGS, "dataset": None,
-              "layers": dict(layers), "created": "2026-01-01T00:00:00+00:00"})
+  store.open(
+    {
+      "format": S.FORMAT,
+      "model": model,
+      "weights_sha256": weights,
+      "featviz_version": "0.1.0",
+      "settings": SETTINGS,
+      "dataset": None,
+      "layers": dict(layers),
+      "created": "2026-01-01T00:00:00+00:00",
+    }
+  )
   rng = np.random.default_rng(seed)
   for layer, channels in layers.items():
     wanted = list(units if units is not None else range(channels))
     pictures = {u: rng.uniform(size=(8, 8, 3)) for u in wanted}
-    rows = [{"layer": layer, "unit": u, "png": f"{images.safe_name(layer)}/{u:04d}.png",
-             "final": float(u + 1), "start": 0.0, "last_step": float(u), "seed": 0,
-             "steps": 4, "size": 8, "chunk": chunk, "slot": u % 8,
-             **({"ratio": 1.0 + u / 10, "dataset_max": 1.0,
-                 "dataset_argmax": "photo.jpg"} if ratio else {})} for u in wanted]
+    rows = [
+      {
+        "layer": layer,
+        "unit": u,
+        "png": f"{images.safe_name(layer)}/{u:04d}.png",
+        "final": float(u + 1),
+        "start": 0.0,
+        "last_step": float(u),
+        "seed": 0,
+        "steps": 4,
+        "size": 8,
+        "chunk": chunk,
+        "slot": u % 8,
+        **(
+          {"ratio": 1.0 + u / 10, "dataset_max": 1.0, "dataset_argmax": "photo.jpg"}
+          if ratio
+          else {}
+        ),
+      }
+      for u in wanted
+    ]
     store.commit(layer, chunk, pictures, rows)
   return root
 
@@ -65,8 +100,11 @@ def parse(path):
 
 
 def all_files(site):
-  return {p.relative_to(site).as_posix(): p.stat().st_mtime_ns
-          for p in pathlib.Path(site).rglob("*") if p.is_file()}
+  return {
+    p.relative_to(site).as_posix(): p.stat().st_mtime_ns
+    for p in pathlib.Path(site).rglob("*")
+    if p.is_file()
+  }
 
 
 def test_pages_exist_and_every_link_resolves(tmp_path):
@@ -74,8 +112,15 @@ def test_pages_exist_and_every_link_resolves(tmp_path):
   report = gallery.build(store, tmp_path / "site")
   site = tmp_path / "site"
   assert report.units == 7 and not report.removed and not report.missing
-  for rel in ("index.html", "assets/gallery.css", "assets/gallery.js", "assets/units.js",
-              "tiny/conv1/index.html", "tiny/conv1/0002.html", "tiny/conv10/0001.png"):
+  for rel in (
+    "index.html",
+    "assets/gallery.css",
+    "assets/gallery.js",
+    "assets/units.js",
+    "tiny/conv1/index.html",
+    "tiny/conv1/0002.html",
+    "tiny/conv10/0001.png",
+  ):
     assert (site / rel).is_file(), rel
   pages = sorted(site.rglob("*.html"))
   assert len(pages) == 1 + 3 + 7
@@ -87,8 +132,7 @@ def test_pages_exist_and_every_link_resolves(tmp_path):
   # Layers in natural order on the index; the PNG is the store's, byte for byte.
   index = (site / "index.html").read_text()
   assert index.index(">conv1<") < index.index(">conv2<") < index.index(">conv10<")
-  assert ((site / "tiny/conv2/0001.png").read_bytes()
-          == (store / "conv2/0001.png").read_bytes())
+  assert (site / "tiny/conv2/0001.png").read_bytes() == (store / "conv2/0001.png").read_bytes()
 
 
 def test_unit_pages_link_neighbours_across_layers_and_show_settings(tmp_path):
@@ -102,7 +146,7 @@ def test_unit_pages_link_neighbours_across_layers_and_show_settings(tmp_path):
   first = (site / "tiny/conv1/0000.html").read_text()
   assert 'rel="prev"' not in first
   units = (site / "assets/units.js").read_text()
-  data = json.loads(units[units.index("{"):units.rindex("}") + 1])
+  data = json.loads(units[units.index("{") : units.rindex("}") + 1])
   assert data["models"][0]["layers"][0] == {"name": "conv1", "dir": "conv1", "units": [[0, 2]]}
 
 
@@ -132,10 +176,15 @@ def test_second_run_writes_nothing_and_new_units_add_pages(tmp_path):
   make_store(store, {"conv1": 8}, units=range(4, 6), chunk=1, seed=1)  # the sweep grew
   grown = gallery.build(store, site)
   assert set(grown.written) == {
-      "tiny/conv1/0004.html", "tiny/conv1/0005.html", "tiny/conv1/0004.png",
-      "tiny/conv1/0005.png",
-      "tiny/conv1/0003.html",  # its "next" link now points at unit 4
-      "tiny/conv1/index.html", "index.html", "assets/units.js"}
+    "tiny/conv1/0004.html",
+    "tiny/conv1/0005.html",
+    "tiny/conv1/0004.png",
+    "tiny/conv1/0005.png",
+    "tiny/conv1/0003.html",  # its "next" link now points at unit 4
+    "tiny/conv1/index.html",
+    "index.html",
+    "assets/units.js",
+  }
   after = all_files(site)
   assert after["tiny/conv1/0000.html"] == before["tiny/conv1/0000.html"]
 
@@ -235,8 +284,9 @@ def test_dataset_examples_are_computed_once_per_layer_and_kept(tmp_path, tiny_sw
 def test_examples_refuse_a_model_with_other_weights(tmp_path, tiny_sweep):
   store, photos = tiny_sweep
   with pytest.raises(gallery.WeightsMismatchError, match="rendered with weights"):
-    gallery.build(store, tmp_path / "site", dataset=photos,
-                  load_model=lambda name: tiny_cnn.make(seed=1))
+    gallery.build(
+      store, tmp_path / "site", dataset=photos, load_model=lambda name: tiny_cnn.make(seed=1)
+    )
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -248,17 +298,33 @@ def _cli(capsys, *args):
   return code, out, err
 
 
-@pytest.mark.parametrize("setup, message", [
+@pytest.mark.parametrize(
+  "setup, message",
+  [
     (lambda d: None, "does not exist"),
     (lambda d: d.mkdir(), "it has no manifest.json"),
     (lambda d: (d.mkdir(), (d / "manifest.json").write_text("{")), "is not valid JSON"),
-    (lambda d: (d.mkdir(), (d / "manifest.json").write_text('{"model": "m"}')),
-     "lacks 'layers', 'settings'"),
-    (lambda d: (d.mkdir(), (d / "manifest.json").write_text(
-        '{"model": "m", "layers": {}, "settings": {}}')), "no _index/ folder"),
-    (lambda d: (d.mkdir(), (d / "_index").mkdir(), (d / "manifest.json").write_text(
-        '{"model": "m", "layers": {}, "settings": {}}')), "no rendered units yet"),
-])
+    (
+      lambda d: (d.mkdir(), (d / "manifest.json").write_text('{"model": "m"}')),
+      "lacks 'layers', 'settings'",
+    ),
+    (
+      lambda d: (
+        d.mkdir(),
+        (d / "manifest.json").write_text('{"model": "m", "layers": {}, "settings": {}}'),
+      ),
+      "no _index/ folder",
+    ),
+    (
+      lambda d: (
+        d.mkdir(),
+        (d / "_index").mkdir(),
+        (d / "manifest.json").write_text('{"model": "m", "layers": {}, "settings": {}}'),
+      ),
+      "no rendered units yet",
+    ),
+  ],
+)
 def test_cli_exits_2_on_a_folder_that_is_not_a_sweep(tmp_path, capsys, setup, message):
   folder = tmp_path / "notasweep"
   setup(folder)
@@ -270,8 +336,9 @@ def test_cli_exits_2_on_a_folder_that_is_not_a_sweep(tmp_path, capsys, setup, me
 def test_cli_builds_and_reports(tmp_path, capsys, monkeypatch, tiny_sweep):
   store, photos = tiny_sweep
   monkeypatch.setattr(cmd_gallery, "load_model", lambda name, weights: tiny_cnn.make())
-  code, out, err = _cli(capsys, store, "--out", tmp_path / "site", "--dataset", photos,
-                        "--top", "2")
+  code, out, err = _cli(
+    capsys, store, "--out", tmp_path / "site", "--dataset", photos, "--top", "2"
+  )
   assert code == 0 and "8 units of 1 sweep" in out and "file://" in out
   assert "tiny_cnn conv3: scanning 6 photos" in err
   code, out, _ = _cli(capsys, store, "--out", tmp_path / "site")

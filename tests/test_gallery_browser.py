@@ -18,21 +18,34 @@ import tempfile
 import pytest
 
 sync_api = pytest.importorskip(
-    "playwright.sync_api",
-    reason="browser tests need the Python package playwright (pip install playwright)")
+  "playwright.sync_api",
+  reason="browser tests need the Python package playwright (pip install playwright)",
+)
 
-CHROMIUM = (os.environ.get("FEATVIZ_CHROMIUM") or shutil.which("chromium")
-            or shutil.which("chromium-browser"))
+CHROMIUM = (
+  os.environ.get("FEATVIZ_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+)
 if not CHROMIUM:
-  pytest.skip("browser tests need Chromium: apt-get install chromium, or set FEATVIZ_CHROMIUM "
-              "to a Chromium binary", allow_module_level=True)
+  pytest.skip(
+    "browser tests need Chromium: apt-get install chromium, or set FEATVIZ_CHROMIUM "
+    "to a Chromium binary",
+    allow_module_level=True,
+  )
 
 from featviz import gallery, zoo  # noqa: E402 - after the skip: without Chromium, nothing to test
 from featviz._sweep import run as sweep  # noqa: E402
 
 # Known to work here: no background networking (this machine has no network), a fresh profile.
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+]
 LAYERS = ["block3", "block5"]
 UNITS = 4
 
@@ -46,8 +59,18 @@ def site(tmp_path_factory, shared):
     shutil.copy(f, photos / f.name)
   model = zoo.load("efficientnet_lite0")
   store = tmp_path_factory.mktemp("sweep")
-  sweep.sweep(model, LAYERS, out=store, units=(0, UNITS), batch=UNITS, steps=8, size=64,
-              transforms="none", dataset=photos, progress_bar=False)
+  sweep.sweep(
+    model,
+    LAYERS,
+    out=store,
+    units=(0, UNITS),
+    batch=UNITS,
+    steps=8,
+    size=64,
+    transforms="none",
+    dataset=photos,
+    progress_bar=False,
+  )
   out = tmp_path_factory.mktemp("site")
   report = gallery.build(store, out, dataset=photos, load_model=lambda name: model, top=4)
   assert report.units == len(LAYERS) * UNITS
@@ -60,8 +83,12 @@ def browser_page():
   with sync_api.sync_playwright() as p, tempfile.TemporaryDirectory() as profile:
     try:
       context = p.chromium.launch_persistent_context(
-          profile, executable_path=CHROMIUM, args=FLAGS, headless=True,
-          viewport={"width": 1280, "height": 860})
+        profile,
+        executable_path=CHROMIUM,
+        args=FLAGS,
+        headless=True,
+        viewport={"width": 1280, "height": 860},
+      )
     except sync_api.Error as e:
       pytest.skip(f"Chromium at {CHROMIUM} does not start under Playwright: {e}")
     page = context.new_page()
@@ -70,8 +97,13 @@ def browser_page():
     page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
     # A missing file fails with net::ERR_FILE_NOT_FOUND; ERR_ABORTED is a load that a key
     # press cut short by leaving the page, as it should.
-    page.on("requestfailed", lambda r: "ERR_ABORTED" not in (r.failure or "") and errors.append(
-        f"failed to load {r.url}: {r.failure}"))
+    page.on(
+      "requestfailed",
+      lambda r: (
+        "ERR_ABORTED" not in (r.failure or "")
+        and errors.append(f"failed to load {r.url}: {r.failure}")
+      ),
+    )
     yield page, errors
     context.close()
 
@@ -165,6 +197,7 @@ def test_layer_page_sorts_by_ratio(site, browser_page):
   _open(page, (site / "efficientnet_lite0/block3/index.html").as_uri())
   page.select_option("#sort", "ratio")
   ratios = page.eval_on_selector_all(
-      "#units > a", "tiles => tiles.map(t => parseFloat(t.getAttribute('data-r')))")
+    "#units > a", "tiles => tiles.map(t => parseFloat(t.getAttribute('data-r')))"
+  )
   assert len(ratios) == UNITS and ratios == sorted(ratios, reverse=True)
   assert errors == []

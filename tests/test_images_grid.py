@@ -67,11 +67,14 @@ def test_one_image_grid_holds_its_whole_title(title):
   assert picture.width <= max(images.TEXT_WIDTH, 128 + 8)
 
 
-@pytest.mark.parametrize("caption", [
+@pytest.mark.parametrize(
+  "caption",
+  [
     "0.5*block5:3+0.5*block5:9 (12.3)",
     "deepdream:block8 (1.23e+03)",
     "a_caption_with_no_place_to_break_at_all_that_is_far_wider_than_the_tile (3)",
-])
+  ],
+)
 def test_long_captions_wrap_instead_of_being_cut(caption):
   picture = images.grid(_one_tile(96), [caption], font_size=FONT_SIZE)
   bottom = _tile_rows(picture)[-1] + 1  # the caption is everything under the tile
@@ -107,8 +110,9 @@ def test_labels_must_be_one_per_image():
     images.grid(np.zeros((3, 8, 8, 3)), ["a", "b"])
 
 
-@pytest.mark.parametrize("text", ["0.5*block5:3+0.5*block5:9", "a b c d e f g", "x" * 50, "",
-                                  "two\nlines"])
+@pytest.mark.parametrize(
+  "text", ["0.5*block5:3+0.5*block5:9", "a b c d e f g", "x" * 50, "", "two\nlines"]
+)
 def test_wrap_keeps_every_character_within_the_width(text):
   font = _font()
   lines = images.wrap(text, font, 40)

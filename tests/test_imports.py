@@ -9,24 +9,31 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 FOLDERS = {"featviz": "featviz", "model_zoo": "featviz.zoo", "kernels": "featviz.kernels"}
 # Module prefix -> the featviz modules it may import (besides its own package).
 ALLOWED = {
-    "featviz.home": set(),
-    "featviz.nonlin": set(),
-    "featviz.kernels": set(),
-    "featviz.model": {"featviz.nonlin", "featviz.class_names"},
-    "featviz.class_names": {"featviz.model"},
-    "featviz.param": {"featviz.kernels"},
-    "featviz.transforms": {"featviz.kernels"},
-    "featviz.objective_algebra": {"featviz.model"},
-    "featviz.objectives": {"featviz.objective_algebra", "featviz.model"},
-    "featviz.regularizers": {"featviz.objectives", "featviz.objective_algebra", "featviz.model"},
-    "featviz.zoo": {"featviz.model", "featviz.nonlin", "featviz.home"},
-    "featviz.compile_cache": {"featviz.home"},
+  "featviz.home": set(),
+  "featviz.nonlin": set(),
+  "featviz.kernels": set(),
+  "featviz.model": {"featviz.nonlin", "featviz.class_names"},
+  "featviz.class_names": {"featviz.model"},
+  "featviz.param": {"featviz.kernels"},
+  "featviz.transforms": {"featviz.kernels"},
+  "featviz.objective_algebra": {"featviz.model"},
+  "featviz.objectives": {"featviz.objective_algebra", "featviz.model"},
+  "featviz.regularizers": {"featviz.objectives", "featviz.objective_algebra", "featviz.model"},
+  "featviz.zoo": {"featviz.model", "featviz.nonlin", "featviz.home"},
+  "featviz.compile_cache": {"featviz.home"},
 }
 # Packages that nothing below them may import.
-NEVER_FROM = {"featviz._loop": {"featviz._sweep", "featviz.gallery", "featviz.analysis",
-                                "featviz.cli", "featviz.zoo"},
-              "featviz._sweep": {"featviz.gallery", "featviz.analysis", "featviz.cli"},
-              "featviz.gallery": {"featviz.cli"}}
+NEVER_FROM = {
+  "featviz._loop": {
+    "featviz._sweep",
+    "featviz.gallery",
+    "featviz.analysis",
+    "featviz.cli",
+    "featviz.zoo",
+  },
+  "featviz._sweep": {"featviz.gallery", "featviz.analysis", "featviz.cli"},
+  "featviz.gallery": {"featviz.cli"},
+}
 
 
 def _modules():

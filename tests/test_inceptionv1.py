@@ -7,7 +7,6 @@ array (``||out - ref|| / ||ref|| < 1e-4``, per image).
 """
 
 import collections
-
 import functools
 
 import jax
@@ -15,11 +14,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import jaxpr_ops
 from featviz import model as fv_model
 from featviz.zoo import efficientnet_lite0, inceptionv1
 from featviz.zoo import state_dict as sd
 from featviz.zoo import tf_layers as tfl
+
+import jaxpr_ops
 
 TOLERANCE = 1e-4  # Relative L2 error; float32 reorderings give ~1e-6 over 20 layers.
 
@@ -35,8 +35,10 @@ def _init_shapes():
 def random_weights():
   """Random weights for every layer, through the converter (fan-in scaled, like He init)."""
   rng = np.random.default_rng(0)
-  state = {k: (rng.normal(size=s) / np.sqrt(np.prod(s[1:]) if len(s) > 1 else 1.0))
-           for k, s in inceptionv1.expected_shapes().items()}
+  state = {
+    k: (rng.normal(size=s) / np.sqrt(np.prod(s[1:]) if len(s) > 1 else 1.0))
+    for k, s in inceptionv1.expected_shapes().items()
+  }
   return inceptionv1.convert(state)
 
 
@@ -52,14 +54,18 @@ def _zeros_state(shapes):
 
 # ---- tf_layers: padding, pooling and LRN against their definitions ----
 
-@pytest.mark.parametrize("size,kernel,stride,pads", [
+
+@pytest.mark.parametrize(
+  "size,kernel,stride,pads",
+  [
     (224, 7, 2, (2, 3)),  # conv2d0 at 224 (design note, section 6).
     (112, 3, 2, (0, 1)),  # A stride-2 max pool at an even size.
     (113, 3, 2, (1, 1)),  # ... at an odd size pads evenly.
     (56, 3, 1, (1, 1)),
     (56, 5, 1, (2, 2)),
     (7, 1, 1, (0, 0)),
-])
+  ],
+)
 def test_same_padding(size, kernel, stride, pads):
   assert tfl.same_padding(size, kernel, stride) == pads
   out = (size + sum(pads) - kernel) // stride + 1
@@ -70,8 +76,12 @@ def test_max_pool_pads_with_minus_infinity():
   x = -1.0 - jnp.arange(2 * 5 * 5 * 1, dtype=jnp.float32).reshape(2, 5, 5, 1)
   y = np.asarray(tfl.max_pool_same(x, 3, 2))
   xn = np.pad(np.asarray(x), ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-np.inf)
-  ref = np.array([[[xn[b, 2 * i:2 * i + 3, 2 * j:2 * j + 3, 0].max() for j in range(3)]
-                   for i in range(3)] for b in range(2)])[..., None]
+  ref = np.array(
+    [
+      [[xn[b, 2 * i : 2 * i + 3, 2 * j : 2 * j + 3, 0].max() for j in range(3)] for i in range(3)]
+      for b in range(2)
+    ]
+  )[..., None]
   assert y.shape == (2, 3, 3, 1)
   np.testing.assert_array_equal(y, ref)  # Zero padding would put 0 on the border.
 
@@ -81,20 +91,22 @@ def test_lrn_matches_the_tf_formula():
   x = (rng.normal(size=(2, 3, 3, 16)) * 40).astype(np.float32)  # Large enough to matter.
   ref = np.empty_like(x, dtype=np.float64)
   for c in range(16):
-    window = x[..., max(c - 5, 0):c + 6].astype(np.float64)
-    ref[..., c] = x[..., c] / (2.0 + 1e-4 * (window ** 2).sum(-1)) ** 0.5
+    window = x[..., max(c - 5, 0) : c + 6].astype(np.float64)
+    ref[..., c] = x[..., c] / (2.0 + 1e-4 * (window**2).sum(-1)) ** 0.5
   np.testing.assert_allclose(np.asarray(tfl.lrn(jnp.asarray(x))), ref, rtol=1e-5)
 
 
 def test_avg_pool_valid():
   x = jnp.arange(2 * 8 * 8 * 3, dtype=jnp.float32).reshape(2, 8, 8, 3)
   y = np.asarray(tfl.avg_pool_valid(x, 7))
-  ref = np.stack([np.asarray(x)[:, i:i + 7, j:j + 7].mean((1, 2))
-                  for i in range(2) for j in range(2)], 1).reshape(2, 2, 2, 3)
+  ref = np.stack(
+    [np.asarray(x)[:, i : i + 7, j : j + 7].mean((1, 2)) for i in range(2) for j in range(2)], 1
+  ).reshape(2, 2, 2, 3)
   np.testing.assert_allclose(y, ref, rtol=1e-6)
 
 
 # ---- the reference activations ----
+
 
 @pytest.fixture(scope="module")
 def reference(shared):
@@ -141,6 +153,7 @@ def test_spec_channels_match_activations(reference):
 
 
 # ---- spec, early stopping, sizes, nonlinearities, converter (no shared data needed) ----
+
 
 def test_spec_facts():
   spec = inceptionv1.spec()
@@ -203,6 +216,7 @@ def test_every_relu_goes_through_nonlin(random_weights):
 
 def test_gradients_reach_the_input(random_weights):
   """The render loop differentiates through every pool and LRN to the image."""
+
   def score(x):
     return _forward(random_weights, x, ("mixed4a",))["mixed4a"][..., 7].mean()
 
@@ -242,7 +256,11 @@ def test_a_partial_file_is_refused():
   state = _zeros_state(inceptionv1.expected_shapes())
   del state["mixed5b_pool_reduce_pre_relu_conv.bias"]
   state["mixed3a_1x1_pre_relu_conv.weight"] = np.zeros((64, 192, 3, 3), np.float32)
-  with pytest.raises(sd.WeightMismatchError, match=(
+  with pytest.raises(
+    sd.WeightMismatchError,
+    match=(
       r"1 missing keys: mixed5b_pool_reduce_pre_relu_conv.bias \(128,\).*"
-      r"mixed3a_1x1_pre_relu_conv.weight is \(64, 192, 3, 3\), expected \(64, 192, 1, 1\)")):
+      r"mixed3a_1x1_pre_relu_conv.weight is \(64, 192, 3, 3\), expected \(64, 192, 1, 1\)"
+    ),
+  ):
     inceptionv1.convert(state)

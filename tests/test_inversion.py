@@ -35,11 +35,12 @@ def test_tiny_cnn_inversion_lowers_the_feature_loss_and_checks_input():
 
 
 def test_efficientnet_early_layer_reconstructs_better_than_late(shared):
-  from featviz import zoo
-  from featviz import photos
+  from featviz import photos, zoo
+
   model = zoo.load("efficientnet_lite0")
   photo = photos.load_image(
-      shared / "images" / "imagenet-sample" / "n01532829_house_finch.JPEG", 48)
+    shared / "images" / "imagenet-sample" / "n01532829_house_finch.JPEG", 48
+  )
   # 48 px and 48 Adam steps (the default is 224 px, 256 steps), both layers in one batch.
   # Measured: block1 22.5 dB, block12 17.8 dB (tench 19.9 / 14.1, Japanese spaniel
   # 14.2 / 8.6); a 2 dB margin is asked.
@@ -49,11 +50,14 @@ def test_efficientnet_early_layer_reconstructs_better_than_late(shared):
   assert result.loss[0] < 0.2  # the early layer's own features are matched closely
 
 
-@pytest.mark.parametrize("args, message", [
+@pytest.mark.parametrize(
+  "args, message",
+  [
     (["x.jpg", "--layers", "block1,nope"], "unknown layer 'nope'"),
     (["x.jpg", "--layers", ","], "at least one layer"),
     (["none.jpg", "--layers", "block1"], "no such image file"),
-])
+  ],
+)
 def test_cli_invert_bad_input_exits_2(tmp_path, monkeypatch, capsys, args, message):
   monkeypatch.chdir(tmp_path)
   assert main(["invert", "efficientnet_lite0", *args, "--out", str(tmp_path / "i.png")]) == 2

@@ -7,11 +7,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from featviz.kernels import affine_resample as ar
-from featviz.kernels.affine_resample import api, pallas, reference
 
 from featviz import kernels
 from featviz import transforms as tf_lib
+from featviz.kernels import affine_resample as ar
+from featviz.kernels.affine_resample import api, pallas, reference
 
 # Small shapes with partial last blocks (17 * 15 = 255 pixels, 13 * 11 = 143: blocks of 64).
 IMAGE = (13, 11)
@@ -49,9 +49,17 @@ def reach(matrices):
 
 def op(images, matrices, canvas, implementation):
   return ar.affine_resample(
-      images, matrices, OUT, fill=0.5, canvas=canvas,
-      canvas_size=None if canvas is None else CANVAS, canvas_fill=0.0,
-      implementation=implementation, interpret=True, block=BLOCK)
+    images,
+    matrices,
+    OUT,
+    fill=0.5,
+    canvas=canvas,
+    canvas_size=None if canvas is None else CANVAS,
+    canvas_fill=0.0,
+    implementation=implementation,
+    interpret=True,
+    block=BLOCK,
+  )
 
 
 @pytest.mark.parametrize("use_canvas,channels", [(False, 3), (True, 3), (True, 1)])
@@ -128,8 +136,12 @@ def test_auto_picks_pallas_only_on_a_measured_device_kind(monkeypatch):
   monkeypatch.setattr(api, "PALLAS_WINS_ON", frozenset())
   assert "pallas_call" not in str(jax.make_jaxpr(lambda x: op(x, matrices, None, None))(images))
   with pytest.raises(ValueError, match="implementation must be one of"):
-    ar.affine_resample(np.ones((1, 4, 4, 1), np.float32), np.zeros((1, 2, 3), np.float32),
-                       (4, 4), implementation="cuda")
+    ar.affine_resample(
+      np.ones((1, 4, 4, 1), np.float32),
+      np.zeros((1, 2, 3), np.float32),
+      (4, 4),
+      implementation="cuda",
+    )
 
 
 def test_featviz_transforms_uses_the_reference_sampler_and_tables():
@@ -145,8 +157,9 @@ def test_pallas_kernels_lower_to_triton_without_a_gpu():
   coef = jax.ShapeDtypeStruct((2, pallas.N_COEFFICIENTS), jnp.float32)
   images = jax.ShapeDtypeStruct((2, 128, 128, 3), jnp.float32)
   cotangent = jax.ShapeDtypeStruct((2, 140, 140, 3), jnp.float32)
-  fwd = functools.partial(pallas.forward, out_size=(140, 140), fill=0.5,
-                          canvas_size=(144, 144), canvas_fill=0.0)
+  fwd = functools.partial(
+    pallas.forward, out_size=(140, 140), fill=0.5, canvas_size=(144, 144), canvas_fill=0.0
+  )
   bwd = functools.partial(pallas.backward, image_size=(128, 128))
   for fn, args in ((fwd, (coef, images)), (bwd, (coef, cotangent))):
     text = jax.jit(fn).trace(*args).lower(lowering_platforms=("cuda",)).as_text()
@@ -165,7 +178,8 @@ def step_by_step(images, draws, pad_value=0.5, scale_fill=0.5, rotate_fill=0.0):
 
   def crop(x, offsets, size):
     return jax.vmap(lambda im, o: jax.lax.dynamic_slice(im, (o[0], o[1], 0), size + (c,)))(
-        x, offsets)
+      x, offsets
+    )
 
   x = crop(padded, draws.offset_before, (h1, w1))
   x = tf_lib.affine_about_center(x, draws.scale, jnp.zeros_like(draws.scale), scale_fill)
@@ -177,8 +191,9 @@ def smooth_images(batch, h, w, amplitude, k):
   """0.5 + amplitude * sin(k . (y, x) + phase): second derivatives at most amplitude * k_i^2."""
   yy, xx = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
   phases = np.arange(batch * 3).reshape(batch, 1, 1, 3)
-  return jnp.asarray(0.5 + amplitude * np.sin(k[0] * yy[..., None] + k[1] * xx[..., None]
-                                              + phases), jnp.float32)
+  return jnp.asarray(
+    0.5 + amplitude * np.sin(k[0] * yy[..., None] + k[1] * xx[..., None] + phases), jnp.float32
+  )
 
 
 draws_of = jax.jit(ar.standard_draws, static_argnums=1)
@@ -201,9 +216,15 @@ def test_translation_only_draws_match_exactly():
   @jax.jit
   def fused(images, draws):
     comp = ar.compose_standard(draws, (20, 18))
-    return ar.affine_resample(images, comp.matrices, comp.out_size, fill=0.5,
-                              canvas=comp.canvas, canvas_size=comp.canvas_size,
-                              implementation="xla")
+    return ar.affine_resample(
+      images,
+      comp.matrices,
+      comp.out_size,
+      fill=0.5,
+      canvas=comp.canvas,
+      canvas_size=comp.canvas_size,
+      implementation="xla",
+    )
 
   np.testing.assert_array_equal(fused(images, draws), jax.jit(step_by_step)(images, draws))
 
@@ -224,13 +245,22 @@ def test_one_pass_differs_from_two_passes_by_interpolation_only():
   @jax.jit
   def both_paths(images, draws):
     comp = ar.compose_standard(draws, (h, w))
-    fused_op = functools.partial(ar.affine_resample, matrices=comp.matrices,
-                                 out_size=comp.out_size, canvas=comp.canvas,
-                                 canvas_size=comp.canvas_size, implementation="xla")
+    fused_op = functools.partial(
+      ar.affine_resample,
+      matrices=comp.matrices,
+      out_size=comp.out_size,
+      canvas=comp.canvas,
+      canvas_size=comp.canvas_size,
+      implementation="xla",
+    )
     # Where the taps read: both paths on an all-ones image with every fill 0.
     ones = jnp.ones_like(images)
-    return (fused_op(images, fill=0.5, canvas_fill=0.0), step_by_step(images, draws),
-            fused_op(ones, fill=0.0, canvas_fill=0.0), step_by_step(ones, draws, 0.0, 0.0, 0.0))
+    return (
+      fused_op(images, fill=0.5, canvas_fill=0.0),
+      step_by_step(images, draws),
+      fused_op(ones, fill=0.0, canvas_fill=0.0),
+      step_by_step(ones, draws, 0.0, 0.0, 0.0),
+    )
 
   fused, steps, reads_fused, reads_steps = both_paths(images, draws)
   content = (reads_fused > 1 - 1e-6) & (reads_steps > 1 - 1e-6)
@@ -243,15 +273,19 @@ def test_one_pass_differs_from_two_passes_by_interpolation_only():
   # 1-Lipschitz ramps) by at most 2 q.
   out_h, out_w = fused.shape[1:3]
   q = ar.api.MAP_QUANTUM / 2 * (out_h + out_w - 1)
-  bound = (e_f * (2 + 1 / np.asarray(draws.scale)[:, None, None, None] ** 2)
-           + amplitude * (k[0] + k[1]) * q)
+  bound = (
+    e_f * (2 + 1 / np.asarray(draws.scale)[:, None, None, None] ** 2)
+    + amplitude * (k[0] + k[1]) * q
+  )
   diff = np.abs(np.asarray(fused) - np.asarray(steps))
   slack = 1e-5  # float32 coordinates (~1e-5 px) times the image's slope (amplitude |k| < 0.08)
   assert content.mean() > 0.3 and grey.mean() > 0.05
   assert np.all(np.where(content, diff - bound, 0) <= slack), diff[content].max()
   assert np.all(np.where(grey, diff, 0) <= slack + 0.5 * 2 * q), diff[grey].max()
-  print(f"content {content.mean():.2f} grey {grey.mean():.2f} max diff {diff[content].max():.4f} "
-        f"bound {bound.max():.4f} band max {diff[~content & ~grey].max():.3f}")
+  print(
+    f"content {content.mean():.2f} grey {grey.mean():.2f} max diff {diff[content].max():.4f} "
+    f"bound {bound.max():.4f} band max {diff[~content & ~grey].max():.3f}"
+  )
   assert diff[content].max() > 0.05 * bound.max()  # the interpolations do differ: bound is real
 
 

@@ -7,10 +7,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from featviz.kernels import fourier_decode as fd
-from featviz.kernels.fourier_decode import api, pallas, reference
 
 from featviz import kernels, param
+from featviz.kernels import fourier_decode as fd
+from featviz.kernels.fourier_decode import api, pallas, reference
 
 
 def spectrum(rng, batch, channels, h, w, sd):
@@ -18,8 +18,10 @@ def spectrum(rng, batch, channels, h, w, sd):
   return rng.normal(0.0, sd, (batch, 2, channels, h, w // 2 + 1)).astype(np.float32)
 
 
-@pytest.mark.parametrize("h,w,channels,decorrelate", [(32, 32, 3, True), (24, 17, 3, True),
-                                                      (16, 16, 1, True), (16, 20, 3, False)])
+@pytest.mark.parametrize(
+  "h,w,channels,decorrelate",
+  [(32, 32, 3, True), (24, 17, 3, True), (16, 16, 1, True), (16, 20, 3, False)],
+)
 def test_reference_is_featviz_param_fourier(h, w, channels, decorrelate):
   """``param.fourier``'s XLA path is this reference's maths (shared below); the two write only the
   colour mix differently, so ``implementation=`` never changes an image."""
@@ -54,8 +56,9 @@ def test_pallas_matches_reference_forward_and_gradient(h, w, channels, decorrela
 
   @functools.partial(jax.jit, static_argnums=0)
   def out_and_grad(impl, params, cotangent):
-    fn = functools.partial(fd.fourier_decode, decorrelate=decorrelate, implementation=impl,
-                           interpret=True, rows=rows)
+    fn = functools.partial(
+      fd.fourier_decode, decorrelate=decorrelate, implementation=impl, interpret=True, rows=rows
+    )
     out, vjp = jax.vjp(fn, params)
     return out, vjp(cotangent)[0]
 

@@ -11,8 +11,7 @@ import pytest
 
 from featviz import model as fv_model
 from featviz.nonlin import STANDARD_OPS
-from featviz.zoo import mnist_cnn
-from featviz.zoo import train_mnist
+from featviz.zoo import mnist_cnn, train_mnist
 
 WEIGHTS = pathlib.Path(mnist_cnn.__file__).parent / "weights" / "mnist_cnn.npz"
 MIN_TEST_ACCURACY = 0.985  # The bar set for the committed weights on MNIST's 10k test set.
@@ -29,18 +28,25 @@ def _images(batch: int, seed: int = 1) -> jax.Array:
 
 # (a) The committed weights, on the real test set.
 
+
 def test_committed_weights_reach_test_accuracy(shared):
   with np.load(shared / "data" / "mnist.npz") as f:
     pixels, labels = f["x_test"], f["y_test"].astype(np.int32)
   with np.load(WEIGHTS) as f:
     weights = mnist_cnn.convert(dict(f))
-  predict = jax.jit(lambda w, x: jnp.argmax(mnist_cnn.forward(
-      w, x, ("logits",), STANDARD_OPS)["logits"], -1))
+  predict = jax.jit(
+    lambda w, x: jnp.argmax(mnist_cnn.forward(w, x, ("logits",), STANDARD_OPS)["logits"], -1)
+  )
   batch = 1000  # Divides the 10,000 test images: one compile.
   correct = sum(
-      int(np.sum(np.asarray(predict(weights, pixels[i:i + batch, ..., None] / np.float32(255)))
-                 == labels[i:i + batch]))
-      for i in range(0, len(labels), batch))
+    int(
+      np.sum(
+        np.asarray(predict(weights, pixels[i : i + batch, ..., None] / np.float32(255)))
+        == labels[i : i + batch]
+      )
+    )
+    for i in range(0, len(labels), batch)
+  )
   accuracy = correct / len(labels)
   assert accuracy >= MIN_TEST_ACCURACY
   record = json.loads(WEIGHTS.with_suffix(".json").read_text())
@@ -50,6 +56,7 @@ def test_committed_weights_reach_test_accuracy(shared):
 
 
 # (b) The model contract, on random inputs.
+
 
 def test_committed_weights_file_is_small_float32_and_matches_record():
   assert WEIGHTS.stat().st_size < 1_000_000  # The budget for weights committed to the repo.
@@ -64,7 +71,11 @@ def test_committed_weights_file_is_small_float32_and_matches_record():
 def test_spec_channels_match_activations(random_weights):
   spec = mnist_cnn.spec()
   assert (spec.name, spec.value_range, spec.image_size, spec.channels) == (
-      "mnist_cnn", (0.0, 1.0), 28, 1)
+    "mnist_cnn",
+    (0.0, 1.0),
+    28,
+    1,
+  )
   assert spec.fixed_size and spec.labels == tuple("0123456789")
   layers = tuple(spec.layers)
   out = mnist_cnn.forward(random_weights, _images(2), layers, STANDARD_OPS)
@@ -78,9 +89,11 @@ def test_forward_stops_after_deepest_requested_layer(random_weights):
   x = _images(2)
   out = mnist_cnn.forward(random_weights, x, ("conv1",), STANDARD_OPS)
   assert set(out) == {"conv1"} and out["conv1"].shape == (2, 26, 26, 32)
-  jaxpr = str(jax.make_jaxpr(
-      lambda w, x: mnist_cnn.forward(w, x, ("conv1",), STANDARD_OPS))(
-          random_weights, x))
+  jaxpr = str(
+    jax.make_jaxpr(lambda w, x: mnist_cnn.forward(w, x, ("conv1",), STANDARD_OPS))(
+      random_weights, x
+    )
+  )
   assert jaxpr.count("conv_general_dilated") == 1
   assert "dot_general" not in jaxpr  # Neither fc nor logits ran.
   out = mnist_cnn.forward(random_weights, x, ("conv3", "conv1"), STANDARD_OPS)
@@ -129,6 +142,7 @@ def test_convert_names_shape_mismatch(random_weights):
 
 
 # (c) The training script's pieces.
+
 
 def test_two_train_steps_lower_the_loss(random_weights):
   key_x, key_y = jax.random.split(jax.random.key(2))

@@ -5,16 +5,19 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import tiny_cnn
 from featviz import model as model_lib
 from featviz import objectives as O
 from featviz import regularizers as R
 from featviz.objectives import Context
 
+import tiny_cnn
+
 SPEC = tiny_cnn.make().spec
 RNG = np.random.default_rng(0)
-ACTS = {"conv2": RNG.normal(size=(3, 5, 7, 6)).astype(np.float32),
-        "logits": RNG.normal(size=(3, 5)).astype(np.float32)}
+ACTS = {
+  "conv2": RNG.normal(size=(3, 5, 7, 6)).astype(np.float32),
+  "logits": RNG.normal(size=(3, 5)).astype(np.float32),
+}
 IMAGE = RNG.uniform(size=(3, 9, 8, 3)).astype(np.float32)
 CTX = Context({k: jnp.asarray(v) for k, v in ACTS.items()}, jnp.asarray(IMAGE))
 
@@ -51,28 +54,32 @@ def test_class_logit_by_index_and_by_name():
 
 
 def test_deepdream_is_mean_square():
-  np.testing.assert_allclose(score(O.deepdream("conv2")),
-                             (ACTS["conv2"] ** 2).mean(axis=(1, 2, 3)), rtol=1e-6)
+  np.testing.assert_allclose(
+    score(O.deepdream("conv2")), (ACTS["conv2"] ** 2).mean(axis=(1, 2, 3)), rtol=1e-6
+  )
 
 
 def test_inversion_is_normalized_squared_error():
   target = RNG.normal(size=(1, 5, 7, 6)).astype(np.float32)
-  want = -((ACTS["conv2"] - target) ** 2).sum(axis=(1, 2, 3)) / (target ** 2).sum()
+  want = -((ACTS["conv2"] - target) ** 2).sum(axis=(1, 2, 3)) / (target**2).sum()
   np.testing.assert_allclose(score(O.inversion("conv2", target)), want, rtol=1e-5)
 
 
 def test_total_variation_matches_tf_formula():
   x = IMAGE
-  want = (np.abs(np.diff(x, axis=1)).sum(axis=(1, 2, 3))
-          + np.abs(np.diff(x, axis=2)).sum(axis=(1, 2, 3)))
+  want = np.abs(np.diff(x, axis=1)).sum(axis=(1, 2, 3)) + np.abs(np.diff(x, axis=2)).sum(
+    axis=(1, 2, 3)
+  )
   np.testing.assert_allclose(score(R.total_variation()), want, rtol=1e-5)
 
 
 def test_l1_l2_match_lucid():
-  np.testing.assert_allclose(score(R.l1(constant=0.5)),
-                             np.abs(IMAGE - 0.5).sum(axis=(1, 2, 3)), rtol=1e-5)
-  np.testing.assert_allclose(score(R.l2(constant=0.5)),
-                             np.sqrt(1e-6 + ((IMAGE - 0.5) ** 2).sum(axis=(1, 2, 3))), rtol=1e-5)
+  np.testing.assert_allclose(
+    score(R.l1(constant=0.5)), np.abs(IMAGE - 0.5).sum(axis=(1, 2, 3)), rtol=1e-5
+  )
+  np.testing.assert_allclose(
+    score(R.l2(constant=0.5)), np.sqrt(1e-6 + ((IMAGE - 0.5) ** 2).sum(axis=(1, 2, 3))), rtol=1e-5
+  )
 
 
 def test_blur_penalty_and_its_blur():

@@ -30,4 +30,5 @@ def test_installed_package_has_every_subpackage():
   import featviz.gallery.build  # noqa: F401
   import featviz.kernels.affine_resample  # noqa: F401
   import featviz.zoo.catalogue  # noqa: F401
+
   assert featviz.__version__

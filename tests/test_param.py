@@ -12,7 +12,7 @@ def lucid_fourier_numpy(spectrum: np.ndarray, h: int, w: int, decay_power: float
   """Lucid's fft_image + to_valid_rgb in NumPy: spectrum (B, 2, C, h, w//2+1) -> (B, h, w, C)."""
   fy = np.fft.fftfreq(h)[:, None]
   fx = np.fft.fftfreq(w)[: w // 2 + 1][None, :]  # Lucid's rfft2d_freqs (only fx^2 matters)
-  freqs = np.sqrt(fx ** 2 + fy ** 2)
+  freqs = np.sqrt(fx**2 + fy**2)
   scale = 1.0 / np.maximum(freqs, 1.0 / max(w, h)) ** decay_power * np.sqrt(w * h)
   complex_spec = (spectrum[:, 0] + 1j * spectrum[:, 1]) * scale
   image = np.fft.irfft2(complex_spec, s=(h, w)).transpose(0, 2, 3, 1) / 4.0
@@ -93,6 +93,5 @@ def test_fourier_pallas_switch_gives_the_same_image_and_gradient():
   np.testing.assert_array_equal(auto.to_image(params), xla.to_image(params))
   np.testing.assert_allclose(kernel.to_image(params), xla.to_image(params), atol=1e-6)
   weights = jax.random.normal(jax.random.key(1), (2, 32, 32, 3))
-  grads = [jax.grad(lambda p, f=f: jnp.sum(f.to_image(p) * weights))(params)
-           for f in (xla, kernel)]
+  grads = [jax.grad(lambda p, f=f: jnp.sum(f.to_image(p) * weights))(params) for f in (xla, kernel)]
   np.testing.assert_allclose(grads[1], grads[0], rtol=1e-5, atol=1e-6)

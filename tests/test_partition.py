@@ -11,8 +11,10 @@ from featviz.model import UnitOutOfRangeError
 CHANNELS = {"a": 10, "b": 3, "c": 33}
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("0:8", (0, 8)), (":8", (0, 8)), ("4:", (4, -1)), ("3:4", (3, 4)), (" 2 : 5 ", (2, 5))])
+@pytest.mark.parametrize(
+  "text, expected",
+  [("0:8", (0, 8)), (":8", (0, 8)), ("4:", (4, -1)), ("3:4", (3, 4)), (" 2 : 5 ", (2, 5))],
+)
 def test_parse_units(text, expected):
   assert partition.parse_units(text) == expected
 
@@ -38,7 +40,10 @@ def test_layer_units_start_past_a_layer_is_an_error():
 def test_chunks_are_anchored_at_unit_zero():
   work = partition.chunks({"a": range(5, 10), "b": (0, 1, 2)}, 4)
   assert [(c.layer, c.index, c.units) for c in work] == [
-      ("a", 1, (5, 6, 7)), ("a", 2, (8, 9)), ("b", 0, (0, 1, 2))]
+    ("a", 1, (5, 6, 7)),
+    ("a", 2, (8, 9)),
+    ("b", 0, (0, 1, 2)),
+  ]
   assert work[1].first == 8
 
 
@@ -69,8 +74,9 @@ def test_slot_units_pads_after_each_kept_unit_appears_first():
     partition.slot_units(chunk, [], 4)
 
 
-@pytest.mark.parametrize("slots, devices, expected", [
-    (8, 1, 8), (8, 4, 8), (6, 4, 8), (1, 8, 8), (9, 8, 16), (32, 3, 33)])
+@pytest.mark.parametrize(
+  "slots, devices, expected", [(8, 1, 8), (8, 4, 8), (6, 4, 8), (1, 8, 8), (9, 8, 16), (32, 3, 33)]
+)
 def test_padded_batch(slots, devices, expected):
   assert partition.padded_batch(slots, devices) == expected
 
@@ -94,8 +100,15 @@ def test_processes_resuming_a_half_done_store_never_overlap():
   rng = random.Random(1)
   for count in (2, 3, 7):
     done = {x for x in every if rng.random() < 0.4}
-    todo = [[(c.layer, u) for c in partition.for_process(work, i, count)
-             for u in c.units if (c.layer, u) not in done] for i in range(count)]
+    todo = [
+      [
+        (c.layer, u)
+        for c in partition.for_process(work, i, count)
+        for u in c.units
+        if (c.layer, u) not in done
+      ]
+      for i in range(count)
+    ]
     flat = list(itertools.chain.from_iterable(todo))
     assert len(flat) == len(set(flat)) and set(flat) == every - done
 

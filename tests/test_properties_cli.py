@@ -20,25 +20,72 @@ from hypothesis import strategies as st
 from featviz.cli import cmd_render, cmd_sweep, main
 
 # monkeypatch's state (the stub model loader, FEATVIZ_HOME) is the same for every example.
-SETTINGS = settings(max_examples=150, deadline=1000, database=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                           HealthCheck.too_slow])
+SETTINGS = settings(
+  max_examples=150,
+  deadline=1000,
+  database=None,
+  suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
-RENDER_FLAGS = ["--steps", "--size", "--seed", "--lr", "--input-size", "--redirect-relu-steps",
-                "--chunk", "--batch", "--tv", "--l1", "--l2", "--blur", "--diversity"]
-SWEEP_FLAGS = ["--steps", "--size", "--seed", "--lr", "--input-size", "--redirect-relu-steps",
-               "--chunk", "--batch", "--num-processes", "--process-id"]
+RENDER_FLAGS = [
+  "--steps",
+  "--size",
+  "--seed",
+  "--lr",
+  "--input-size",
+  "--redirect-relu-steps",
+  "--chunk",
+  "--batch",
+  "--tv",
+  "--l1",
+  "--l2",
+  "--blur",
+  "--diversity",
+]
+SWEEP_FLAGS = [
+  "--steps",
+  "--size",
+  "--seed",
+  "--lr",
+  "--input-size",
+  "--redirect-relu-steps",
+  "--chunk",
+  "--batch",
+  "--num-processes",
+  "--process-id",
+]
 
 # What a user might type for a number: small and huge integers (past 2**64, past the 4300 digits
 # int() reads), floats of any kind, and text that is almost a number.
 VALUES = st.one_of(
-    st.integers(-10, 10**4).map(str),
-    st.integers(-(2**70), 2**70).map(str),
-    st.sampled_from([str(2**63), str(2**64), str(-(2**63) - 1), "9" * 5000, "1" + "0" * 30]),
-    st.floats(allow_nan=True, allow_infinity=True).map(repr),
-    st.sampled_from(["nan", "inf", "-inf", "1e999", "-0", "0", "0.0", "1e-320", "0x10", "1_000",
-                     " 3 ", "", "3.", ".5", "1e3", "--", "٣", "+2", "None"]),
-    st.text(max_size=12),
+  st.integers(-10, 10**4).map(str),
+  st.integers(-(2**70), 2**70).map(str),
+  st.sampled_from([str(2**63), str(2**64), str(-(2**63) - 1), "9" * 5000, "1" + "0" * 30]),
+  st.floats(allow_nan=True, allow_infinity=True).map(repr),
+  st.sampled_from(
+    [
+      "nan",
+      "inf",
+      "-inf",
+      "1e999",
+      "-0",
+      "0",
+      "0.0",
+      "1e-320",
+      "0x10",
+      "1_000",
+      " 3 ",
+      "",
+      "3.",
+      ".5",
+      "1e3",
+      "--",
+      "٣",
+      "+2",
+      "None",
+    ]
+  ),
+  st.text(max_size=12),
 )
 
 
@@ -99,12 +146,15 @@ def test_sweep_numeric_flags_are_accepted_or_exit_2(stub_model, flags):
 
 
 @SETTINGS
-@given(st.sampled_from(["--steps", "--size", "--input-size", "--chunk", "--batch"]),
-       st.integers(-(2**66), 2**66))
+@given(
+  st.sampled_from(["--steps", "--size", "--input-size", "--chunk", "--batch"]),
+  st.integers(-(2**66), 2**66),
+)
 def test_render_integer_flags_accept_exactly_their_range(stub_model, flag, value):
   with tempfile.TemporaryDirectory() as out:
-    ok = accepted_or_exit_2(["render", "mnist_cnn", "conv1:0", "--out", f"{out}/a.png",
-                             f"{flag}={value}"])
+    ok = accepted_or_exit_2(
+      ["render", "mnist_cnn", "conv1:0", "--out", f"{out}/a.png", f"{flag}={value}"]
+    )
   top = {"--batch": float("inf")}.get(flag, 2**20 if flag in ("--steps", "--chunk") else 4096)
   assert ok == (1 <= value <= top), (flag, value)
 
@@ -113,6 +163,7 @@ def test_render_integer_flags_accept_exactly_their_range(stub_model, flag, value
 @given(st.integers(-(2**66), 2**66))
 def test_seed_accepted_exactly_in_64_bits(stub_model, seed):
   with tempfile.TemporaryDirectory() as out:
-    ok = accepted_or_exit_2(["render", "mnist_cnn", "conv1:0", "--out", f"{out}/a.png",
-                             f"--seed={seed}"])
+    ok = accepted_or_exit_2(
+      ["render", "mnist_cnn", "conv1:0", "--out", f"{out}/a.png", f"--seed={seed}"]
+    )
   assert ok == (-(2**63) <= seed < 2**64)

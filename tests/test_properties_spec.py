@@ -19,26 +19,30 @@ from hypothesis import strategies as st
 from featviz.cli import spec_grammar
 from featviz.objectives import Objective
 
-SETTINGS = settings(max_examples=300, deadline=500, database=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+  max_examples=300, deadline=500, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 # Layer names as the grammar reads them ([A-Za-z_]\w*), but not "logit" or "deepdream", whose
 # "NAME:" starts the other two kinds of atom.
 LAYERS = st.from_regex(r"\A[A-Za-z_][A-Za-z0-9_]{0,11}\Z").filter(
-    lambda s: s not in ("logit", "deepdream"))
+  lambda s: s not in ("logit", "deepdream")
+)
 UNIT = st.integers(0, 2**31 - 1)
 # Class names: words of letters joined by one space or "-" (the grammar's NAME).
 WORD = st.from_regex(r"\A[A-Za-z][a-z']{0,7}\Z")
 NAME = st.lists(WORD, min_size=1, max_size=3).flatmap(
-    lambda words: st.lists(st.sampled_from([" ", "-"]), min_size=len(words) - 1,
-                           max_size=len(words) - 1).map(
-        lambda seps: words[0] + "".join(s + w for s, w in zip(seps, words[1:]))))
+  lambda words: st.lists(
+    st.sampled_from([" ", "-"]), min_size=len(words) - 1, max_size=len(words) - 1
+  ).map(lambda seps: words[0] + "".join(s + w for s, w in zip(seps, words[1:])))
+)
 # Weights as a user writes them: a mantissa and maybe an exponent ("0.5", "3", "2e-3", ".25").
 WEIGHT = st.one_of(
-    st.integers(0, 10**6).map(str),
-    st.tuples(st.integers(0, 999), st.integers(0, 999)).map(lambda t: f"{t[0]}.{t[1]}"),
-    st.integers(1, 999).map(lambda n: f".{n}"),
-    st.tuples(st.integers(1, 99), st.integers(-30, 30)).map(lambda t: f"{t[0]}e{t[1]}"))
+  st.integers(0, 10**6).map(str),
+  st.tuples(st.integers(0, 999), st.integers(0, 999)).map(lambda t: f"{t[0]}.{t[1]}"),
+  st.integers(1, 999).map(lambda n: f".{n}"),
+  st.tuples(st.integers(1, 99), st.integers(-30, 30)).map(lambda t: f"{t[0]}e{t[1]}"),
+)
 
 
 @st.composite
@@ -123,8 +127,7 @@ def _parses_or_spec_error(text):
 
 
 @SETTINGS
-@given(st.text(max_size=80) | st.lists(st.sampled_from(GRAMMAR_CHARS), max_size=40).map(
-    "".join))
+@given(st.text(max_size=80) | st.lists(st.sampled_from(GRAMMAR_CHARS), max_size=40).map("".join))
 def test_any_text_parses_or_raises_spec_error(text):
   _parses_or_spec_error(text)
 
@@ -139,15 +142,17 @@ def test_a_valid_spec_with_one_edit_parses_or_raises_spec_error(case, data):
   if edit == "insert":
     text = text[:i] + char + text[i:]
   elif edit == "delete":
-    text = text[:i] + text[i + 1:]
+    text = text[:i] + text[i + 1 :]
   else:
-    text = text[:i] + char + text[i + 1:]
+    text = text[:i] + char + text[i + 1 :]
   _parses_or_spec_error(text)
 
 
 @settings(max_examples=20, deadline=2000, database=None)  # a few kB each: fewer, longer
-@given(st.integers(spec_grammar.MAX_SPEC_CHARS + 1, 20 * spec_grammar.MAX_SPEC_CHARS),
-       st.sampled_from(["conv1:1+", "1", "logit:a b ", "x"]))
+@given(
+  st.integers(spec_grammar.MAX_SPEC_CHARS + 1, 20 * spec_grammar.MAX_SPEC_CHARS),
+  st.sampled_from(["conv1:1+", "1", "logit:a b ", "x"]),
+)
 def test_long_text_is_refused_by_length_at_once(n, unit):
   text = (unit * (n // len(unit) + 1))[:n]
   try:

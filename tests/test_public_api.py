@@ -9,22 +9,48 @@ import jax.numpy as jnp
 import numpy as np
 
 import featviz
+
 import tiny_cnn
 
 PUBLIC = [
-    "ConfigError", "ImageShapeError", "Model", "ModelSpec", "NonFiniteError", "Ops",
-    "RenderConfig", "RenderResult", "SettingsMismatchError", "UnitOutOfRangeError",
-    "UnknownLabelError", "UnknownLayerError", "__version__", "analysis", "gallery", "images",
-    "lower", "nonlin", "objectives", "param", "photos", "regularizers", "render", "score_images", "sweep",
-    "transforms", "zoo",
+  "ConfigError",
+  "ImageShapeError",
+  "Model",
+  "ModelSpec",
+  "NonFiniteError",
+  "Ops",
+  "RenderConfig",
+  "RenderResult",
+  "SettingsMismatchError",
+  "UnitOutOfRangeError",
+  "UnknownLabelError",
+  "UnknownLayerError",
+  "__version__",
+  "analysis",
+  "gallery",
+  "images",
+  "lower",
+  "nonlin",
+  "objectives",
+  "param",
+  "photos",
+  "regularizers",
+  "render",
+  "score_images",
+  "sweep",
+  "transforms",
+  "zoo",
 ]
 
 
 def test_all_is_literal_and_pinned():
   source = pathlib.Path(featviz.__file__).read_text()
-  assigned = [node.value for node in ast.walk(ast.parse(source))
-              if isinstance(node, ast.Assign) and any(
-                  getattr(t, "id", None) == "__all__" for t in node.targets)]
+  assigned = [
+    node.value
+    for node in ast.walk(ast.parse(source))
+    if isinstance(node, ast.Assign)
+    and any(getattr(t, "id", None) == "__all__" for t in node.targets)
+  ]
   assert len(assigned) == 1 and isinstance(assigned[0], ast.List)
   assert ast.literal_eval(assigned[0]) == PUBLIC
   for name in PUBLIC:
@@ -53,8 +79,9 @@ def test_a_model_passes_through_jit_as_one_argument_and_reuses_the_program():
 
   x = jnp.full((1, 16, 16, 3), 0.5)
   got = mean_conv2(model, x)
-  np.testing.assert_allclose(got, np.asarray(model.activations(x, ["conv2"])["conv2"]).mean(),
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+    got, np.asarray(model.activations(x, ["conv2"])["conv2"]).mean(), rtol=1e-6
+  )
   other = model.replace(weights=jax.tree.map(lambda w: w * 1.5, model.weights))
   assert float(mean_conv2(other, x)) != float(got)  # the weights are data ...
   assert len(traces) == 1  # ... so other weights of the same architecture reuse the program
@@ -72,7 +99,8 @@ def test_per_channel_normalisation_is_applied_as_torchvision_does():
   spec = dataclasses.replace(base.spec, value_range=(0.0, 1.0), mean=mean, std=std)
   model = base.replace(spec=spec)
   x = np.random.default_rng(0).uniform(size=(2, 16, 16, 3)).astype(np.float32)
-  expected = base.forward(base.weights, (x - np.asarray(mean)) / np.asarray(std), ("conv1",),
-                          featviz.Ops())["conv1"]
+  expected = base.forward(
+    base.weights, (x - np.asarray(mean)) / np.asarray(std), ("conv1",), featviz.Ops()
+  )["conv1"]
   got = model.activations(x, ["conv1"], ops=featviz.Ops())["conv1"]
   np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)

@@ -32,6 +32,7 @@ def _gradient_support(model, layer, queries, size):
     def unit(x, row, col, c):
       a = model.forward(weights, x, (layer,), LINEAR)[layer][0, row, col]
       return jnp.where(c < 0, jnp.sum(a), a[jnp.maximum(c, 0)])
+
     q = jnp.asarray(queries)
     return jax.vmap(lambda r, cl, c: jax.grad(unit)(x, r, cl, c))(q[:, 0], q[:, 1], q[:, 2])
 
@@ -61,6 +62,7 @@ def test_one_pull_back_program_per_architecture_layer_and_size():
 
 def test_efficientnet_block3_masks_equal_gradient_support():
   from featviz import zoo
+
   model = zoo.load("efficientnet_lite0")
   size = 96  # block3 is 12x12 there (stride 8); 96 px keeps the trace and gradients fast
   queries = [(0, 0, 0), (6, 6, 5), (11, 3, -1), (11, 11, 39)]
@@ -76,13 +78,14 @@ def test_efficientnet_block3_masks_equal_gradient_support():
 def _pooled_model() -> Model:
   """conv 3x3 -> max pool 3x3 stride 2 (SAME) -> conv 3x3: fields by hand 3, 5, 9."""
   rng = np.random.default_rng(1)
-  weights = {"a": rng.normal(size=(3, 3, 1, 4)).astype(np.float32),
-             "b": rng.normal(size=(3, 3, 4, 4)).astype(np.float32)}
+  weights = {
+    "a": rng.normal(size=(3, 3, 1, 4)).astype(np.float32),
+    "b": rng.normal(size=(3, 3, 4, 4)).astype(np.float32),
+  }
 
   def forward(w, x, layers, ops):
     dn = ("NHWC", "HWIO", "NHWC")
-    h = ops.relu(jax.lax.conv_general_dilated(x, w["a"], (1, 1), "SAME",
-                                                 dimension_numbers=dn))
+    h = ops.relu(jax.lax.conv_general_dilated(x, w["a"], (1, 1), "SAME", dimension_numbers=dn))
     h = jax.lax.reduce_window(h, -jnp.inf, jax.lax.max, (1, 3, 3, 1), (1, 2, 2, 1), "SAME")
     h = jax.lax.conv_general_dilated(h, w["b"], (1, 1), "SAME", dimension_numbers=dn)
     return {"out": h}
@@ -126,6 +129,7 @@ def test_bad_queries_raise():
 
 def test_inception_branches_have_their_own_fields(shared):
   from featviz import zoo
+
   path = shared / "reference" / "inceptionv1" / "random_inception5h.pth"
   model = zoo.load("inceptionv1", weights=str(path))
   # conv2d0 7x7/2 (7) -> pool 3/2 (+4 = 11) -> conv2d1 1x1 -> conv2d2 3x3 at stride 4

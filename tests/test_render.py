@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 
 import featviz
-import tiny_cnn
 from featviz import objectives as O
 from featviz import transforms
 from featviz._loop import api as render
 from featviz._loop import program
 from featviz.model import Model
 from featviz.nonlin import Ops
+
+import tiny_cnn
 
 MODEL = tiny_cnn.make()
 # Jitter only: the standard preset's resampling takes seconds to compile on CPU.
@@ -64,6 +65,7 @@ def _spy_model(seen):
   def forward(weights, x, layers, ops):
     seen.append(layers)
     return MODEL.forward(weights, x, layers, ops)
+
   return dataclasses.replace(MODEL, forward=forward)
 
 
@@ -78,6 +80,7 @@ def test_forward_stops_at_the_deepest_layer():
   ``activations`` holds one convolution per layer up to it, and no logits matmul."""
   import jax
   import jax.extend  # noqa: F401  (jaxpr_ops reads jax.extend.core without importing it)
+
   import jaxpr_ops
 
   images = np.full((1, 16, 16, 3), 0.5, np.float32)
@@ -106,8 +109,15 @@ class _NaNAfter(O.Objective):
 
 def test_non_finite_error_names_step_and_objective():
   with pytest.raises(render.NonFiniteError, match=r"non-finite at step (\d+) of 200") as err:
-    render.render(MODEL, _NaNAfter(), steps=200, size=16, param="pixel", progress_bar=False,
-                  transforms=transforms.identity())
+    render.render(
+      MODEL,
+      _NaNAfter(),
+      steps=200,
+      size=16,
+      param="pixel",
+      progress_bar=False,
+      transforms=transforms.identity(),
+    )
   step = int(re.search(r"step (\d+)", str(err.value)).group(1))
   assert 0 < step < 200
   assert "_NaNAfter" in str(err.value)
@@ -134,8 +144,7 @@ def _dead_model():
 
 def test_redirected_relu_revives_a_dead_unit_and_plain_relu_does_not():
   model = _dead_model()
-  kw = dict(steps=40, size=16, progress_bar=False, transforms=transforms.identity(),
-            param="pixel")
+  kw = dict(steps=40, size=16, progress_bar=False, transforms=transforms.identity(), param="pixel")
   plain = render.render(model, O.channel("conv2", 0), redirect_relu_steps=0, **kw)
   redirected = render.render(model, O.channel("conv2", 0), redirect_relu_steps=40, **kw)
   assert plain.history[0, 0] == 0 and plain.history[-1, 0] == 0
@@ -164,7 +173,9 @@ def test_an_unknown_setting_is_refused_with_the_list_of_settings():
     render.render(MODEL, O.channel("conv1", 1), stepz=4, progress_bar=False)
 
 
-@pytest.mark.parametrize("field, value, message", [
+@pytest.mark.parametrize(
+  "field, value, message",
+  [
     ("steps", 0, "steps must be an integer from 1"),
     ("size", 10**6, "size must be an integer from 1 to 4096"),
     ("learning_rate", float("nan"), "learning_rate must be a finite number"),
@@ -173,7 +184,8 @@ def test_an_unknown_setting_is_refused_with_the_list_of_settings():
     ("transforms", "all", "transforms 'all': choose one of standard, shared, none"),
     ("compute_dtype", "int8", "compute_dtype 'int8'"),
     ("rewrites", frozenset({"conv"}), "unknown rewrites"),
-])
+  ],
+)
 def test_a_bad_setting_is_refused_before_compiling(field, value, message):
   with pytest.raises(featviz.ConfigError, match=re.escape(message)):
     featviz.RenderConfig(**{field: value})
@@ -201,6 +213,7 @@ def test_a_render_image_depends_on_its_unit_and_seed_not_on_its_batch():
 
 def test_repeats_of_one_unit_draw_different_images_and_a_key_equals_its_seed():
   import jax
+
   kw = dict(steps=4, size=16, progress_bar=False)
   twice = render.render(MODEL, O.channel("conv2", 1), batch=2, **kw)
   assert np.abs(twice.images[0] - twice.images[1]).max() > 1e-3
@@ -211,6 +224,6 @@ def test_repeats_of_one_unit_draw_different_images_and_a_key_equals_its_seed():
 
 def test_a_neuron_outside_its_layers_map_is_refused_by_the_python_api_too():
   from featviz.model import UnitOutOfRangeError
+
   with pytest.raises(UnitOutOfRangeError, match="map is"):
-    render.render(MODEL, O.neuron("conv1", 0, x=100, y=100), steps=2, size=16,
-                  progress_bar=False)
+    render.render(MODEL, O.neuron("conv1", 0, x=100, y=100), steps=2, size=16, progress_bar=False)

@@ -6,11 +6,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import tiny_cnn
 from featviz import objectives as O
 from featviz import transforms
 from featviz._loop import api as render
 from featviz._loop import program
+
+import tiny_cnn
 
 MODEL = tiny_cnn.make()
 # Jitter only: the standard preset's resampling takes seconds to compile on CPU (test_render.py).
@@ -84,8 +85,7 @@ def test_non_finite_step_and_images_do_not_depend_on_the_chunks():
   """The run stops after the chunk that follows the bad one; the error still names the first
   bad step and carries the images of the last finite step: those of a render that stops
   just before it."""
-  kw = dict(steps=200, size=16, param="pixel", progress_bar=False,
-            transforms=transforms.identity())
+  kw = dict(steps=200, size=16, param="pixel", progress_bar=False, transforms=transforms.identity())
   steps = set()
   for chunk in (7, 200):
     with pytest.raises(render.NonFiniteError, match=r"non-finite at step (\d+) of 200") as err:

@@ -10,10 +10,10 @@ import json
 import os
 
 import pytest
+from test_gallery import make_store
 
 from featviz import cli, gallery, images
 from featviz.gallery import files as gallery_files
-from test_gallery import make_store
 
 
 def _attempt(fn, *args, **kwargs):
@@ -38,8 +38,9 @@ def _add_to_record(site, *paths):
   (site / "site.json").write_text(json.dumps(record))
 
 
-@pytest.mark.parametrize("rel", ["../victim/keep.txt", "{victim}/keep.txt",
-                                 "tiny/../../victim/keep.txt"])
+@pytest.mark.parametrize(
+  "rel", ["../victim/keep.txt", "{victim}/keep.txt", "tiny/../../victim/keep.txt"]
+)
 def test_a_site_json_naming_files_outside_the_site_deletes_nothing(tmp_path, rel):
   store, site = _site(tmp_path)
   victim = tmp_path / "victim"
@@ -84,8 +85,9 @@ def test_an_index_row_png_outside_the_sweep_is_refused(tmp_path, png):
   data["rows"][0]["png"] = png.format(secret=secret)
   index.write_text(json.dumps(data))
   error = _attempt(gallery.build, store, tmp_path / "site")
-  leaked = [p for p in (tmp_path / "site").rglob("*") if p.is_file()
-            and p.read_bytes() == b"private"]
+  leaked = [
+    p for p in (tmp_path / "site").rglob("*") if p.is_file() and p.read_bytes() == b"private"
+  ]
   assert leaked == []
   assert type(error).__name__ == "UnsafeSweepPathError"
   assert "relative path inside the sweep" in str(error)
@@ -122,12 +124,15 @@ def test_pngs_are_copied_never_hard_linked(tmp_path):
   assert copy.read_bytes() == (store / "conv1/0000.png").read_bytes()
 
 
-@pytest.mark.parametrize("mine", [
+@pytest.mark.parametrize(
+  "mine",
+  [
     {"index.html": "mine"},
     {"assets/gallery.css": "mine"},
     {"site.json": "mine", "index.html": "mine"},  # someone's own site.json: not a gallery's
     {"site.json": '{"format": 1, "files": []}'},
-])
+  ],
+)
 def test_out_holding_files_the_gallery_did_not_write_is_refused(tmp_path, capsys, mine):
   store = make_store(tmp_path / "store", {"conv1": 2})
   www = tmp_path / "www"
@@ -138,8 +143,9 @@ def test_out_holding_files_the_gallery_did_not_write_is_refused(tmp_path, capsys
   err = capsys.readouterr().err
   for rel, text in mine.items():
     assert (www / rel).read_text() == text
-  assert sorted(p.relative_to(www).as_posix() for p in www.rglob("*") if p.is_file()) == \
-      sorted(mine)
+  assert sorted(p.relative_to(www).as_posix() for p in www.rglob("*") if p.is_file()) == sorted(
+    mine
+  )
   assert code == 2 and "refusing" in err and "empty folder" in err
 
 

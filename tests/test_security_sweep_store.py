@@ -7,8 +7,6 @@ a second sweep on the same folder must not delete the first one's temporary file
 """
 
 import errno
-import json
-import os
 import pathlib
 import subprocess
 import sys
@@ -17,15 +15,22 @@ import textwrap
 import numpy as np
 import pytest
 
-import tiny_cnn
 from featviz import images
 from featviz._sweep import run as sweep
 from featviz._sweep import store as S
 from featviz.cli import errors as cli_errors
 
-MANIFEST = {"format": S.FORMAT, "model": "tiny_cnn", "weights_sha256": "ab" * 32,
-            "featviz_version": "0.1.0", "dataset": None, "layers": {"conv1": 4},
-            "settings": {"batch": 4, "steps": 8, "size": 16, "seed": 0}}
+import tiny_cnn
+
+MANIFEST = {
+  "format": S.FORMAT,
+  "model": "tiny_cnn",
+  "weights_sha256": "ab" * 32,
+  "featviz_version": "0.1.0",
+  "dataset": None,
+  "layers": {"conv1": 4},
+  "settings": {"batch": 4, "steps": 8, "size": 16, "seed": 0},
+}
 FAST = dict(batch=4, steps=4, size=24, transforms="none", progress_bar=False)
 
 
@@ -34,15 +39,24 @@ def _image(value: float, size: int = 8) -> np.ndarray:
 
 
 def _row(layer, unit, **extra):
-  return {"layer": layer, "unit": unit, "png": f"{layer}/{unit:04d}.png", "final": 1.0,
-          "steps": 8, "seed": 0, "size": 16, **extra}
+  return {
+    "layer": layer,
+    "unit": unit,
+    "png": f"{layer}/{unit:04d}.png",
+    "final": 1.0,
+    "steps": 8,
+    "seed": 0,
+    "size": 16,
+    **extra,
+  }
 
 
 def _store(tmp_path):
   store = S.Store(tmp_path / "s")
   store.open(MANIFEST)
-  store.commit("conv1", 0, {u: _image(0.1 * u) for u in range(4)},
-               [_row("conv1", u) for u in range(4)])
+  store.commit(
+    "conv1", 0, {u: _image(0.1 * u) for u in range(4)}, [_row("conv1", u) for u in range(4)]
+  )
   return store
 
 
@@ -114,8 +128,10 @@ def test_a_corrupt_manifest_names_the_file_and_exits_2(tmp_path, text):
   assert isinstance(e.value, cli_errors.USAGE_ERRORS)
 
 
-@pytest.mark.parametrize("text", [
-    "{trunc", "{}", '{"rows": [{"layer": "conv1", "unit": "zero", "png": "conv1/0000.png"}]}'])
+@pytest.mark.parametrize(
+  "text",
+  ["{trunc", "{}", '{"rows": [{"layer": "conv1", "unit": "zero", "png": "conv1/0000.png"}]}'],
+)
 def test_a_corrupt_index_file_names_the_file(tmp_path, text):
   store = _store(tmp_path)
   index = store.root / S.INDEX / "conv1" / "00000.json"
@@ -145,8 +161,12 @@ _HOLDER = textwrap.dedent("""
 def test_a_second_sweep_cannot_delete_a_live_writers_temporaries(tmp_path):
   store = _store(tmp_path)
   del store
-  holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(tmp_path / "s")],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+  holder = subprocess.Popen(
+    [sys.executable, "-c", _HOLDER, str(tmp_path / "s")],
+    stdin=subprocess.PIPE,
+    stdout=subprocess.PIPE,
+    text=True,
+  )
   try:
     assert holder.stdout.readline().strip() == "writing"
     tmp = list((tmp_path / "s" / "conv1").glob(".0009.png.*.tmp"))

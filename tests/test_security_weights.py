@@ -40,21 +40,42 @@ def _int(n):
 
 
 def _storage(key, numel):
-  return (b"(" + _str("storage") + _global("torch", "FloatStorage") + _str(key) + _str("cpu")
-          + _int(numel) + b"tQ")
+  return (
+    b"("
+    + _str("storage")
+    + _global("torch", "FloatStorage")
+    + _str(key)
+    + _str("cpu")
+    + _int(numel)
+    + b"tQ"
+  )
 
 
 def _tensor(key, numel, size, stride, offset=0):
-  return (_global("torch._utils", "_rebuild_tensor_v2") + b"(" + _storage(key, numel)
-          + _int(offset) + b"(" + b"".join(map(_int, size)) + b"t("
-          + b"".join(map(_int, stride)) + b"t\x89" + _global("collections", "OrderedDict")
-          + b")RtR")
+  return (
+    _global("torch._utils", "_rebuild_tensor_v2")
+    + b"("
+    + _storage(key, numel)
+    + _int(offset)
+    + b"("
+    + b"".join(map(_int, size))
+    + b"t("
+    + b"".join(map(_int, stride))
+    + b"t\x89"
+    + _global("collections", "OrderedDict")
+    + b")RtR"
+  )
 
 
 def _write(path, entries, storages, deflate=False):
   """A zip-layout checkpoint: ``entries`` {name: tensor pickle}, ``storages`` {key: bytes}."""
-  pkl = (b"\x80\x02" + _global("collections", "OrderedDict") + b")R("
-         + b"".join(_str(k) + t for k, t in entries.items()) + b"u.")
+  pkl = (
+    b"\x80\x02"
+    + _global("collections", "OrderedDict")
+    + b")R("
+    + b"".join(_str(k) + t for k, t in entries.items())
+    + b"u."
+  )
   with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED if deflate else zipfile.ZIP_STORED) as z:
     z.writestr("archive/data.pkl", pkl)
     z.writestr("archive/byteorder", "little")
@@ -65,8 +86,14 @@ def _write(path, entries, storages, deflate=False):
 
 def _bomb_checkpoint(path, numel):
   """One storage of ``numel`` zero floats, deflated (about 1000:1), viewed by one tensor."""
-  pkl = (b"\x80\x02" + _global("collections", "OrderedDict") + b")R("
-         + _str("w") + _tensor("0", numel, (numel,), (1,)) + b"u.")
+  pkl = (
+    b"\x80\x02"
+    + _global("collections", "OrderedDict")
+    + b")R("
+    + _str("w")
+    + _tensor("0", numel, (numel,), (1,))
+    + b"u."
+  )
   with zipfile.ZipFile(path, "w") as z:
     z.writestr("archive/data.pkl", pkl)
     z.writestr("archive/byteorder", "little")
@@ -107,8 +134,12 @@ def test_one_storage_under_many_keys_is_refused(tmp_path):
   path = tmp_path / "alias.pth"
   numel = 1 << 20  # 4 MiB, deflated to a few kB
   storage = np.zeros(numel, np.float32).tobytes()
-  _write(path, {f"k{j}": _tensor("0", numel, (1024, 1024), (1024, 1)) for j in range(64)},
-         {"0": storage}, deflate=True)
+  _write(
+    path,
+    {f"k{j}": _tensor("0", numel, (1024, 1024), (1024, 1)) for j in range(64)},
+    {"0": storage},
+    deflate=True,
+  )
   error, peak = _peak(lambda: torch_pickle.load_state_dict(path))
   assert peak < 64, f"{peak:.0f} MiB allocated"
   assert isinstance(error, torch_pickle.ExpansionError)
@@ -153,7 +184,8 @@ def _npz_bomb(path, extra_bytes):
       z.writestr(f"{key}.npy", buf.getvalue())
     with z.open("bomb.npy", "w", force_zip64=True) as f:
       np.lib.format.write_array_header_1_0(
-          f, {"descr": "<f4", "fortran_order": False, "shape": (extra_bytes // 4,)})
+        f, {"descr": "<f4", "fortran_order": False, "shape": (extra_bytes // 4,)}
+      )
       zeros = bytes(MIB)
       for _ in range(extra_bytes // MIB):
         f.write(zeros)
@@ -171,8 +203,7 @@ def test_an_npz_bomb_is_refused_by_name_before_it_is_read(tmp_path, featviz_home
 
 def test_the_stride_0_bomb_through_the_zoo_is_refused_by_name(tmp_path, featviz_home):
   path = tmp_path / "bomb.pth"
-  _write(path, {f"k{j}": _tensor("0", 1, (4096, 4096), (0, 0)) for j in range(4)},
-         {"0": b"\0" * 4})
+  _write(path, {f"k{j}": _tensor("0", 1, (4096, 4096), (0, 0)) for j in range(4)}, {"0": b"\0" * 4})
   error, peak = _peak(lambda: zoo.convert("mnist_cnn", weights=path))
   assert peak < 32, f"{peak:.0f} MiB allocated"
   assert isinstance(error, cli_errors.USAGE_ERRORS)
@@ -182,8 +213,9 @@ def test_lazy_npz_reads_exactly_what_np_load_reads(tmp_path):
   want = _mnist_state()
   for compressed in (False, True):
     path = tmp_path / f"w{compressed}.npz"
-    (np.savez_compressed if compressed else np.savez)(path, **want, fortran=np.asfortranarray(
-        np.arange(6.0).reshape(2, 3)))
+    (np.savez_compressed if compressed else np.savez)(
+      path, **want, fortran=np.asfortranarray(np.arange(6.0).reshape(2, 3))
+    )
     got = torch_pickle.load_npz(path)
     assert sorted(got) == sorted([*want, "fortran"])
     for key, value in want.items():

@@ -19,17 +19,22 @@ def _torch_conv2d(x, w, groups=1):
   per_group = o // groups
   for oc in range(o):
     g = oc // per_group
-    xs = x[:, g * cg:(g + 1) * cg]
+    xs = x[:, g * cg : (g + 1) * cg]
     for i in range(out.shape[2]):
       for j in range(out.shape[3]):
-        out[:, oc, i, j] = np.einsum("nchw,chw->n", xs[:, :, i:i + kh, j:j + kw], w[oc])
+        out[:, oc, i, j] = np.einsum("nchw,chw->n", xs[:, :, i : i + kh, j : j + kw], w[oc])
   return out
 
 
 def _flax_conv(x_nchw, kernel_hwio, groups=1):
   y = lax.conv_general_dilated(
-      np.transpose(x_nchw, (0, 2, 3, 1)), kernel_hwio, (1, 1), "VALID",
-      dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups)
+    np.transpose(x_nchw, (0, 2, 3, 1)),
+    kernel_hwio,
+    (1, 1),
+    "VALID",
+    dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    feature_group_count=groups,
+  )
   return np.transpose(np.asarray(y), (0, 3, 1, 2))
 
 
@@ -48,8 +53,9 @@ def test_depthwise_kernel_preserves_the_grouped_convolution():
   w = rng.normal(size=(5, 1, 3, 3)).astype(np.float32)
   kernel = sd.depthwise_kernel(w)
   assert kernel.shape == (3, 3, 1, 5)
-  np.testing.assert_allclose(_flax_conv(x, kernel, groups=5), _torch_conv2d(x, w, groups=5),
-                             rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(
+    _flax_conv(x, kernel, groups=5), _torch_conv2d(x, w, groups=5), rtol=1e-5, atol=1e-5
+  )
 
 
 def test_depthwise_kernel_rejects_a_plain_conv_weight():

@@ -14,15 +14,15 @@ import pytest
 from PIL import Image
 
 import featviz
-import tiny_cnn
-from featviz import cli, objectives
+from featviz import cli, objectives, photos
 from featviz._loop import api as render
 from featviz._loop import program
 from featviz._sweep import quality as sweep_quality
 from featviz._sweep import run as sweep
-from featviz import photos
 from featviz._sweep import store as S
 from featviz.cli import cmd_sweep
+
+import tiny_cnn
 
 MODEL = tiny_cnn.make()
 # No transforms and few steps: the standard preset's resampling takes seconds to compile on CPU
@@ -46,8 +46,11 @@ def test_one_compile_per_layer_with_a_padded_last_chunk(tmp_path):
   assert [rows[("conv2", u)]["slot"] for u in range(6)] == [0, 1, 2, 3, 0, 1]
   assert sweep.check(tmp_path) == []
   assert list(summary["layers"]) == ["conv2", "conv3"]  # forward order
-  assert summary["layers"]["conv2"] == {"units": 6, "done": 6,
-                                        "final_median": summary["layers"]["conv2"]["final_median"]}
+  assert summary["layers"]["conv2"] == {
+    "units": 6,
+    "done": 6,
+    "final_median": summary["layers"]["conv2"]["final_median"],
+  }
   assert json.loads((tmp_path / "summary.json").read_text())["layers"] == summary["layers"]
   for layer in ("conv2", "conv3"):
     with Image.open(tmp_path / f"{layer}_atlas.png") as im:
@@ -57,7 +60,8 @@ def test_one_compile_per_layer_with_a_padded_last_chunk(tmp_path):
 
 
 def test_rerun_renders_only_missing_units_and_images_do_not_depend_on_the_range(
-    tmp_path, monkeypatch):
+  tmp_path, monkeypatch
+):
   rendered = []
   real = sweep.render_chunk
 
@@ -83,8 +87,20 @@ def test_rerun_renders_only_missing_units_and_images_do_not_depend_on_the_range(
 
 def _cli(monkeypatch, capsys, *args):
   monkeypatch.setattr(cmd_sweep, "load_model", lambda args: MODEL)
-  code = cli.main(["sweep", "tiny_cnn", "--no-progress", "--transforms", "none",
-                   "--size", "24", "--batch", "4", *args])
+  code = cli.main(
+    [
+      "sweep",
+      "tiny_cnn",
+      "--no-progress",
+      "--transforms",
+      "none",
+      "--size",
+      "24",
+      "--batch",
+      "4",
+      *args,
+    ]
+  )
   out, err = capsys.readouterr()
   return code, out, err
 
@@ -95,21 +111,25 @@ def test_cli_resumes_and_refuses_other_settings_with_exit_2(tmp_path, monkeypatc
   assert code == 0 and "conv1" in out and "4/4" in out
   code, out, _ = _cli(monkeypatch, capsys, *base)  # the same command: nothing to do, fine
   assert code == 0
-  code, _, err = _cli(monkeypatch, capsys, "--layers", "conv1", "--steps", "6", "--seed", "2",
-                      "--out", str(tmp_path))
+  code, _, err = _cli(
+    monkeypatch, capsys, "--layers", "conv1", "--steps", "6", "--seed", "2", "--out", str(tmp_path)
+  )
   assert code == 2
   assert "settings.config.steps: store has 4, this run asks 6" in err
   assert "settings.seed: store has 0, this run asks 2" in err
   assert "settings.config.size" not in err
 
 
-@pytest.mark.parametrize("args, message", [
+@pytest.mark.parametrize(
+  "args, message",
+  [
     (["--layers", "conv1", "--units", "9:12"], "past the last channel"),
     (["--layers", "conv1", "--units", "3"], "must look like A:B"),
     (["--layers", "nope"], "unknown layer 'nope'"),
     (["--layers", "conv1", "--share", "2/2"], "need 0 <= I < N"),
     (["--layers", "conv1", "--dataset", "/nonexistent"], "does not exist"),
-])
+  ],
+)
 def test_cli_bad_input_exits_2(tmp_path, monkeypatch, capsys, args, message):
   code, _, err = _cli(monkeypatch, capsys, *args, "--steps", "4", "--out", str(tmp_path))
   assert code == 2 and message in err
@@ -155,8 +175,14 @@ def test_ratio_and_its_statistics():
   assert sweep_quality.ratio(3.0, 2.0) == 1.5
   assert sweep_quality.ratio(1.0, 0.0) is None and sweep_quality.ratio(-1.0, -2.0) is None
   stats = sweep_quality.ratio_stats([0.5, 2.0, None, 4.0])
-  assert stats == {"units": 4, "with_ratio": 3, "min": 0.5, "median": 2.0, "max": 4.0,
-                   "above_1": pytest.approx(2 / 3)}
+  assert stats == {
+    "units": 4,
+    "with_ratio": 3,
+    "min": 0.5,
+    "median": 2.0,
+    "max": 4.0,
+    "above_1": pytest.approx(2 / 3),
+  }
   assert sweep_quality.ratio_stats([None]) == {"units": 1, "with_ratio": 0}
 
 
@@ -228,38 +254,56 @@ def test_sigkill_mid_sweep_then_resume_leaves_every_unit_once(tmp_path):
 
 
 def test_a_sweep_writes_the_same_pngs_whatever_its_batch_and_resumes_with_another(
-    tmp_path, monkeypatch, capsys):
+  tmp_path, monkeypatch, capsys
+):
   """Per-image keys: a unit's image depends on (seed, layer, unit) only (featviz._loop.keys)."""
   common = ["--layers", "conv2", "--steps", "8", "--transforms", "standard"]
   for batch in ("2", "3"):
-    code, _, err = _cli(monkeypatch, capsys, *common, "--batch", batch,
-                        "--out", str(tmp_path / batch))
+    code, _, err = _cli(
+      monkeypatch, capsys, *common, "--batch", batch, "--out", str(tmp_path / batch)
+    )
     assert code == 0, err
   units = range(MODEL.spec.layers["conv2"])
   assert [_png_bytes(tmp_path / "2", "conv2", u) for u in units] == [
-      _png_bytes(tmp_path / "3", "conv2", u) for u in units]
+    _png_bytes(tmp_path / "3", "conv2", u) for u in units
+  ]
   # A resume with another batch is the same sweep: it renders what is missing, bitwise alike.
   part = tmp_path / "part"
-  code, _, err = _cli(monkeypatch, capsys, *common, "--batch", "2", "--units", "0:3",
-                      "--out", str(part))
+  code, _, err = _cli(
+    monkeypatch, capsys, *common, "--batch", "2", "--units", "0:3", "--out", str(part)
+  )
   assert code == 0, err
   code, _, err = _cli(monkeypatch, capsys, *common, "--batch", "5", "--out", str(part))
   assert code == 0, err
   assert [_png_bytes(part, "conv2", u) for u in units] == [
-      _png_bytes(tmp_path / "3", "conv2", u) for u in units]
+    _png_bytes(tmp_path / "3", "conv2", u) for u in units
+  ]
 
 
 def test_a_bf16_sweep_runs_from_the_cli_and_its_manifest_records_the_whole_config(
-    tmp_path, monkeypatch, capsys):
-  code, _, err = _cli(monkeypatch, capsys, "--layers", "conv1", "--steps", "4",
-                      "--compute-dtype", "bfloat16", "--out", str(tmp_path / "bf16"))
+  tmp_path, monkeypatch, capsys
+):
+  code, _, err = _cli(
+    monkeypatch,
+    capsys,
+    "--layers",
+    "conv1",
+    "--steps",
+    "4",
+    "--compute-dtype",
+    "bfloat16",
+    "--out",
+    str(tmp_path / "bf16"),
+  )
   assert code == 0, err
   manifest = json.loads((tmp_path / "bf16" / S.MANIFEST).read_text())
   config = featviz.RenderConfig.from_dict(manifest["settings"]["config"])
-  assert config == featviz.RenderConfig(steps=4, size=24, transforms="none",
-                                        compute_dtype="bfloat16")
-  code, _, err = _cli(monkeypatch, capsys, "--layers", "conv1", "--steps", "4",
-                      "--out", str(tmp_path / "f32"))
+  assert config == featviz.RenderConfig(
+    steps=4, size=24, transforms="none", compute_dtype="bfloat16"
+  )
+  code, _, err = _cli(
+    monkeypatch, capsys, "--layers", "conv1", "--steps", "4", "--out", str(tmp_path / "f32")
+  )
   assert code == 0, err
   assert _png_bytes(tmp_path / "bf16", "conv1", 0) != _png_bytes(tmp_path / "f32", "conv1", 0)
 
@@ -273,6 +317,8 @@ def test_a_chunk_that_goes_non_finite_is_recorded_and_the_sweep_goes_on(tmp_path
   assert summary["layers"]["conv2"]["done"] == 6  # the healthy layer is complete
   assert summary["layers"]["conv3"]["done"] == 0
   assert [(f["layer"], f["units"]) for f in summary["failed"]] == [
-      ("conv3", [0, 1, 2, 3]), ("conv3", [4, 5, 6, 7])]
+    ("conv3", [0, 1, 2, 3]),
+    ("conv3", [4, 5, 6, 7]),
+  ]
   assert all("non-finite at step 0" in f["error"] for f in summary["failed"])
   assert sweep.check(tmp_path) == []

@@ -65,16 +65,24 @@ SCRIPT = textwrap.dedent("""
 
 def _pixels(path: pathlib.Path) -> np.ndarray:
   from PIL import Image
+
   with Image.open(path) as im:
     return np.asarray(im, np.int16)
 
 
 def test_four_devices_render_what_one_device_renders(tmp_path):
-  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={DEVICES}",
-             JAX_PLATFORMS="cpu")
+  env = dict(
+    os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={DEVICES}", JAX_PLATFORMS="cpu"
+  )
   # cwd=tmp_path: from the repo root, `python -c` would import the source folders.
-  proc = subprocess.run([sys.executable, "-c", SCRIPT, str(TESTS), str(tmp_path)], env=env,
-                        capture_output=True, text=True, timeout=600, cwd=tmp_path)
+  proc = subprocess.run(
+    [sys.executable, "-c", SCRIPT, str(TESTS), str(tmp_path)],
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=600,
+    cwd=tmp_path,
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   report = json.loads(proc.stdout.strip().splitlines()[-1])
   print(report["image_diff"], report["bitwise"], report["history_diff"])

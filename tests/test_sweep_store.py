@@ -7,13 +7,20 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import tiny_cnn
 from featviz import images
 from featviz._sweep import store as S
 
-MANIFEST = {"format": S.FORMAT, "model": "tiny_cnn", "weights_sha256": "ab" * 32,
-            "featviz_version": "0.1.0", "dataset": None, "layers": {"conv1": 4},
-            "settings": {"batch": 4, "steps": 8, "size": 16, "seed": 0}}
+import tiny_cnn
+
+MANIFEST = {
+  "format": S.FORMAT,
+  "model": "tiny_cnn",
+  "weights_sha256": "ab" * 32,
+  "featviz_version": "0.1.0",
+  "dataset": None,
+  "layers": {"conv1": 4},
+  "settings": {"batch": 4, "steps": 8, "size": 16, "seed": 0},
+}
 
 
 def _image(value: float, size: int = 8) -> np.ndarray:
@@ -36,8 +43,9 @@ def test_open_creates_then_accepts_the_same_settings(tmp_path):
 def test_other_settings_are_refused_with_each_difference_named(tmp_path):
   store = S.Store(tmp_path)
   store.open(MANIFEST)
-  other = dict(MANIFEST, weights_sha256="cd" * 32,
-               settings=dict(MANIFEST["settings"], steps=16, seed=3))
+  other = dict(
+    MANIFEST, weights_sha256="cd" * 32, settings=dict(MANIFEST["settings"], steps=16, seed=3)
+  )
   with pytest.raises(S.SettingsMismatchError) as err:
     store.open(other)
   message = str(err.value)
@@ -82,13 +90,11 @@ def test_a_crash_between_pngs_and_index_leaves_no_row_without_its_png(tmp_path, 
 
   monkeypatch.setattr(images, "save_png", dying_save)
   with pytest.raises(KeyboardInterrupt):
-    store.commit("conv1", 0, {0: _image(0.1), 1: _image(0.2)}, [_row("conv1", 0),
-                                                                 _row("conv1", 1)])
+    store.commit("conv1", 0, {0: _image(0.1), 1: _image(0.2)}, [_row("conv1", 0), _row("conv1", 1)])
   assert store.rows() == {}  # nothing is done: the chunk renders again on resume
   assert not list(tmp_path.rglob("*.tmp"))  # atomic_write removed its temporary file
   monkeypatch.setattr(images, "save_png", real_save)
-  store.commit("conv1", 0, {0: _image(0.1), 1: _image(0.2)}, [_row("conv1", 0),
-                                                               _row("conv1", 1)])
+  store.commit("conv1", 0, {0: _image(0.1), 1: _image(0.2)}, [_row("conv1", 0), _row("conv1", 1)])
   assert store.check() == []
 
 

@@ -10,12 +10,17 @@ from featviz.zoo import tf_layers
 
 NHWC = ("NHWC", "HWIO", "NHWC")
 # Every subset that reaches a conv: none, each conv rewrite alone, and all three.
-REWRITE_SETS = [frozenset(), frozenset({"conv_flipped_backward"}),
-                frozenset({"depthwise_shifted"}), CPU_REWRITES]
+REWRITE_SETS = [
+  frozenset(),
+  frozenset({"conv_flipped_backward"}),
+  frozenset({"depthwise_shifted"}),
+  CPU_REWRITES,
+]
 
 
-@pytest.mark.parametrize("size,k,stride", [(17, 3, 1), (16, 3, 2), (15, 7, 2), (9, 1, 1),
-                                           (14, 5, 1), (13, 1, 2)])
+@pytest.mark.parametrize(
+  "size,k,stride", [(17, 3, 1), (16, 3, 2), (15, 7, 2), (9, 1, 1), (14, 5, 1), (13, 1, 2)]
+)
 def test_forward_and_both_gradients_match_lax(size, k, stride):
   rng = np.random.default_rng(size * k + stride)
   x = jnp.asarray(rng.normal(size=(2, size, size, 3)), jnp.float32)
@@ -44,8 +49,10 @@ def test_conv_layer_matches_lax_with_each_rewrite_set(rewrites, groups, k, strid
   TF SAME pads (an odd-sized input, so stride 2 pads unevenly)."""
   rng = np.random.default_rng(groups * k + stride)
   x = jnp.asarray(rng.normal(size=(2, 11, 10, 6)), jnp.float32)
-  params = {"kernel": jnp.asarray(rng.normal(size=(k, k, 6 // groups, 6)), jnp.float32),
-            "bias": jnp.asarray(rng.normal(size=(6,)), jnp.float32)}
+  params = {
+    "kernel": jnp.asarray(rng.normal(size=(k, k, 6 // groups, 6)), jnp.float32),
+    "bias": jnp.asarray(rng.normal(size=(6,)), jnp.float32),
+  }
   layer = tf_layers.Conv(6, (k, k), (stride, stride), groups=groups, rewrites=rewrites)
   pads = [tf_layers.same_padding(n, k, stride) for n in x.shape[1:3]]
 
@@ -53,9 +60,17 @@ def test_conv_layer_matches_lax_with_each_rewrite_set(rewrites, groups, k, strid
     return layer.apply({"params": params}, x)
 
   def ref(params, x):
-    return jax.lax.conv_general_dilated(x, params["kernel"], (stride, stride), pads,
-                                        dimension_numbers=NHWC,
-                                        feature_group_count=groups) + params["bias"]
+    return (
+      jax.lax.conv_general_dilated(
+        x,
+        params["kernel"],
+        (stride, stride),
+        pads,
+        dimension_numbers=NHWC,
+        feature_group_count=groups,
+      )
+      + params["bias"]
+    )
 
   want, ref_vjp = jax.vjp(ref, params, x)
   got, our_vjp = jax.vjp(ours, params, x)

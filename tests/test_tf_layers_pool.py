@@ -33,20 +33,21 @@ def numpy_pool_and_grad(x, g, window, stride):
 
 
 @pytest.mark.parametrize("rewrites", REWRITE_SETS, ids=lambda r: "+".join(sorted(r)) or "none")
-@pytest.mark.parametrize("size,window,stride", [(9, 3, 2), (10, 3, 2), (7, 3, 1), (8, 2, 2),
-                                                (6, 3, 3)])
+@pytest.mark.parametrize(
+  "size,window,stride", [(9, 3, 2), (10, 3, 2), (7, 3, 1), (8, 2, 2), (6, 3, 3)]
+)
 def test_values_and_gradient_match_numpy_with_ties(size, window, stride, rewrites):
   """``max_pool_same`` with the rewrite on and off (XLA's ``reduce_window``)."""
   rng = np.random.default_rng(size * 10 + stride)
   # Rounded and ReLU'd: many windows hold tied maxima, at 0 and elsewhere.
   x = np.maximum(np.round(rng.normal(size=(2, size, size, 3)) * 2), 0).astype(np.float32)
-  y, pullback = jax.vjp(lambda x: tf_layers.max_pool_same(x, window, stride, rewrites),
-                        jnp.asarray(x))
+  y, pullback = jax.vjp(
+    lambda x: tf_layers.max_pool_same(x, window, stride, rewrites), jnp.asarray(x)
+  )
   g = rng.normal(size=y.shape).astype(np.float32)
   want_y, want_dx = numpy_pool_and_grad(x, g, window, stride)
   np.testing.assert_array_equal(np.asarray(y), want_y)
-  np.testing.assert_allclose(np.asarray(pullback(jnp.asarray(g))[0]), want_dx, rtol=1e-6,
-                             atol=1e-6)
+  np.testing.assert_allclose(np.asarray(pullback(jnp.asarray(g))[0]), want_dx, rtol=1e-6, atol=1e-6)
 
 
 def test_gradient_equals_reduce_window_gradient_under_jit():
@@ -61,8 +62,17 @@ def test_gradient_equals_reduce_window_gradient_under_jit():
     return jax.jit(jax.grad(lambda x: jnp.sum(pool(x) * g)))(x)
 
   pads = [(0, 0), *tf_layers._same_pads(x.shape, (3, 3), (2, 2)), (0, 0)]
-  ref = jax.jit(jax.grad(lambda x: jnp.sum(jax.lax.reduce_window(
-      x, np.array(-np.inf, np.float32), jax.lax.max, (1, 3, 3, 1), (1, 2, 2, 1), pads) * g)))(x)
+  ref = jax.jit(
+    jax.grad(
+      lambda x: jnp.sum(
+        jax.lax.reduce_window(
+          x, np.array(-np.inf, np.float32), jax.lax.max, (1, 3, 3, 1), (1, 2, 2, 1), pads
+        )
+        * g
+      )
+    )
+  )(x)
   np.testing.assert_array_equal(np.asarray(grad(frozenset())), np.asarray(ref))
-  np.testing.assert_allclose(np.asarray(grad(frozenset({"max_pool_shifted"}))), np.asarray(ref),
-                             rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(
+    np.asarray(grad(frozenset({"max_pool_shifted"}))), np.asarray(ref), rtol=1e-6, atol=1e-6
+  )

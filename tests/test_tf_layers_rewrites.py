@@ -9,19 +9,30 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import jaxpr_ops
 from featviz.nonlin import CPU_REWRITES, Ops
 from featviz.zoo import efficientnet_lite0 as effnet
 from featviz.zoo import inceptionv1
+
+import jaxpr_ops
 
 # (module, network, layers, input size): InceptionV1 to mixed3a (3 stem convs, 6 in the block,
 # maxpool0, maxpool1 and the block's pool branch); EfficientNet-Lite0 to block1 (stem, block0's
 # depthwise and project, block1's expand, depthwise and project).
 NETWORKS = {
-    "inceptionv1": (inceptionv1, inceptionv1.InceptionV1, ("mixed3a",), 64,
-                    {"plain": 9, "depthwise": 0, "pools": 3}),
-    "efficientnet_lite0": (effnet, effnet.EfficientNetLite0, ("block1",), 64,
-                           {"plain": 4, "depthwise": 2, "pools": 0}),
+  "inceptionv1": (
+    inceptionv1,
+    inceptionv1.InceptionV1,
+    ("mixed3a",),
+    64,
+    {"plain": 9, "depthwise": 0, "pools": 3},
+  ),
+  "efficientnet_lite0": (
+    effnet,
+    effnet.EfficientNetLite0,
+    ("block1",),
+    64,
+    {"plain": 4, "depthwise": 2, "pools": 0},
+  ),
 }
 
 
@@ -29,6 +40,7 @@ def _setup(name, abstract=False):
   """The network's module, layers, an input and random weights (shapes only if ``abstract``)."""
   module, network, layers, size, parts = NETWORKS[name]
   x = jax.random.uniform(jax.random.key(0), (2, size, size, 3))
+
   def init(x):
     return network().init(jax.random.key(1), x, layers)["params"]
 
@@ -44,12 +56,14 @@ def _counts(forward, weights, x):
 
 def _grouped_convs(forward, weights, x):
   """``conv_general_dilated`` equations with ``feature_group_count > 1``, nested ones included."""
+
   def walk(jaxpr):
     n = 0
     for eqn in jaxpr.eqns:
       n += eqn.primitive.name == "conv_general_dilated" and eqn.params["feature_group_count"] > 1
       n += sum(walk(sub) for sub in jaxpr_ops._subjaxprs(eqn))
     return n
+
   return walk(jax.make_jaxpr(forward)(weights, x).jaxpr)
 
 

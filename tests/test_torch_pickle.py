@@ -25,11 +25,15 @@ from featviz.zoo.torch_pickle import CheckpointError, UnsafeCheckpointError
 
 # Storage class name per dtype, as torch pickles them (torch/storage.py).
 _STORAGE_NAMES = {
-    np.dtype("float64"): "DoubleStorage", np.dtype("float32"): "FloatStorage",
-    np.dtype("float16"): "HalfStorage", np.dtype("int64"): "LongStorage",
-    np.dtype("int32"): "IntStorage", np.dtype("int16"): "ShortStorage",
-    np.dtype("int8"): "CharStorage", np.dtype("uint8"): "ByteStorage",
-    np.dtype("bool"): "BoolStorage",
+  np.dtype("float64"): "DoubleStorage",
+  np.dtype("float32"): "FloatStorage",
+  np.dtype("float16"): "HalfStorage",
+  np.dtype("int64"): "LongStorage",
+  np.dtype("int32"): "IntStorage",
+  np.dtype("int16"): "ShortStorage",
+  np.dtype("int8"): "CharStorage",
+  np.dtype("uint8"): "ByteStorage",
+  np.dtype("bool"): "BoolStorage",
 }
 
 
@@ -68,8 +72,14 @@ class _Tensor:
 
   def __reduce__(self):
     rebuild = sys.modules["torch._utils"]._rebuild_tensor_v2
-    return rebuild, (self.storage, self.offset, tuple(self.size), tuple(self.stride), False,
-                     collections.OrderedDict())
+    return rebuild, (
+      self.storage,
+      self.offset,
+      tuple(self.size),
+      tuple(self.stride),
+      False,
+      collections.OrderedDict(),
+    )
 
 
 def _tensor(storage: _Storage, view: np.ndarray, base: np.ndarray) -> _Tensor:
@@ -111,8 +121,15 @@ def _write(path, state, layout: str, folder: str = "archive", big_endian: bool =
   out = io.BytesIO()
   pickle.dump(0x1950A86A20F9469CFC6C, out, protocol=2)  # torch/serialization.py MAGIC_NUMBER
   pickle.dump(1001, out, protocol=2)  # PROTOCOL_VERSION
-  pickle.dump({"protocol_version": 1001, "little_endian": not big_endian,
-               "type_sizes": {"short": 2, "int": 4, "long": 4}}, out, protocol=2)
+  pickle.dump(
+    {
+      "protocol_version": 1001,
+      "little_endian": not big_endian,
+      "type_sizes": {"short": 2, "int": 4, "long": 4},
+    },
+    out,
+    protocol=2,
+  )
   out.write(data)
   pickle.dump([s.key for s in storages], out, protocol=2)
   for s in storages:
@@ -131,17 +148,19 @@ def _sample_state() -> tuple[dict, dict[str, np.ndarray]]:
   base = np.arange(60, dtype=np.float32).reshape(3, 4, 5)
   shared = _Storage("0", base)
   expected = {
-      "weight": rng.standard_normal((4, 3, 3, 3)).astype(np.float32),
-      "view": base[1:, 1:3, ::2],            # storage offset + strides
-      "transposed": base.transpose(2, 0, 1),  # non-contiguous
-      "base": base,                          # three tensors share one storage
-      "num_batches_tracked": np.array(7, np.int64),  # 0-d
-      "half": rng.standard_normal(5).astype(np.float16),
-      "double": rng.standard_normal((2, 2)),
-      "mask": np.array([True, False, True]),
-      "int8": np.array([-3, 4], np.int8), "uint8": np.array([200, 4], np.uint8),
-      "int16": np.array([-300, 4], np.int16), "int32": np.array([-3, 70000], np.int32),
-      "empty": np.zeros((0, 3), np.float32),
+    "weight": rng.standard_normal((4, 3, 3, 3)).astype(np.float32),
+    "view": base[1:, 1:3, ::2],  # storage offset + strides
+    "transposed": base.transpose(2, 0, 1),  # non-contiguous
+    "base": base,  # three tensors share one storage
+    "num_batches_tracked": np.array(7, np.int64),  # 0-d
+    "half": rng.standard_normal(5).astype(np.float16),
+    "double": rng.standard_normal((2, 2)),
+    "mask": np.array([True, False, True]),
+    "int8": np.array([-3, 4], np.int8),
+    "uint8": np.array([200, 4], np.uint8),
+    "int16": np.array([-300, 4], np.int16),
+    "int32": np.array([-3, 70000], np.int32),
+    "empty": np.zeros((0, 3), np.float32),
   }
   state = collections.OrderedDict()
   for name, array in expected.items():
@@ -203,11 +222,9 @@ class _Evil:
 def _attacks(sentinel):
   """name -> (object whose unpickling runs a command, the global it makes pickle look up)."""
   return {
-      "os.system": (_Evil(os.system, (f"touch {sentinel}",)), f"{os.system.__module__}.system"),
-      "builtins.eval": (_Evil(builtins.eval, (f"open({str(sentinel)!r}, 'w')",)),
-                        "builtins.eval"),
-      "subprocess.Popen": (_Evil(subprocess.Popen, (["touch", str(sentinel)],)),
-                           "subprocess.Popen"),
+    "os.system": (_Evil(os.system, (f"touch {sentinel}",)), f"{os.system.__module__}.system"),
+    "builtins.eval": (_Evil(builtins.eval, (f"open({str(sentinel)!r}, 'w')",)), "builtins.eval"),
+    "subprocess.Popen": (_Evil(subprocess.Popen, (["touch", str(sentinel)],)), "subprocess.Popen"),
   }
 
 
@@ -290,8 +307,10 @@ def test_zip_real_file_matches_its_storage_records(shared):
   assert sorted(a.astype("<f4").tobytes() for a in got.values()) == records
 
 
-@pytest.mark.parametrize("name", ["weights/efficientnet-lite0-57934424.pth",
-                                  "reference/inceptionv1/random_inception5h.pth"])
+@pytest.mark.parametrize(
+  "name",
+  ["weights/efficientnet-lite0-57934424.pth", "reference/inceptionv1/random_inception5h.pth"],
+)
 def test_truncated_real_file(shared, tmp_path, name):
   data = (shared / name).read_bytes()
   for cut in (0, 100, len(data) // 3, len(data) - 10):
@@ -303,9 +322,11 @@ def test_truncated_real_file(shared, tmp_path, name):
 
 def test_reader_never_imports_torch(tmp_path):
   """The library runs where torch is absent: reading a file must not import it."""
-  code = ("import sys, numpy as np; from featviz.zoo import torch_pickle as t\n"
-          "try: t.load_state_dict(sys.argv[1])\nexcept t.CheckpointError: pass\n"
-          "assert 'torch' not in sys.modules, 'torch was imported'")
+  code = (
+    "import sys, numpy as np; from featviz.zoo import torch_pickle as t\n"
+    "try: t.load_state_dict(sys.argv[1])\nexcept t.CheckpointError: pass\n"
+    "assert 'torch' not in sys.modules, 'torch was imported'"
+  )
   path = tmp_path / "x.pth"
   path.write_bytes(b"junk")
   # cwd: `python -c` puts the working folder on sys.path; the repo root would shadow the

@@ -16,8 +16,9 @@ def images():
 def test_pad_constant_and_reflect_match_numpy(images):
   x = np.asarray(images)
   got = np.asarray(T.pad(3, mode="constant", value=0.5)(jax.random.key(0), images))
-  np.testing.assert_array_equal(got, np.pad(x, ((0, 0), (3, 3), (3, 3), (0, 0)),
-                                            constant_values=0.5))
+  np.testing.assert_array_equal(
+    got, np.pad(x, ((0, 0), (3, 3), (3, 3), (0, 0)), constant_values=0.5)
+  )
   got = np.asarray(T.pad(3, mode="reflect")(jax.random.key(0), images))
   np.testing.assert_array_equal(got, np.pad(x, ((0, 0), (3, 3), (3, 3), (0, 0)), mode="reflect"))
 
@@ -36,8 +37,12 @@ def test_jitter_crops_to_size_with_offsets_in_range(images):
   assert out.shape == (4, 17, 17, 3)
   x = np.asarray(images)
   for b in range(4):  # each crop is a window of its own image at some offset in 0..4
-    hits = [(i, j) for i in range(5) for j in range(5)
-            if np.array_equal(out[b], x[b, i:i + 17, j:j + 17])]
+    hits = [
+      (i, j)
+      for i in range(5)
+      for j in range(5)
+      if np.array_equal(out[b], x[b, i : i + 17, j : j + 17])
+    ]
     assert hits
 
 
@@ -50,12 +55,21 @@ def test_each_image_draws_its_own_offset_and_shared_draws_one(images):
     np.testing.assert_array_equal(shared[0], shared[b])
 
 
-@pytest.mark.parametrize("transform", [
-    T.jitter(0), T.random_scale([1.0]), T.random_rotate([0.0]), T.pad(0, "constant"),
-    T.identity(), T.compose([T.random_scale([1.0]), T.random_rotate([0.0])])])
+@pytest.mark.parametrize(
+  "transform",
+  [
+    T.jitter(0),
+    T.random_scale([1.0]),
+    T.random_rotate([0.0]),
+    T.pad(0, "constant"),
+    T.identity(),
+    T.compose([T.random_scale([1.0]), T.random_rotate([0.0])]),
+  ],
+)
 def test_identity_at_zero_strength(images, transform):
-  np.testing.assert_allclose(np.asarray(transform(jax.random.key(2), images)),
-                             np.asarray(images), atol=1e-6)
+  np.testing.assert_allclose(
+    np.asarray(transform(jax.random.key(2), images)), np.asarray(images), atol=1e-6
+  )
 
 
 def test_rotate_90_degrees_equals_rot90_with_exact_pi(images):
@@ -73,10 +87,18 @@ def test_scale_two_samples_the_centre(images):
   np.testing.assert_allclose(out[:, 12, 12], np.asarray(images)[:, 11, 11], atol=1e-6)
 
 
-@pytest.mark.parametrize("transform", [T.standard(), T.standard(shared=True),
-                                       T.standard(one_pass=False), T.jitter(3),
-                                       T.random_rotate([-10, 10]), T.random_scale([0.9, 1.1]),
-                                       T.pad(4, "constant", "uniform")])
+@pytest.mark.parametrize(
+  "transform",
+  [
+    T.standard(),
+    T.standard(shared=True),
+    T.standard(one_pass=False),
+    T.jitter(3),
+    T.random_rotate([-10, 10]),
+    T.random_scale([0.9, 1.1]),
+    T.pad(4, "constant", "uniform"),
+  ],
+)
 def test_deterministic_per_key_and_jittable(images, transform):
   f = jax.jit(transform)
   a = np.asarray(f(jax.random.key(7), images))
@@ -95,8 +117,9 @@ def test_standard_is_lucids_preset():
   pad, jit8, scale, rotate, jit4 = T.standard(one_pass=False).transforms
   assert (pad.width, pad.mode, pad.value) == (12, "constant", 0.5)
   assert (jit8.d, jit4.d) == (8, 4)
-  np.testing.assert_allclose(scale.scales, [0.9, 0.92, 0.94, 0.96, 0.98, 1.0, 1.02, 1.04, 1.06,
-                                            1.08, 1.1])
+  np.testing.assert_allclose(
+    scale.scales, [0.9, 0.92, 0.94, 0.96, 0.98, 1.0, 1.02, 1.04, 1.06, 1.08, 1.1]
+  )
   assert sorted(rotate.angles) == sorted(list(range(-10, 11)) + [0] * 5)
   assert rotate.units == "degrees"
 

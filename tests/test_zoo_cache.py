@@ -19,10 +19,12 @@ SHA = "ab" * 32  # A sha256 hex digest: 64 hex digits.
 def _tree(seed: int = 0) -> dict:
   rng = np.random.default_rng(seed)
   return {
-      "conv1": {"kernel": rng.standard_normal((3, 3, 1, 8)).astype(np.float32),
-                "bias": rng.standard_normal(8).astype(np.float32)},
-      "blocks": {"0": {"scale": rng.standard_normal(8).astype(np.float32)}},
-      "logits": {"kernel": rng.standard_normal((8, 10)).astype(np.float32)},
+    "conv1": {
+      "kernel": rng.standard_normal((3, 3, 1, 8)).astype(np.float32),
+      "bias": rng.standard_normal(8).astype(np.float32),
+    },
+    "blocks": {"0": {"scale": rng.standard_normal(8).astype(np.float32)}},
+    "logits": {"kernel": rng.standard_normal((8, 10)).astype(np.float32)},
   }
 
 
@@ -133,8 +135,9 @@ def _wrong_key(path):
   (path / "metadata.json").write_text(json.dumps(metadata))
 
 
-@pytest.mark.parametrize("damage", [_corrupt_checkpoint, _corrupt_shapes, _corrupt_metadata,
-                                    _wrong_key])
+@pytest.mark.parametrize(
+  "damage", [_corrupt_checkpoint, _corrupt_shapes, _corrupt_metadata, _wrong_key]
+)
 def test_corrupt_entry_raises_naming_the_path(featviz_home, damage):
   path = cache.save("toy", SHA, "test", _tree())
   damage(path)

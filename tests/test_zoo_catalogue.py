@@ -18,9 +18,8 @@ import numpy as np
 import pytest
 
 import featviz
-from featviz import home
+from featviz import home, zoo
 from featviz import model as fv_model
-from featviz import zoo
 from featviz.zoo import cache, catalogue, sources
 from featviz.zoo.state_dict import WeightMismatchError, check_state_dict
 
@@ -30,8 +29,10 @@ FAKE_URL = "https://example.invalid/fake.npz"
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch):
   """Any download attempt fails as it would offline."""
+
   def offline(*args, **kwargs):
     raise urllib.error.URLError("network disabled in tests")
+
   monkeypatch.setattr(urllib.request, "urlopen", offline)
 
 
@@ -49,12 +50,19 @@ class FakeZoo(types.SimpleNamespace):
 def fake_zoo(monkeypatch, featviz_home):
   weights = np.array([[0.5], [-2.0]], np.float32)
   good = _npz_bytes(w=weights)
-  state = FakeZoo(weights=weights, good=good, serve=good, downloads=0, converts=0,
-                  home=featviz_home)
+  state = FakeZoo(
+    weights=weights, good=good, serve=good, downloads=0, converts=0, home=featviz_home
+  )
 
   def spec():
-    return fv_model.ModelSpec(name="fake", value_range=(0.0, 1.0), value_range_source="a test",
-                              image_size=4, channels=1, layers={"out": 2})
+    return fv_model.ModelSpec(
+      name="fake",
+      value_range=(0.0, 1.0),
+      value_range_source="a test",
+      image_size=4,
+      channels=1,
+      layers={"out": 2},
+    )
 
   def convert(sd):
     state.converts += 1
@@ -67,11 +75,23 @@ def fake_zoo(monkeypatch, featviz_home):
   module = types.ModuleType("featviz.zoo.fake_arch")
   module.spec, module.convert, module.forward = spec, convert, forward
   monkeypatch.setitem(sys.modules, "featviz.zoo.fake_arch", module)
-  source = sources.Source(kind="url", location=FAKE_URL, filename="fake.npz",
-                          digest=sources.Digest("git-blob", sources.git_blob_id(good)))
-  monkeypatch.setitem(catalogue._CATALOGUE, "fake", catalogue.Entry(
-      name="fake", module="fake_arch", source=source, licence="test licence",
-      description="a fake model"))
+  source = sources.Source(
+    kind="url",
+    location=FAKE_URL,
+    filename="fake.npz",
+    digest=sources.Digest("git-blob", sources.git_blob_id(good)),
+  )
+  monkeypatch.setitem(
+    catalogue._CATALOGUE,
+    "fake",
+    catalogue.Entry(
+      name="fake",
+      module="fake_arch",
+      source=source,
+      licence="test licence",
+      description="a fake model",
+    ),
+  )
 
   def urlopen(url, timeout=None):
     assert url == FAKE_URL
@@ -96,11 +116,26 @@ def _models(home):
 
 
 def test_public_api_is_pinned():
-  assert sorted(zoo.__all__) == sorted([
-      "load", "list_models", "entry", "describe", "convert", "read_weight_file",
-      "Entry", "Source", "Digest",
-      "UnknownModelError", "WeightsUnavailableError", "HashMismatchError", "CheckpointError",
-      "UnsafeCheckpointError", "CorruptCacheError", "WeightMismatchError"])
+  assert sorted(zoo.__all__) == sorted(
+    [
+      "load",
+      "list_models",
+      "entry",
+      "describe",
+      "convert",
+      "read_weight_file",
+      "Entry",
+      "Source",
+      "Digest",
+      "UnknownModelError",
+      "WeightsUnavailableError",
+      "HashMismatchError",
+      "CheckpointError",
+      "UnsafeCheckpointError",
+      "CorruptCacheError",
+      "WeightMismatchError",
+    ]
+  )
   for name in zoo.__all__:
     assert hasattr(zoo, name), name
 
@@ -121,21 +156,24 @@ def test_unknown_model_lists_the_valid_ones():
 def test_pinned_sources_match_the_provenance_notes():
   """The digests and licences of ../shared/weights/PROVENANCE*.md and the design notes."""
   inception = zoo.entry("inceptionv1").source
-  assert inception.location == ("https://github.com/ProGamerGov/pytorch-old-tensorflow-models/"
-                                "raw/master/inception5h.pth")
+  assert inception.location == (
+    "https://github.com/ProGamerGov/pytorch-old-tensorflow-models/raw/master/inception5h.pth"
+  )
   assert str(inception.digest) == "git-blob 119f77db85c8352960933e025312b507d9a96ed7"
   assert "no LICENSE file" in zoo.entry("inceptionv1").licence
   effnet = zoo.entry("efficientnet_lite0")
   assert effnet.source.digest.value == (
-      "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db")
+    "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+  )
   assert effnet.licence.startswith("Apache-2.0")
 
 
 @pytest.mark.parametrize("content", [b"", b"hello\n", bytes(range(256)) * 50])
 def test_git_blob_id_matches_git_hash_object(tmp_path, content):
   path = _write(tmp_path, "blob.bin", content)
-  git = subprocess.run(["git", "hash-object", str(path)], capture_output=True, text=True,
-                       check=True)
+  git = subprocess.run(
+    ["git", "hash-object", str(path)], capture_output=True, text=True, check=True
+  )
   assert sources.git_blob_id(content) == git.stdout.strip()
 
 
@@ -145,8 +183,9 @@ def test_sha256_matches_hashlib():
 
 def test_digest_mismatch_names_expected_and_actual():
   digest = sources.Digest("sha256", "00" * 32)
-  with pytest.raises(zoo.HashMismatchError, match=f"expected {'00' * 32}, got "
-                     f"{hashlib.sha256(b'x').hexdigest()}"):
+  with pytest.raises(
+    zoo.HashMismatchError, match=f"expected {'00' * 32}, got {hashlib.sha256(b'x').hexdigest()}"
+  ):
     digest.check(b"x", where="test")
 
 
@@ -178,8 +217,12 @@ def test_offline_without_weights_says_how_to_supply_them(fake_zoo):
     zoo.load("fake")
   message = str(err.value)
   assert f"could not download the fake weights from {FAKE_URL}" in message
-  for hint in ('zoo.load("fake", weights=', "--weights", "featviz zoo convert fake --weights",
-               zoo.entry("fake").source.digest.value):
+  for hint in (
+    'zoo.load("fake", weights=',
+    "--weights",
+    "featviz zoo convert fake --weights",
+    zoo.entry("fake").source.digest.value,
+  ):
     assert hint in message
   assert list((fake_zoo.home / "downloads").iterdir()) == [] and _models(fake_zoo.home) == []
 
@@ -223,7 +266,7 @@ def test_converted_user_file_serves_later_offline_loads(fake_zoo, tmp_path):
 
 @pytest.mark.parametrize("content", [b"", b"not a checkpoint", "truncated"])
 def test_corrupt_weight_file_leaves_no_entry(fake_zoo, tmp_path, content):
-  data = fake_zoo.good[:len(fake_zoo.good) // 2] if content == "truncated" else content
+  data = fake_zoo.good[: len(fake_zoo.good) // 2] if content == "truncated" else content
   path = _write(tmp_path, "bad.pth", data)
   with pytest.raises(zoo.CheckpointError, match=str(path)):
     zoo.load("fake", weights=path)
@@ -278,8 +321,16 @@ def test_entry_from_another_featviz_version_is_converted_again(fake_zoo, monkeyp
 
 def test_describe(fake_zoo):
   text = zoo.describe("fake")
-  for part in ("fake: a fake model", "out  2", "a test", "4x4", "greyscale", FAKE_URL,
-               "licence: test licence", "cached: no"):
+  for part in (
+    "fake: a fake model",
+    "out  2",
+    "a test",
+    "4x4",
+    "greyscale",
+    FAKE_URL,
+    "licence: test licence",
+    "cached: no",
+  ):
     assert part in text, part
   path = zoo.convert("fake")
   assert str(path) in zoo.describe("fake")
@@ -299,8 +350,12 @@ def test_inceptionv1_offline_without_weights(featviz_home):
   with pytest.raises(zoo.WeightsUnavailableError) as err:
     zoo.load("inceptionv1")
   message = str(err.value)
-  for hint in ("--weights", zoo.entry("inceptionv1").source.location,
-               "119f77db85c8352960933e025312b507d9a96ed7", "featviz zoo convert inceptionv1"):
+  for hint in (
+    "--weights",
+    zoo.entry("inceptionv1").source.location,
+    "119f77db85c8352960933e025312b507d9a96ed7",
+    "featviz zoo convert inceptionv1",
+  ):
     assert hint in message
 
 
@@ -310,7 +365,8 @@ def test_inceptionv1_random_weights_file(shared, featviz_home):
   model = zoo.load("inceptionv1", weights=path)
   # The sha256 that ../shared/reference/README.md gives for this file.
   assert model.metadata["sha256"] == (
-      "2f53915053af6f23e8f18cd6f721fc4915d2b27ede5b7dff105432fe41c36650")
+    "2f53915053af6f23e8f18cd6f721fc4915d2b27ede5b7dff105432fe41c36650"
+  )
   assert model.metadata["verified"] is False and model.spec.name == "inceptionv1"
 
 
@@ -325,8 +381,9 @@ def test_efficientnet_pinned_hash_is_the_shipped_file(shared):
 def test_efficientnet_torch_file_and_npz_twin_convert_identically(shared, featviz_home):
   pytest.importorskip("featviz.zoo.efficientnet_lite0")
   from_package = zoo.load("efficientnet_lite0")
-  from_npz = zoo.load("efficientnet_lite0", weights=shared / "weights" /
-                      "efficientnet-lite0-57934424.npz")
+  from_npz = zoo.load(
+    "efficientnet_lite0", weights=shared / "weights" / "efficientnet-lite0-57934424.npz"
+  )
   assert from_package.metadata["verified"] is True and from_npz.metadata["verified"] is False
   a = dict(_flatten(from_package.weights))
   b = dict(_flatten(from_npz.weights))

@@ -11,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 import io
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -21,8 +22,7 @@ from featviz import objectives as obj_lib
 from featviz import progress
 from featviz._loop import keys as keys_lib
 from featviz._loop import program
-from featviz._loop.config import RenderConfig
-from featviz._loop.config import ConfigError
+from featviz._loop.config import ConfigError, RenderConfig
 from featviz.model import ImageShapeError, Model
 from featviz.nonlin import rewrites_for
 
@@ -74,6 +74,7 @@ class RenderResult:
   def _repr_png_(self) -> bytes:
     """The images as one captioned grid, so a notebook shows a result by itself."""
     from featviz import images as images_lib
+
     captions = [f"{label} ({value:.3g})" for label, value in zip(self.labels, self.history[-1])]
     buffer = io.BytesIO()
     images_lib.grid(self.images, captions).save(buffer, format="PNG")
@@ -88,30 +89,39 @@ def resolve_batch(objective: obj_lib.Objective, batch: int | None) -> int:
   if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
     raise ConfigError(f"batch must be a positive integer, got {batch!r}")
   if implied is not None and implied != batch:
-    raise ConfigError(f"the objective renders {implied} images (one per unit) but "
-                      f"batch={batch}; leave batch out, or give one unit per objective")
+    raise ConfigError(
+      f"the objective renders {implied} images (one per unit) but "
+      f"batch={batch}; leave batch out, or give one unit per objective"
+    )
   return int(batch)
 
 
-def _plan(model: Model, objective: obj_lib.Objective, config: RenderConfig, batch: int,
-          mesh: jax.sharding.Mesh | None, chunk: int) -> program.Plan:
+def _plan(
+  model: Model,
+  objective: obj_lib.Objective,
+  config: RenderConfig,
+  batch: int,
+  mesh: jax.sharding.Mesh | None,
+  chunk: int,
+) -> program.Plan:
   transform = config.transform()
   platform = mesh.devices.flat[0].platform if mesh is not None else jax.default_backend()
   return program.Plan(
-      layers=model.layers_in_order(sorted(objective.layers)),
-      param=config.param_factory(),
-      size=(config.size, config.size),
-      batch=batch,
-      channels=model.spec.channels,
-      transforms=transform,
-      shared_draws=program.draws_shared(transform),
-      optimizer=config.optimizer if config.optimizer is not None else config.learning_rate,
-      redirect_relu_steps=config.redirect_relu_steps,
-      chunk=chunk,
-      input_size=model.input_size(config.input_size),
-      compute_dtype=config.compute_dtype,
-      rewrites=rewrites_for(config.rewrites, platform),
-      batch_sharding=None if mesh is None else program.batch_sharding(mesh))
+    layers=model.layers_in_order(sorted(objective.layers)),
+    param=config.param_factory(),
+    size=(config.size, config.size),
+    batch=batch,
+    channels=model.spec.channels,
+    transforms=transform,
+    shared_draws=program.draws_shared(transform),
+    optimizer=config.optimizer if config.optimizer is not None else config.learning_rate,
+    redirect_relu_steps=config.redirect_relu_steps,
+    chunk=chunk,
+    input_size=model.input_size(config.input_size),
+    compute_dtype=config.compute_dtype,
+    rewrites=rewrites_for(config.rewrites, platform),
+    batch_sharding=None if mesh is None else program.batch_sharding(mesh),
+  )
 
 
 def check_positions(model: Model, objective: obj_lib.Objective, config: RenderConfig) -> None:
@@ -141,27 +151,38 @@ def check_positions(model: Model, objective: obj_lib.Objective, config: RenderCo
 def _prepare(model, objective, config, overrides, batch, mesh):
   config = (config if config is not None else RenderConfig()).replace(**overrides)
   if not isinstance(model, Model):
-    raise TypeError(f"model must be a featviz.Model (featviz.zoo.load(name)), got "
-                    f"{type(model).__name__}")
+    raise TypeError(
+      f"model must be a featviz.Model (featviz.zoo.load(name)), got {type(model).__name__}"
+    )
   batch = resolve_batch(objective, batch)
   bound = objective.bind(model.spec, batch)
   network_side = model.input_size(config.input_size) or config.size
   if network_side < model.spec.min_size:
-    raise ImageShapeError(f"{model.spec.name} needs images of at least {model.spec.min_size} px; "
-                     f"its input would be {network_side} px (size {config.size}, input_size "
-                     f"{config.input_size})")
+    raise ImageShapeError(
+      f"{model.spec.name} needs images of at least {model.spec.min_size} px; "
+      f"its input would be {network_side} px (size {config.size}, input_size "
+      f"{config.input_size})"
+    )
   if mesh is not None and batch % mesh.size:
-    raise ValueError(f"batch {batch} must be a multiple of the mesh's {mesh.size} devices; "
-                     "pad the batch (featviz._sweep.partition.padded_batch)")
+    raise ValueError(
+      f"batch {batch} must be a multiple of the mesh's {mesh.size} devices; "
+      "pad the batch (featviz._sweep.partition.padded_batch)"
+    )
   check_positions(model, bound, config)
   lengths = program.chunk_lengths(config.steps, config.chunk)
   plan = _plan(model, bound, config, batch, mesh, lengths[0])
   return config, batch, jax.tree.map(program.canonical, bound), plan, lengths
 
 
-def lower(model: Model, objective: obj_lib.Objective, config: RenderConfig | None = None, *,
-          batch: int | None = None, mesh: jax.sharding.Mesh | None = None,
-          **overrides) -> jax.stages.Lowered:
+def lower(
+  model: Model,
+  objective: obj_lib.Objective,
+  config: RenderConfig | None = None,
+  *,
+  batch: int | None = None,
+  mesh: jax.sharding.Mesh | None = None,
+  **overrides,
+) -> jax.stages.Lowered:
   """The render's chunk program, lowered and not run: ``.compile().cost_analysis()`` gives
   its FLOPs (XLA counts a scan body once: one step), ``.as_text()`` its HLO.
 
@@ -171,10 +192,18 @@ def lower(model: Model, objective: obj_lib.Objective, config: RenderConfig | Non
   return program.lower_chunk(plan, model, bound)
 
 
-def render(model: Model, objective: obj_lib.Objective, config: RenderConfig | None = None, *,
-           key: jax.Array | None = None, seed: int = 0, batch: int | None = None,
-           mesh: jax.sharding.Mesh | None = None, progress_bar: bool = True,
-           **overrides) -> RenderResult:
+def render(
+  model: Model,
+  objective: obj_lib.Objective,
+  config: RenderConfig | None = None,
+  *,
+  key: jax.Array | None = None,
+  seed: int = 0,
+  batch: int | None = None,
+  mesh: jax.sharding.Mesh | None = None,
+  progress_bar: bool = True,
+  **overrides,
+) -> RenderResult:
   """Renders images that maximize ``objective`` on ``model``.
 
   Args:
@@ -201,8 +230,7 @@ def render(model: Model, objective: obj_lib.Objective, config: RenderConfig | No
       names the step and the objective.
     featviz.ConfigError: a setting out of range.
   """
-  config, batch, bound, plan, lengths = _prepare(model, objective, config, overrides, batch,
-                                                 mesh)
+  config, batch, bound, plan, lengths = _prepare(model, objective, config, overrides, batch, mesh)
   root = keys_lib.as_key(key, seed)
   labels = bound.labels(batch)
   k_init, k_steps, k_shared = keys_lib.derive(root, labels)
@@ -225,13 +253,28 @@ def render(model: Model, objective: obj_lib.Objective, config: RenderConfig | No
     run_seconds = time.perf_counter() - start
   if bad_step >= 0:
     raise NonFiniteError(
-        f"the objective {' | '.join(dict.fromkeys(labels))} on {model.spec.name} became "
-        f"non-finite at step {bad_step} of {config.steps}; "
-        + ("the images are the initial ones" if bad_step == 0 else
-           f"the images were kept at step {bad_step - 1}")
-        + ". Lower the learning rate or add a regularizer.", bad_step, images)
-  return RenderResult(images, history, labels, seed if key is None else None, config.steps,
-                      compile_seconds, run_seconds, bound, config)
+      f"the objective {' | '.join(dict.fromkeys(labels))} on {model.spec.name} became "
+      f"non-finite at step {bad_step} of {config.steps}; "
+      + (
+        "the images are the initial ones"
+        if bad_step == 0
+        else f"the images were kept at step {bad_step - 1}"
+      )
+      + ". Lower the learning rate or add a regularizer.",
+      bad_step,
+      images,
+    )
+  return RenderResult(
+    images,
+    history,
+    labels,
+    seed if key is None else None,
+    config.steps,
+    compile_seconds,
+    run_seconds,
+    bound,
+    config,
+  )
 
 
 def _run(init, chunks, finish, k_init, args, lengths: Sequence[int], bar) -> tuple:

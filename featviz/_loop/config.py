@@ -12,7 +12,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax.numpy as jnp
 import optax
@@ -83,23 +84,29 @@ class RenderConfig:
   rewrites: str | frozenset[str] = "auto"
 
   def __post_init__(self):
-    for name, low, top in (("steps", 1, MAX_STEPS), ("size", 1, MAX_SIZE),
-                           ("input_size", 1, MAX_SIZE), ("chunk", 1, MAX_STEPS),
-                           ("redirect_relu_steps", 0, MAX_STEPS)):
+    for name, low, top in (
+      ("steps", 1, MAX_STEPS),
+      ("size", 1, MAX_SIZE),
+      ("input_size", 1, MAX_SIZE),
+      ("chunk", 1, MAX_STEPS),
+      ("redirect_relu_steps", 0, MAX_STEPS),
+    ):
       value = getattr(self, name)
       if value is not None or name in ("steps", "size", "redirect_relu_steps"):
         object.__setattr__(self, name, _check_int(name, value, low, top))
     lr = self.learning_rate
-    if (isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(lr)
-        or lr <= 0):
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(lr) or lr <= 0:
       raise ConfigError(f"learning_rate must be a finite number above 0, got {lr!r}")
     object.__setattr__(self, "learning_rate", float(lr))
     if isinstance(self.param, str) and self.param not in param_lib.PARAMETERIZATIONS:
-      raise ConfigError(f"param {self.param!r}: choose one of "
-                        f"{', '.join(param_lib.PARAMETERIZATIONS)} or pass a factory")
+      raise ConfigError(
+        f"param {self.param!r}: choose one of "
+        f"{', '.join(param_lib.PARAMETERIZATIONS)} or pass a factory"
+      )
     if isinstance(self.transforms, str) and self.transforms not in TRANSFORMS:
-      raise ConfigError(f"transforms {self.transforms!r}: choose one of {', '.join(TRANSFORMS)} "
-                        "or pass a transform")
+      raise ConfigError(
+        f"transforms {self.transforms!r}: choose one of {', '.join(TRANSFORMS)} or pass a transform"
+      )
     if not isinstance(self.transforms, str) and not callable(self.transforms):
       raise ConfigError(f"transforms must be a name or a callable, got {self.transforms!r}")
     if self.kernels not in KERNELS:
@@ -110,8 +117,10 @@ class RenderConfig:
       except TypeError:
         dtype = None
       if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
-        raise ConfigError(f"compute_dtype {self.compute_dtype!r}: give a floating dtype such "
-                          "as bfloat16 or float16, or None for float32")
+        raise ConfigError(
+          f"compute_dtype {self.compute_dtype!r}: give a floating dtype such "
+          "as bfloat16 or float16, or None for float32"
+        )
       object.__setattr__(self, "compute_dtype", dtype.name)
     if not isinstance(self.rewrites, str):
       object.__setattr__(self, "rewrites", frozenset(self.rewrites))
@@ -137,8 +146,10 @@ class RenderConfig:
     fields = {f.name for f in dataclasses.fields(self)}
     unknown = sorted(set(overrides) - fields)
     if unknown:
-      raise ConfigError(f"unknown render setting(s) {', '.join(unknown)}; the settings are "
-                        f"{', '.join(f.name for f in dataclasses.fields(self))}")
+      raise ConfigError(
+        f"unknown render setting(s) {', '.join(unknown)}; the settings are "
+        f"{', '.join(f.name for f in dataclasses.fields(self))}"
+      )
     return dataclasses.replace(self, **overrides) if overrides else self
 
   def to_dict(self) -> dict[str, Any]:
@@ -149,12 +160,14 @@ class RenderConfig:
       value = getattr(self, f.name)
       if f.name == "optimizer":
         if value is not None:
-          raise ConfigError("a sweep records its settings by name: use learning_rate, not "
-                            "an optimizer object")
+          raise ConfigError(
+            "a sweep records its settings by name: use learning_rate, not an optimizer object"
+          )
         continue
       if callable(value):
-        raise ConfigError(f"a sweep records its settings by name: give {f.name} as one of "
-                          f"its names, not {value!r}")
+        raise ConfigError(
+          f"a sweep records its settings by name: give {f.name} as one of its names, not {value!r}"
+        )
       out[f.name] = sorted(value) if isinstance(value, frozenset) else value
     return out
 
@@ -184,9 +197,11 @@ class RenderConfig:
   def transform(self) -> Callable:
     if not isinstance(self.transforms, str):
       return self.transforms
-    return {"standard": lambda: tf_lib.standard(implementation=self.kernel_implementation()),
-            "shared": lambda: tf_lib.standard(shared=True),
-            "none": tf_lib.identity}[self.transforms]()
+    return {
+      "standard": lambda: tf_lib.standard(implementation=self.kernel_implementation()),
+      "shared": lambda: tf_lib.standard(shared=True),
+      "none": tf_lib.identity,
+    }[self.transforms]()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,7 +215,6 @@ class _FourierWith:
 
 
 def _check_int(name: str, value: Any, low: int, high: int) -> int:
-  if (isinstance(value, bool) or not isinstance(value, numbers.Integral)
-      or not low <= value <= high):
+  if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not low <= value <= high:
     raise ConfigError(f"{name} must be an integer from {low} to {high}, got {value!r}")
   return int(value)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import collections
 import zlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -35,8 +35,10 @@ def as_key(key: jax.Array | int | None, seed: int) -> jax.Array:
     return key
   if key.dtype == jnp.uint32 and key.shape == (2,):
     return jax.random.wrap_key_data(key)
-  raise ValueError(f"key must be a jax.random.key, a jax.random.PRNGKey or an int seed; got "
-                   f"an array of shape {key.shape} and dtype {key.dtype}")
+  raise ValueError(
+    f"key must be a jax.random.key, a jax.random.PRNGKey or an int seed; got "
+    f"an array of shape {key.shape} and dtype {key.dtype}"
+  )
 
 
 def _seed(seed) -> int:
@@ -63,6 +65,7 @@ def _derive(key: jax.Array, ids: jax.Array) -> tuple[jax.Array, jax.Array, jax.A
     k = jax.random.fold_in(jax.random.fold_in(key, pair[0]), pair[1])
     k_init, k_steps = jax.random.split(k)
     return k_init, k_steps
+
   k_init, k_steps = jax.vmap(one)(ids)
   return k_init, k_steps, jax.random.fold_in(key, 0xFFFFFFFF)
 

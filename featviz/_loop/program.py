@@ -24,7 +24,8 @@ import collections
 import dataclasses
 import functools
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -103,9 +104,17 @@ class Plan:
   def setup(self) -> Plan:
     """The fields the initial draw and the final images depend on (the rest blanked), so a
     few small programs serve every layer, objective and step count of one image shape."""
-    return dataclasses.replace(self, layers=(), transforms=None, shared_draws=False,
-                               redirect_relu_steps=0, chunk=0, input_size=None,
-                               compute_dtype=None, rewrites=frozenset())
+    return dataclasses.replace(
+      self,
+      layers=(),
+      transforms=None,
+      shared_draws=False,
+      redirect_relu_steps=0,
+      chunk=0,
+      input_size=None,
+      compute_dtype=None,
+      rewrites=frozenset(),
+    )
 
   def build_optimizer(self) -> optax.GradientTransformation:
     if isinstance(self.optimizer, float):
@@ -163,8 +172,9 @@ def _images(plan: Plan, params) -> jax.Array:
   return plan.param(plan.size, plan.batch, plan.channels).to_image(params)
 
 
-def transform(plan: Plan, k_steps: jax.Array, k_shared: jax.Array, step: jax.Array,
-              images: jax.Array) -> jax.Array:
+def transform(
+  plan: Plan, k_steps: jax.Array, k_shared: jax.Array, step: jax.Array, images: jax.Array
+) -> jax.Array:
   """Step ``step``'s random transforms: each image with its own key, or one shared draw."""
   if plan.shared_draws:
     return plan.transforms(jax.random.fold_in(k_shared, step), images)
@@ -172,8 +182,15 @@ def transform(plan: Plan, k_steps: jax.Array, k_shared: jax.Array, step: jax.Arr
   return jax.vmap(lambda k, image: plan.transforms(k, image[None])[0])(keys, images)
 
 
-def loss(plan: Plan, model: Model, objective: obj_lib.Objective, k_steps: jax.Array,
-         k_shared: jax.Array, params, step: jax.Array) -> tuple[jax.Array, jax.Array]:
+def loss(
+  plan: Plan,
+  model: Model,
+  objective: obj_lib.Objective,
+  k_steps: jax.Array,
+  k_shared: jax.Array,
+  params,
+  step: jax.Array,
+) -> tuple[jax.Array, jax.Array]:
   """``(-sum of scores, scores (B,))`` of one step: params -> images -> transforms ->
   network (only the layers the objective reads) -> objective. ``model`` is already cast to
   the plan's compute dtype."""
@@ -186,15 +203,23 @@ def loss(plan: Plan, model: Model, objective: obj_lib.Objective, k_steps: jax.Ar
   if plan.redirect_relu_steps:
     ops = redirecting(step < plan.redirect_relu_steps, plan.rewrites)
   with jax.named_scope("model"):
-    acts = model.activations(x, plan.layers, ops=ops, compute_dtype=plan.compute_dtype,
-                             input_size=plan.input_size)
+    acts = model.activations(
+      x, plan.layers, ops=ops, compute_dtype=plan.compute_dtype, input_size=plan.input_size
+    )
   with jax.named_scope("objective"):
     scores = objective(obj_lib.Context(acts, image))
   return -jnp.sum(scores), scores
 
 
-def _optimize_chunk(plan: Plan, model: Model, objective: obj_lib.Objective, k_steps: jax.Array,
-           k_shared: jax.Array, state, start: jax.Array):
+def _optimize_chunk(
+  plan: Plan,
+  model: Model,
+  objective: obj_lib.Objective,
+  k_steps: jax.Array,
+  k_shared: jax.Array,
+  state,
+  start: jax.Array,
+):
   """A chunk program: steps ``start .. start + plan.chunk - 1`` from ``state``.
 
   Returns the new state and the chunk's history rows ``(plan.chunk, B)``. Step ``t`` uses the
@@ -204,8 +229,9 @@ def _optimize_chunk(plan: Plan, model: Model, objective: obj_lib.Objective, k_st
   _TRACES[0] += 1
   model = model.cast(plan.compute_dtype)  # once per chunk, outside the scan
   optimizer = plan.build_optimizer()
-  value_and_grad = jax.value_and_grad(functools.partial(loss, plan, model, objective, k_steps,
-                                                        k_shared), has_aux=True)
+  value_and_grad = jax.value_and_grad(
+    functools.partial(loss, plan, model, objective, k_steps, k_shared), has_aux=True
+  )
 
   def step_fn(carry, step):
     params, opt_state, bad_step = carry
@@ -260,8 +286,9 @@ def _state_shardings(setup: Plan):
   (Adam's step count, the first bad step) replicated."""
   batch = setup.batch_sharding
   replicated = jax.sharding.NamedSharding(batch.mesh, jax.sharding.PartitionSpec())
-  return jax.tree.map(lambda x: batch if x.shape[:1] == (setup.batch,) else replicated,
-                      _state_shape(setup))
+  return jax.tree.map(
+    lambda x: batch if x.shape[:1] == (setup.batch,) else replicated, _state_shape(setup)
+  )
 
 
 def shardings(plan: Plan, model: Model, objective) -> tuple[tuple, tuple]:
@@ -281,8 +308,14 @@ def shardings(plan: Plan, model: Model, objective) -> tuple[tuple, tuple]:
     return batch if np.ndim(x) >= 1 and np.shape(x)[0] == plan.batch else replicated
 
   state = _state_shardings(plan.setup())
-  in_shardings = (jax.tree.map(lambda _: replicated, model), jax.tree.map(leaf, objective),
-                  batch, replicated, state, replicated)
+  in_shardings = (
+    jax.tree.map(lambda _: replicated, model),
+    jax.tree.map(leaf, objective),
+    batch,
+    replicated,
+    state,
+    replicated,
+  )
   history = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, axes))
   return in_shardings, (state, history)
 
@@ -312,8 +345,14 @@ def lower_chunk(plan: Plan, model: Model, objective) -> jax.stages.Lowered:
     layout = dict(zip(("in_shardings", "out_shardings"), shardings(plan, model, objective)))
   index = jax.ShapeDtypeStruct((), jnp.int32)
   return jax.jit(_optimize_chunk, static_argnums=0, **layout).lower(
-      plan, model, objective, _key_struct((plan.batch,)), _key_struct(()),
-      _state_shape(plan.setup()), index)
+    plan,
+    model,
+    objective,
+    _key_struct((plan.batch,)),
+    _key_struct(()),
+    _state_shape(plan.setup()),
+    index,
+  )
 
 
 def compiled_chunk(plan: Plan, model: Model, objective):
@@ -337,13 +376,14 @@ def compiled_setup(plan: Plan, kind: str):
     if kind == "init":
       fn, arg = _init, _key_struct((setup.batch,))
       if setup.batch_sharding is not None:
-        layout = {"in_shardings": (setup.batch_sharding,),
-                  "out_shardings": _state_shardings(setup)}
+        layout = {"in_shardings": (setup.batch_sharding,), "out_shardings": _state_shardings(setup)}
     elif kind == "images":
       fn, arg = _images, _state_shape(setup)[0]
       if setup.batch_sharding is not None:
-        layout = {"in_shardings": (_state_shardings(setup)[0],),
-                  "out_shardings": setup.batch_sharding}
+        layout = {
+          "in_shardings": (_state_shardings(setup)[0],),
+          "out_shardings": setup.batch_sharding,
+        }
     else:
       raise ValueError(f"kind must be 'init' or 'images', got {kind!r}")
     return jax.jit(fn, static_argnums=0, **layout).lower(setup, arg).compile()

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from featviz.model import UnitOutOfRangeError
 
@@ -70,8 +70,9 @@ def parse_units(text: str) -> tuple[int, int]:
   return start, stop
 
 
-def layer_units(channels: Mapping[str, int], layers: Sequence[str],
-                units: tuple[int, int] | None) -> dict[str, tuple[int, ...]]:
+def layer_units(
+  channels: Mapping[str, int], layers: Sequence[str], units: tuple[int, int] | None
+) -> dict[str, tuple[int, ...]]:
   """The units to render per layer: ``range(A, min(B, channels))`` of each layer.
 
   Raises :class:`featviz.model.UnitOutOfRangeError` when ``A`` is past a layer's
@@ -84,8 +85,9 @@ def layer_units(channels: Mapping[str, int], layers: Sequence[str],
     stop = n if stop == -1 else min(stop, n)
     if start >= n:
       raise UnitOutOfRangeError(
-          f"units {start}: start past the last channel of layer {layer!r} "
-          f"({n} channels, units 0-{n - 1})")
+        f"units {start}: start past the last channel of layer {layer!r} "
+        f"({n} channels, units 0-{n - 1})"
+      )
     out[layer] = tuple(range(start, stop))
   return out
 

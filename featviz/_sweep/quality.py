@@ -46,7 +46,8 @@ def dataset_files(folder: str | pathlib.Path) -> list[pathlib.Path]:
   files = photos.image_files(folder)
   if not files:
     raise photos.EmptyFolderError(
-        f"dataset folder {str(folder)!r} has no images ({', '.join(photos.EXTENSIONS)})")
+      f"dataset folder {str(folder)!r} has no images ({', '.join(photos.EXTENSIONS)})"
+    )
   return files
 
 
@@ -73,9 +74,13 @@ def _channel_means(model: Model, images, layers: tuple[str, ...]):
   return out
 
 
-def channel_means(model: Model, layers: Sequence[str], images: Any,
-                  sharding: jax.sharding.Sharding | None = None,
-                  batch: int = SCORE_BATCH) -> dict[str, np.ndarray]:
+def channel_means(
+  model: Model,
+  layers: Sequence[str],
+  images: Any,
+  sharding: jax.sharding.Sharding | None = None,
+  batch: int = SCORE_BATCH,
+) -> dict[str, np.ndarray]:
   """Every channel's objective value on ``images (N, H, W, C)``: ``{layer: (N, C)}``.
 
   Runs in batches of ``batch`` (the last padded), one compile per image shape
@@ -87,7 +92,7 @@ def channel_means(model: Model, layers: Sequence[str], images: Any,
   n = images.shape[0]
   parts: dict[str, list[np.ndarray]] = {layer: [] for layer in layers}
   for start in range(0, n, batch):
-    x = images[start:start + batch]
+    x = images[start : start + batch]
     real = x.shape[0]
     if real < batch:  # pad by repeating the last image; its scores are dropped
       x = np.concatenate([x, np.repeat(x[-1:], batch - real, axis=0)])
@@ -99,9 +104,14 @@ def channel_means(model: Model, layers: Sequence[str], images: Any,
   return {layer: np.concatenate(p) for layer, p in parts.items()}
 
 
-def dataset_best(model: Model, layers: Sequence[str], folder: str | pathlib.Path, size: int,
-                 sharding: jax.sharding.Sharding | None = None,
-                 batch: int = SCORE_BATCH) -> dict[str, tuple[np.ndarray, list[str]]]:
+def dataset_best(
+  model: Model,
+  layers: Sequence[str],
+  folder: str | pathlib.Path,
+  size: int,
+  sharding: jax.sharding.Sharding | None = None,
+  batch: int = SCORE_BATCH,
+) -> dict[str, tuple[np.ndarray, list[str]]]:
   """Per layer, each channel's highest mean over the photos, and the photo that gave it.
 
   Returns:
@@ -127,6 +137,10 @@ def ratio_stats(ratios: Sequence[float | None]) -> dict[str, Any]:
   defined = np.asarray([r for r in ratios if r is not None], np.float64)
   stats: dict[str, Any] = {"units": len(ratios), "with_ratio": int(defined.size)}
   if defined.size:
-    stats.update(min=float(defined.min()), median=float(np.median(defined)),
-                 max=float(defined.max()), above_1=float(np.mean(defined > 1.0)))
+    stats.update(
+      min=float(defined.min()),
+      median=float(np.median(defined)),
+      max=float(defined.max()),
+      above_1=float(np.mean(defined > 1.0)),
+    )
   return stats

@@ -48,7 +48,8 @@ from __future__ import annotations
 import json
 import pathlib
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import numpy as np
@@ -72,38 +73,53 @@ DEFAULT_BATCH = 8
 def settings(config: RenderConfig, key: jax.Array, seed: int | None) -> dict[str, Any]:
   """What decides a sweep's images, as recorded in its manifest: the whole config, the seed
   (None when a key was given) and the key's raw data."""
-  return {"config": config.to_dict(), "seed": seed,
-          "key": [int(x) for x in np.asarray(jax.random.key_data(key)).ravel()],
-          "key_impl": str(jax.random.key_impl(key))}
+  return {
+    "config": config.to_dict(),
+    "seed": seed,
+    "key": [int(x) for x in np.asarray(jax.random.key_data(key)).ravel()],
+    "key_impl": str(jax.random.key_impl(key)),
+  }
 
 
-def manifest(model: Model, settings: dict[str, Any], layers: dict[str, tuple[int, ...]],
-             dataset: dict[str, Any] | None) -> dict[str, Any]:
+def manifest(
+  model: Model,
+  settings: dict[str, Any],
+  layers: dict[str, tuple[int, ...]],
+  dataset: dict[str, Any] | None,
+) -> dict[str, Any]:
   """The store's manifest for this run (``store.COMPARED`` fields must match on resume)."""
   digest, hashed = store_lib.weights_sha256(model)
   return {
-      "format": store_lib.FORMAT,
-      "model": model.spec.name,
-      "weights_sha256": digest,
-      "weights_hashed": hashed,
-      "featviz_version": home.VERSION,
-      "settings": settings,
-      "dataset": dataset,
-      "layers": {layer: model.spec.layers[layer] for layer in layers},
-      "created": store_lib.now(),
+    "format": store_lib.FORMAT,
+    "model": model.spec.name,
+    "weights_sha256": digest,
+    "weights_hashed": hashed,
+    "featviz_version": home.VERSION,
+    "settings": settings,
+    "dataset": dataset,
+    "layers": {layer: model.spec.layers[layer] for layer in layers},
+    "created": store_lib.now(),
   }
 
 
 def _dataset_info(folder, size: int) -> dict[str, Any]:
   files = sweep_quality.dataset_files(folder)
-  return {"files": len(files), "fingerprint": sweep_quality.fingerprint(files),
-          "preprocess": f"shorter side to {size} px (bicubic), centre crop"}
+  return {
+    "files": len(files),
+    "fingerprint": sweep_quality.fingerprint(files),
+    "preprocess": f"shorter side to {size} px (bicubic), centre crop",
+  }
 
 
-def render_chunk(model: Model, chunk: partition.Chunk, todo: Sequence[int],
-                 config: RenderConfig, key: jax.Array, mesh: jax.sharding.Mesh,
-                 score_layers: Sequence[str] | None = None
-                 ) -> tuple[dict[int, np.ndarray], list[dict[str, Any]]]:
+def render_chunk(
+  model: Model,
+  chunk: partition.Chunk,
+  todo: Sequence[int],
+  config: RenderConfig,
+  key: jax.Array,
+  mesh: jax.sharding.Mesh,
+  score_layers: Sequence[str] | None = None,
+) -> tuple[dict[int, np.ndarray], list[dict[str, Any]]]:
   """Renders the ``todo`` units of ``chunk`` in one padded batch over ``mesh``.
 
   ``score_layers`` (default: the chunk's layer) are the layers the final images
@@ -119,23 +135,39 @@ def render_chunk(model: Model, chunk: partition.Chunk, todo: Sequence[int],
   n = partition.padded_batch(chunk.slots, mesh.size)
   units, keep = partition.slot_units(chunk, todo, n)
   result = render_api.render(
-      model, objectives.channel(chunk.layer, np.asarray(units, np.int32)), config, key=key,
-      progress_bar=False, mesh=mesh)
-  means = sweep_quality.channel_means(model, score_layers or [chunk.layer], result.images,
-                                      program.batch_sharding(mesh), batch=n)[chunk.layer]
+    model,
+    objectives.channel(chunk.layer, np.asarray(units, np.int32)),
+    config,
+    key=key,
+    progress_bar=False,
+    mesh=mesh,
+  )
+  means = sweep_quality.channel_means(
+    model, score_layers or [chunk.layer], result.images, program.batch_sharding(mesh), batch=n
+  )[chunk.layer]
   pictures, rows = {}, []
   for slot, (unit, kept) in enumerate(zip(units, keep)):
     if not kept:
       continue
     pictures[unit] = result.images[slot]
-    rows.append({
-        "layer": chunk.layer, "unit": unit, "chunk": chunk.index, "slot": slot,
-        "steps": config.steps, "size": config.size,
-        "start": float(result.history[0, slot]), "last_step": float(result.history[-1, slot]),
+    rows.append(
+      {
+        "layer": chunk.layer,
+        "unit": unit,
+        "chunk": chunk.index,
+        "slot": slot,
+        "steps": config.steps,
+        "size": config.size,
+        "start": float(result.history[0, slot]),
+        "last_step": float(result.history[-1, slot]),
         "final": float(means[slot, unit]),
         "chunk_seconds": round(result.run_seconds, 3),
         "compile_seconds": round(result.compile_seconds, 3),
-        "chunk_units": len(todo), "devices": mesh.size, "finished": store_lib.now()})
+        "chunk_units": len(todo),
+        "devices": mesh.size,
+        "finished": store_lib.now(),
+      }
+    )
   return pictures, rows
 
 
@@ -147,12 +179,22 @@ def _add_quality(rows, best) -> None:
     row["ratio"] = sweep_quality.ratio(row["final"], row["dataset_max"])
 
 
-def sweep(model: Model, layers: Sequence[str], config: RenderConfig | None = None, *,
-          out: str | pathlib.Path, units: tuple[int, int] | str | None = None,
-          batch: int = DEFAULT_BATCH, key: jax.Array | None = None, seed: int = 0,
-          dataset: str | pathlib.Path | None = None, progress_bar: bool = True,
-          devices: Sequence[jax.Device] | None = None, process: tuple[int, int] | None = None,
-          **overrides) -> dict[str, Any]:
+def sweep(
+  model: Model,
+  layers: Sequence[str],
+  config: RenderConfig | None = None,
+  *,
+  out: str | pathlib.Path,
+  units: tuple[int, int] | str | None = None,
+  batch: int = DEFAULT_BATCH,
+  key: jax.Array | None = None,
+  seed: int = 0,
+  dataset: str | pathlib.Path | None = None,
+  progress_bar: bool = True,
+  devices: Sequence[jax.Device] | None = None,
+  process: tuple[int, int] | None = None,
+  **overrides,
+) -> dict[str, Any]:
   """Renders every unit of ``layers`` into the store ``out``; resumes what is there.
 
   Args:
@@ -194,8 +236,10 @@ def sweep(model: Model, layers: Sequence[str], config: RenderConfig | None = Non
   wanted = partition.layer_units(model.spec.layers, layers, units)
   side = model.input_size(config.input_size) or config.size
   if side < model.spec.min_size:  # before the store exists: bad input leaves nothing behind
-    raise ImageShapeError(f"{model.spec.name} needs images of at least {model.spec.min_size} px; "
-                     f"its input would be {side} px")
+    raise ImageShapeError(
+      f"{model.spec.name} needs images of at least {model.spec.min_size} px; "
+      f"its input would be {side} px"
+    )
   devices = list(devices) if devices is not None else jax.local_devices()
   mesh = jax.sharding.Mesh(np.asarray(devices), ("batch",))
   index, count = process if process is not None else (jax.process_index(), jax.process_count())
@@ -211,8 +255,9 @@ def sweep(model: Model, layers: Sequence[str], config: RenderConfig | None = Non
   best = None
   if dataset is not None:
     score_batch = partition.padded_batch(sweep_quality.SCORE_BATCH, mesh.size)
-    best = sweep_quality.dataset_best(model, layers, dataset, config.size,
-                                      program.batch_sharding(mesh), score_batch)
+    best = sweep_quality.dataset_best(
+      model, layers, dataset, config.size, program.batch_sharding(mesh), score_batch
+    )
 
   done = store.rows(layers)
   work = partition.for_process(partition.chunks(wanted, batch), index, count)
@@ -221,8 +266,15 @@ def sweep(model: Model, layers: Sequence[str], config: RenderConfig | None = Non
   atlas_rows: dict[str, int] = {}  # layer -> rows in its atlas when written
   touched = set()  # layers this process rendered into
   failed: list[dict[str, Any]] = []  # chunks that went non-finite (a re-run tries them again)
-  bar = tqdm(total=total, initial=finished, desc=f"sweep {model.spec.name}", unit="unit",
-             file=sys.stderr, dynamic_ncols=True, disable=not progress_bar)
+  bar = tqdm(
+    total=total,
+    initial=finished,
+    desc=f"sweep {model.spec.name}",
+    unit="unit",
+    file=sys.stderr,
+    dynamic_ncols=True,
+    disable=not progress_bar,
+  )
   with bar:
     for i, chunk in enumerate(work):
       todo = [u for u in chunk.units if (chunk.layer, u) not in done]
@@ -231,8 +283,9 @@ def sweep(model: Model, layers: Sequence[str], config: RenderConfig | None = Non
         try:
           pictures, rows = render_chunk(model, chunk, todo, config, key, mesh, layers)
         except render_api.NonFiniteError as e:  # record it and go on with the other chunks
-          failed.append({"layer": chunk.layer, "units": list(todo), "step": e.step,
-                         "error": str(e)})
+          failed.append(
+            {"layer": chunk.layer, "units": list(todo), "step": e.step, "error": str(e)}
+          )
           bar.update(len(todo))
           continue
         for row in rows:
@@ -263,8 +316,9 @@ def _write_atlas(store: store_lib.Store, layer: str, size: int) -> int:
   return len(rows)
 
 
-def summarize(store: store_lib.Store, model: Model, wanted: dict[str, tuple[int, ...]],
-              settings: dict[str, Any]) -> dict[str, Any]:
+def summarize(
+  store: store_lib.Store, model: Model, wanted: dict[str, tuple[int, ...]], settings: dict[str, Any]
+) -> dict[str, Any]:
   """Per-layer statistics over the wanted units found in the store."""
   rows = store.rows(wanted)
   per_layer = {}
@@ -276,15 +330,20 @@ def summarize(store: store_lib.Store, model: Model, wanted: dict[str, tuple[int,
     if got and "ratio" in got[0]:
       entry["ratio"] = sweep_quality.ratio_stats([r["ratio"] for r in got])
     per_layer[layer] = entry
-  return {"model": model.spec.name, "out": str(store.root),
-          "settings": settings, "layers": per_layer,
-          "written": store_lib.now()}
+  return {
+    "model": model.spec.name,
+    "out": str(store.root),
+    "settings": settings,
+    "layers": per_layer,
+    "written": store_lib.now(),
+  }
 
 
 def table(summary: dict[str, Any]) -> str:
   """The summary as a fixed-width text table, one line per layer."""
-  head = (f"{'layer':<14}{'done':>9}{'final med':>11}{'ratio min':>11}{'median':>9}"
-          f"{'max':>9}{'>1':>7}")
+  head = (
+    f"{'layer':<14}{'done':>9}{'final med':>11}{'ratio min':>11}{'median':>9}{'max':>9}{'>1':>7}"
+  )
   lines = [head, "-" * len(head)]
   for layer, e in summary["layers"].items():
     r = e.get("ratio", {})
@@ -293,8 +352,10 @@ def table(summary: dict[str, Any]) -> str:
       return format(r[k], spec) if k in r else "-"
 
     final = format(e["final_median"], ".3g") if "final_median" in e else "-"
-    lines.append(f"{layer:<14}{e['done']:>4}/{e['units']:<4}{final:>11}{fmt('min'):>11}"
-                 f"{fmt('median'):>9}{fmt('max'):>9}{fmt('above_1', '.0%'):>7}")
+    lines.append(
+      f"{layer:<14}{e['done']:>4}/{e['units']:<4}{final:>11}{fmt('min'):>11}"
+      f"{fmt('median'):>9}{fmt('max'):>9}{fmt('above_1', '.0%'):>7}"
+    )
   return "\n".join(lines)
 
 
@@ -307,5 +368,14 @@ def load_summary(out: str | pathlib.Path) -> dict[str, Any]:
   return json.loads((pathlib.Path(out) / store_lib.SUMMARY).read_text())
 
 
-__all__ = ["DEFAULT_BATCH", "check", "load_summary", "manifest", "render_chunk", "settings",
-           "summarize", "sweep", "table"]
+__all__ = [
+  "DEFAULT_BATCH",
+  "check",
+  "load_summary",
+  "manifest",
+  "render_chunk",
+  "settings",
+  "summarize",
+  "sweep",
+  "table",
+]

@@ -50,7 +50,8 @@ import pathlib
 import stat
 import warnings
 import weakref
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import jax
 import numpy as np
@@ -132,8 +133,9 @@ def _read_json(path: pathlib.Path, what: str, fix: str) -> Any:
     return json.loads(path.read_text())
   except (OSError, ValueError, UnicodeDecodeError) as e:
     reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-    raise CorruptStoreError(f"{path}: unreadable {what} ({type(e).__name__}: {reason}); "
-                            f"{fix}") from None
+    raise CorruptStoreError(
+      f"{path}: unreadable {what} ({type(e).__name__}: {reason}); {fix}"
+    ) from None
 
 
 def weights_sha256(model) -> tuple[str, str]:
@@ -164,8 +166,9 @@ def write_json(path: pathlib.Path, obj: Any) -> None:
     f.write(_json_bytes(obj))
 
 
-def differences(stored: Mapping[str, Any], wanted: Mapping[str, Any],
-                prefix: str = "") -> list[str]:
+def differences(
+  stored: Mapping[str, Any], wanted: Mapping[str, Any], prefix: str = ""
+) -> list[str]:
   """Lines ``"key: store has X, this run asks Y"`` for every compared field that differs."""
   out = []
   for key in sorted(set(stored) | set(wanted)):
@@ -191,9 +194,11 @@ class Store:
     except OSError:
       pid = ""
     by = f" by process {pid}" if pid.isdigit() else ""
-    return (f"another featviz sweep is writing {self.root} (its lock {LOCK} is held{by}); "
-            "wait for it to finish, or give this sweep another --out folder. The processes "
-            "of one sweep share a folder with --share I/N or --distributed")
+    return (
+      f"another featviz sweep is writing {self.root} (its lock {LOCK} is held{by}); "
+      "wait for it to finish, or give this sweep another --out folder. The processes "
+      "of one sweep share a folder with --share I/N or --distributed"
+    )
 
   def lock(self, exclusive: bool = False) -> None:
     """Takes this process's ``flock`` on the store: shared, or exclusive when alone on it.
@@ -263,18 +268,21 @@ class Store:
       finally:
         with contextlib.suppress(FileNotFoundError):
           tmp.unlink()
-    fix = ("restore it, or move the folder aside to start the sweep over "
-           "(or give another --out folder)")
+    fix = (
+      "restore it, or move the folder aside to start the sweep over (or give another --out folder)"
+    )
     stored = _read_json(path, "sweep manifest", fix)
     if not isinstance(stored, dict):
-      raise CorruptStoreError(f"{path}: the sweep manifest is a {type(stored).__name__}, not a "
-                              f"JSON object; {fix}")
-    diff = differences({k: stored.get(k) for k in COMPARED},
-                       {k: manifest.get(k) for k in COMPARED})
+      raise CorruptStoreError(
+        f"{path}: the sweep manifest is a {type(stored).__name__}, not a JSON object; {fix}"
+      )
+    diff = differences({k: stored.get(k) for k in COMPARED}, {k: manifest.get(k) for k in COMPARED})
     if diff:
       raise SettingsMismatchError(
-          f"{self.root} holds a sweep made with other settings:\n  " + "\n  ".join(diff) +
-          "\nuse another --out folder, or repeat the store's settings to resume it")
+        f"{self.root} holds a sweep made with other settings:\n  "
+        + "\n  ".join(diff)
+        + "\nuse another --out folder, or repeat the store's settings to resume it"
+      )
     layers = {**(stored.get("layers") or {}), **manifest.get("layers", {})}
     if writer and layers != stored.get("layers"):
       stored["layers"] = layers
@@ -291,14 +299,19 @@ class Store:
     for key in ("steps", "seed", "size"):
       seen = sorted({json.dumps(r.get(key)) for r in rows.values() if key in r})
       if key in settings and seen and seen != [json.dumps(settings[key])]:
-        diff.append(f"{key}: the rows have {', '.join(seen)}, this run asks "
-                    f"{json.dumps(settings[key])}")
-    said = ("; they differ from this run: " + "; ".join(diff)) if diff else (
-        "; the model, weights, learning rate and other settings of the rows cannot be checked")
+        diff.append(
+          f"{key}: the rows have {', '.join(seen)}, this run asks {json.dumps(settings[key])}"
+        )
+    said = (
+      ("; they differ from this run: " + "; ".join(diff))
+      if diff
+      else ("; the model, weights, learning rate and other settings of the rows cannot be checked")
+    )
     raise ManifestLostError(
-        f"{self.root} has {len(rows)} index rows under {INDEX}/ but no {MANIFEST}, so the "
-        f"settings that made them are lost{said}. Restore {MANIFEST}, or move the folder aside "
-        f"(or delete {INDEX}/ and the layer folders) to start over, or give another --out folder")
+      f"{self.root} has {len(rows)} index rows under {INDEX}/ but no {MANIFEST}, so the "
+      f"settings that made them are lost{said}. Restore {MANIFEST}, or move the folder aside "
+      f"(or delete {INDEX}/ and the layer folders) to start over, or give another --out folder"
+    )
 
   # ----- paths
   def layer_dir(self, layer: str) -> pathlib.Path:
@@ -316,19 +329,26 @@ class Store:
   # ----- index
   def _index_rows(self, file: pathlib.Path) -> list[dict[str, Any]]:
     """The rows of one index file; :class:`CorruptStoreError` naming it if malformed."""
-    fix = ("delete it: the units it lists are rendered again on resume")
+    fix = "delete it: the units it lists are rendered again on resume"
     data = _read_json(file, "index file", fix)
     rows = data.get("rows") if isinstance(data, dict) else None
     if not isinstance(rows, list) or not all(
-        isinstance(r, dict) and isinstance(r.get("layer"), str) and isinstance(r.get("png"), str)
-        and type(r.get("unit")) is int for r in rows):
-      raise CorruptStoreError(f"{file}: not a sweep index file (it needs 'rows', a list of "
-                              f"objects with a string 'layer' and 'png' and an integer 'unit'); "
-                              f"{fix}")
+      isinstance(r, dict)
+      and isinstance(r.get("layer"), str)
+      and isinstance(r.get("png"), str)
+      and type(r.get("unit")) is int
+      for r in rows
+    ):
+      raise CorruptStoreError(
+        f"{file}: not a sweep index file (it needs 'rows', a list of "
+        f"objects with a string 'layer' and 'png' and an integer 'unit'); "
+        f"{fix}"
+      )
     return rows
 
-  def rows(self, layers: Iterable[str] | None = None, *,
-           intact: bool = True) -> dict[tuple[str, int], dict[str, Any]]:
+  def rows(
+    self, layers: Iterable[str] | None = None, *, intact: bool = True
+  ) -> dict[tuple[str, int], dict[str, Any]]:
     """Every committed row, ``{(layer, unit): row}``, merged over all index files.
 
     Args:
@@ -340,8 +360,11 @@ class Store:
     Raises:
       CorruptStoreError: an index file does not parse; the message names it.
     """
-    folders = ([self.root / INDEX / images.safe_name(x) for x in layers] if layers is not None
-               else sorted(p for p in (self.root / INDEX).glob("*") if p.is_dir()))
+    folders = (
+      [self.root / INDEX / images.safe_name(x) for x in layers]
+      if layers is not None
+      else sorted(p for p in (self.root / INDEX).glob("*") if p.is_dir())
+    )
     out = {}
     for folder in folders:
       for file in sorted(folder.glob("*.json")):
@@ -360,8 +383,9 @@ class Store:
         data["rows"] = kept
         write_json(file, data)
 
-  def commit(self, layer: str, chunk: int, pictures: Mapping[int, np.ndarray],
-             rows: Iterable[dict[str, Any]]) -> None:
+  def commit(
+    self, layer: str, chunk: int, pictures: Mapping[int, np.ndarray], rows: Iterable[dict[str, Any]]
+  ) -> None:
     """Writes the chunk's PNGs, then its index file (old rows plus ``rows``), atomically."""
     self.layer_dir(layer).mkdir(exist_ok=True)
     for unit, picture in pictures.items():
@@ -372,8 +396,7 @@ class Store:
     if file.exists():
       merged = {int(r["unit"]): r for r in self._index_rows(file)}
     merged.update({int(r["unit"]): r for r in rows})
-    write_json(file, {"layer": layer, "chunk": chunk,
-                      "rows": [merged[u] for u in sorted(merged)]})
+    write_json(file, {"layer": layer, "chunk": chunk, "rows": [merged[u] for u in sorted(merged)]})
 
   # ----- atlas
   def write_atlas(self, layer: str, rows: Iterable[dict[str, Any]], size: int) -> pathlib.Path:
@@ -390,14 +413,18 @@ class Store:
         with Image.open(self.root / r["png"]) as im:
           pictures.append(np.asarray(im, np.float32) / 255.0)
       except (OSError, ValueError, SyntaxError) as e:  # PIL's decoder errors
-        warnings.warn(f"{self.root / r['png']} does not decode ({e}); left out of the atlas, "
-                      f"and {layer}:{r['unit']} will be rendered again on resume", stacklevel=2)
+        warnings.warn(
+          f"{self.root / r['png']} does not decode ({e}); left out of the atlas, "
+          f"and {layer}:{r['unit']} will be rendered again on resume",
+          stacklevel=2,
+        )
         self.forget(layer, int(r["unit"]))
         continue
       kept.append(r)
     rows = kept
-    captions = [f"{r['unit']}" + (f" {r['ratio']:.2f}" if r.get("ratio") is not None else "")
-                for r in rows]
+    captions = [
+      f"{r['unit']}" + (f" {r['ratio']:.2f}" if r.get("ratio") is not None else "") for r in rows
+    ]
     title = f"{layer}: {len(rows)} unit{'' if len(rows) == 1 else 's'}"
     grid = images.grid(pictures, captions, scale=max(1, 96 // size), title=title)
     return images.save_png(grid, self.atlas(layer))
@@ -450,4 +477,4 @@ class Store:
 
 def now() -> str:
   """The time in ISO 8601, UTC, to the second."""
-  return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+  return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")

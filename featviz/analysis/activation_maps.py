@@ -24,7 +24,6 @@ from PIL import Image
 from featviz import images as images_lib
 from featviz.analysis import figures
 from featviz.model import Model
-from featviz.nonlin import STANDARD_OPS
 
 NORMALIZE = ("channel", "layer")
 
@@ -36,8 +35,9 @@ def _run(model: Model, images: jax.Array, layers: tuple[str, ...]):
   return acts, zeros
 
 
-def activations_and_sparsity(model: Model, images, layer: str | None = None,
-                             layers: Sequence[str] | None = None):
+def activations_and_sparsity(
+  model: Model, images, layer: str | None = None, layers: Sequence[str] | None = None
+):
   """One forward pass: ``layer``'s activations, and the sparsity of ``layers``.
 
   Args:
@@ -53,8 +53,9 @@ def activations_and_sparsity(model: Model, images, layer: str | None = None,
     and channel of that layer.
   """
   model.check_images(images)
-  names = model.layers_in_order(list(layers if layers is not None else model.spec.layers)
-                                + ([layer] if layer else []))
+  names = model.layers_in_order(
+    list(layers if layers is not None else model.spec.layers) + ([layer] if layer else [])
+  )
   acts, zeros = _run(model, jnp.asarray(images, jnp.float32), names)
   wanted = set(layers if layers is not None else model.spec.layers)
   sparsity = {n: float(zeros[n]) for n in names if n in wanted}
@@ -96,9 +97,16 @@ def tile_scale(h: int, target: int = 40) -> int:
   return max(1, int(round(target / h)))
 
 
-def figure(image: np.ndarray, acts: np.ndarray, sparsity: dict[str, float], *,
-           layer: str, model_name: str, normalize: str = "channel",
-           image_name: str = "") -> Image.Image:
+def figure(
+  image: np.ndarray,
+  acts: np.ndarray,
+  sparsity: dict[str, float],
+  *,
+  layer: str,
+  model_name: str,
+  normalize: str = "channel",
+  image_name: str = "",
+) -> Image.Image:
   """The photo and a bar chart of sparsity per layer, over a grid of every channel's map.
 
   Args:
@@ -110,15 +118,25 @@ def figure(image: np.ndarray, acts: np.ndarray, sparsity: dict[str, float], *,
   c, h = tiles.shape[0], tiles.shape[1]
   scale = tile_scale(h)
   labels = [str(k) for k in range(c)] if h * scale >= 24 else None
-  how = ("each channel min-max scaled over its own map" if normalize == "channel"
-         else "one min-max scale for the whole layer")
-  heading = [f"{model_name} {layer}: {c} channels of {h} x {acts.shape[1]} "
-             f"(tiles {scale}x nearest upscaled)", f"{how}: black = min, white = max"]
+  how = (
+    "each channel min-max scaled over its own map"
+    if normalize == "channel"
+    else "one min-max scale for the whole layer"
+  )
+  heading = [
+    f"{model_name} {layer}: {c} channels of {h} x {acts.shape[1]} "
+    f"(tiles {scale}x nearest upscaled)",
+    f"{how}: black = min, white = max",
+  ]
   grid = images_lib.grid(tiles, labels, cols=grid_columns(c), scale=scale)
-  chart = figures.bar_chart(list(sparsity), list(sparsity.values()),
-                            title="sparsity: fraction of exactly-zero activations")
-  top = figures.panels([(image, [image_name or "input", f"{layer} sparsity "
-                                 f"{sparsity.get(layer, float('nan')):.1%}"]),
-                        (chart, [])])
+  chart = figures.bar_chart(
+    list(sparsity), list(sparsity.values()), title="sparsity: fraction of exactly-zero activations"
+  )
+  top = figures.panels(
+    [
+      (image, [image_name or "input", f"{layer} sparsity {sparsity.get(layer, float('nan')):.1%}"]),
+      (chart, []),
+    ]
+  )
   text = figures.text_block(heading, max(grid.width, top.width))
   return figures.stack([top, text, grid])

@@ -44,6 +44,7 @@ def _attack(model: Model, images, classes, sign, eps, step_size, steps, start, k
   ``sign`` (B,) is +1 (untargeted: ascend the true class's loss) or -1 (targeted:
   descend the target's loss); ``start`` 0 or 1 scales the uniform random start.
   """
+
   def loss(x):
     logits = model.activations(x, ("logits",))["logits"]
     ce = -jnp.take_along_axis(jax.nn.log_softmax(logits), classes[:, None], axis=1)[:, 0]
@@ -57,9 +58,8 @@ def _attack(model: Model, images, classes, sign, eps, step_size, steps, start, k
 
   noise = jax.random.uniform(key, images.shape, images.dtype, -1.0, 1.0) * eps * start
   adv = jax.lax.fori_loop(0, steps, body, project(images + noise))
-  both = model.activations(jnp.concatenate([images, adv]), ("logits",),
-                           ops=STANDARD_OPS)["logits"]
-  return adv, both[:images.shape[0]], both[images.shape[0]:]
+  both = model.activations(jnp.concatenate([images, adv]), ("logits",), ops=STANDARD_OPS)["logits"]
+  return adv, both[: images.shape[0]], both[images.shape[0] :]
 
 
 @dataclasses.dataclass
@@ -102,9 +102,19 @@ class AttackResult:
     return np.take_along_axis(self.probs_after, self.classes[:, None], axis=1)[:, 0]
 
 
-def attack(model: Model, images, *, method: str = "pgd", target=None, label=None,
-           eps: float = DEFAULT_EPS, steps: int = DEFAULT_STEPS, step_size: float | None = None,
-           random_start: bool = False, seed: int = 0) -> AttackResult:
+def attack(
+  model: Model,
+  images,
+  *,
+  method: str = "pgd",
+  target=None,
+  label=None,
+  eps: float = DEFAULT_EPS,
+  steps: int = DEFAULT_STEPS,
+  step_size: float | None = None,
+  random_start: bool = False,
+  seed: int = 0,
+) -> AttackResult:
   """FGSM or PGD on a batch, targeted (``target``) or untargeted.
 
   Args:
@@ -148,31 +158,66 @@ def attack(model: Model, images, *, method: str = "pgd", target=None, label=None
     model.spec.label_index(int(c))
   sign = jnp.full((b,), -1.0 if targeted else 1.0, jnp.float32)
   adv, before, after = _attack(
-      model, images, jnp.asarray(classes), sign, jnp.float32(eps), jnp.float32(step_size),
-      jnp.int32(steps), jnp.float32(random_start), jax.random.key(seed))
+    model,
+    images,
+    jnp.asarray(classes),
+    sign,
+    jnp.float32(eps),
+    jnp.float32(step_size),
+    jnp.int32(steps),
+    jnp.float32(random_start),
+    jax.random.key(seed),
+  )
   adv, before, after = (np.asarray(x) for x in (adv, before, after))
   original = np.asarray(images)
   delta = adv - original
   flat = delta.reshape(b, -1)
   return AttackResult(
-      method, targeted, classes, original, adv, delta, np.abs(flat).max(axis=1),
-      np.sqrt((flat.astype(np.float64) ** 2).sum(axis=1)).astype(np.float32),
-      np.asarray(jax.nn.softmax(before, axis=-1)), np.asarray(jax.nn.softmax(after, axis=-1)),
-      float(eps), int(steps), float(step_size))
+    method,
+    targeted,
+    classes,
+    original,
+    adv,
+    delta,
+    np.abs(flat).max(axis=1),
+    np.sqrt((flat.astype(np.float64) ** 2).sum(axis=1)).astype(np.float32),
+    np.asarray(jax.nn.softmax(before, axis=-1)),
+    np.asarray(jax.nn.softmax(after, axis=-1)),
+    float(eps),
+    int(steps),
+    float(step_size),
+  )
 
 
-def fgsm(model: Model, images, target=None, label=None, eps: float = DEFAULT_EPS
-         ) -> AttackResult:
+def fgsm(model: Model, images, target=None, label=None, eps: float = DEFAULT_EPS) -> AttackResult:
   """Fast gradient sign method: :func:`attack` with ``method="fgsm"``."""
   return attack(model, images, method="fgsm", target=target, label=label, eps=eps)
 
 
-def pgd(model: Model, images, target=None, label=None, eps: float = DEFAULT_EPS,
-        steps: int = DEFAULT_STEPS, step_size: float | None = None, random_start: bool = False,
-        seed: int = 0) -> AttackResult:
+def pgd(
+  model: Model,
+  images,
+  target=None,
+  label=None,
+  eps: float = DEFAULT_EPS,
+  steps: int = DEFAULT_STEPS,
+  step_size: float | None = None,
+  random_start: bool = False,
+  seed: int = 0,
+) -> AttackResult:
   """Projected gradient descent in the L-inf ball: :func:`attack` with ``method="pgd"``."""
-  return attack(model, images, method="pgd", target=target, label=label, eps=eps, steps=steps,
-                step_size=step_size, random_start=random_start, seed=seed)
+  return attack(
+    model,
+    images,
+    method="pgd",
+    target=target,
+    label=label,
+    eps=eps,
+    steps=steps,
+    step_size=step_size,
+    random_start=random_start,
+    seed=seed,
+  )
 
 
 def amplification(eps: float) -> float:
@@ -186,18 +231,20 @@ def summary(model: Model, result: AttackResult, i: int = 0) -> list[str]:
   c = int(result.classes[i])
   what = "target" if result.targeted else "true class"
   settings = f"eps {result.eps:g}" + (
-      f", {result.steps} steps of {result.step_size:.4g}" if result.method == "pgd" else "")
+    f", {result.steps} steps of {result.step_size:.4g}" if result.method == "pgd" else ""
+  )
   return [
-      f"{result.method} ({'targeted' if result.targeted else 'untargeted'}, {settings})",
-      f"{what} {predictions.class_text(spec, c)}: p {result.class_prob_before[i]:.4f} -> "
-      f"{result.class_prob_after[i]:.4f}",
-      f"perturbation L-inf {result.linf[i]:.4f} ({result.linf[i] * 255:.1f}/255), "
-      f"L2 {result.l2[i]:.3f}",
+    f"{result.method} ({'targeted' if result.targeted else 'untargeted'}, {settings})",
+    f"{what} {predictions.class_text(spec, c)}: p {result.class_prob_before[i]:.4f} -> "
+    f"{result.class_prob_after[i]:.4f}",
+    f"perturbation L-inf {result.linf[i]:.4f} ({result.linf[i] * 255:.1f}/255), "
+    f"L2 {result.l2[i]:.3f}",
   ]
 
 
-def figure(model: Model, result: AttackResult, i: int = 0, k: int = 3,
-           name: str = "") -> Image.Image:
+def figure(
+  model: Model, result: AttackResult, i: int = 0, k: int = 3, name: str = ""
+) -> Image.Image:
   """Original, amplified perturbation, adversarial image; top-``k`` classes under each."""
   spec = model.spec
 
@@ -208,10 +255,19 @@ def figure(model: Model, result: AttackResult, i: int = 0, k: int = 3,
   gain = amplification(result.eps)
   shown = np.clip(0.5 + gain * result.perturbation[i], 0.0, 1.0)
   scale = max(1, 160 // result.original.shape[1])  # mnist's 28 px -> 5x
-  items = [(result.original[i], [name or "original"] + top(result.probs_before[i])),
-           (shown, [f"perturbation x {gain:.3g}", "(grey = 0, 0/1 = -/+ eps)",
-                    f"L-inf {result.linf[i]:.4f}", f"L2 {result.l2[i]:.3f}"]),
-           (result.adversarial[i], ["adversarial"] + top(result.probs_after[i]))]
+  items = [
+    (result.original[i], [name or "original"] + top(result.probs_before[i])),
+    (
+      shown,
+      [
+        f"perturbation x {gain:.3g}",
+        "(grey = 0, 0/1 = -/+ eps)",
+        f"L-inf {result.linf[i]:.4f}",
+        f"L2 {result.l2[i]:.3f}",
+      ],
+    ),
+    (result.adversarial[i], ["adversarial"] + top(result.probs_after[i])),
+  ]
   body = figures.panels(items, scale=scale)
   heading = figures.text_block(summary(model, result, i), body.width, title=spec.name)
   return figures.stack([heading, body])

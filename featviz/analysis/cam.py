@@ -49,6 +49,7 @@ def rule_ops(rule: str) -> Ops:
 
 # ---- the jitted computations -----------------------------------------------------------------
 
+
 class LinearHead(NamedTuple):
   """A GAP + linear classifier: ``logits = mean_{y,x} A[layer] @ kernel + bias``."""
 
@@ -71,8 +72,9 @@ def _cam(model: Model, images, layer: str, kernel, classes):
 def _grad_cam_core(model: Model, images, layer: str, classes):
   acts, grads, logits = logit_grad_at_layer(model, images, layer, classes)
   if acts.ndim != 4:
-    raise ValueError(f"Grad-CAM needs a spatial layer (B, h, w, C); {layer!r} of "
-                     f"{model.spec.name} is {acts.shape}")
+    raise ValueError(
+      f"Grad-CAM needs a spatial layer (B, h, w, C); {layer!r} of {model.spec.name} is {acts.shape}"
+    )
   alpha = grads.mean(axis=(1, 2))  # (B, C): Grad-CAM's channel weights
   return jax.nn.relu(_weighted_sum(acts, alpha)), logits
 
@@ -134,8 +136,9 @@ def grad_cam(model: Model, images, classes, layer: str) -> tuple[np.ndarray, np.
   return np.asarray(maps), np.asarray(logits)
 
 
-def input_gradient(model: Model, images, classes, rule: str = "guided"
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def input_gradient(
+  model: Model, images, classes, rule: str = "guided"
+) -> tuple[np.ndarray, np.ndarray]:
   """``d y_c / d image`` with the ReLU backward ``rule``: "plain", "guided" or "deconvnet".
 
   Returns ``(gradients (B, H, W, C), logits (B, K))``; the gradient is with respect to
@@ -157,6 +160,7 @@ def guided_grad_cam(model: Model, images, classes, layer: str):
 
 
 # ---- for display -----------------------------------------------------------------------------
+
 
 def heat_for_display(maps: np.ndarray, method: str) -> np.ndarray:
   """``(B, h, w)`` -> ``[0, 1]`` per image, as each paper's code does.
@@ -208,8 +212,15 @@ class Explanation:
   logits: np.ndarray
 
 
-def explain(model: Model, images, classes, method: str = "gradcam", layer: str | None = None,
-            head: LinearHead | tuple | None = None, alpha: float = 0.5) -> Explanation:
+def explain(
+  model: Model,
+  images,
+  classes,
+  method: str = "gradcam",
+  layer: str | None = None,
+  head: LinearHead | tuple | None = None,
+  alpha: float = 0.5,
+) -> Explanation:
   """Runs one of :data:`METHODS` and makes its display pictures.
 
   ``layer`` is needed for gradcam and guided-gradcam; ``head`` for cam.
@@ -218,8 +229,9 @@ def explain(model: Model, images, classes, method: str = "gradcam", layer: str |
   images = np.asarray(images, np.float32)
   if method == "cam":
     if head is None:
-      raise ValueError(f"CAM needs a GAP + linear head; {model.spec.name} has none known "
-                       "(use gradcam)")
+      raise ValueError(
+        f"CAM needs a GAP + linear head; {model.spec.name} has none known (use gradcam)"
+      )
     raw, logits = cam(model, images, classes, head)
     heat = heat_for_display(raw, "cam")
   elif method == "gradcam":

@@ -31,7 +31,6 @@ from PIL import Image
 from featviz.analysis import figures
 from featviz.analysis import receptive_field as rf_lib
 from featviz.model import Model
-from featviz.nonlin import STANDARD_OPS
 
 # Images per compiled batch: 16 photos of 224 px keep EfficientNet-Lite0's largest
 # activations (16 x 112 x 112 x 96 floats, 77 MB) small on a laptop; the last batch is
@@ -106,16 +105,22 @@ def scan_layer(model: Model, images: np.ndarray, layer: str, batch: int = BATCH)
   means, peaks, where = [], [], []
   hw = (1, 1)
   for start in range(0, n, batch):
-    part = images[start:start + batch]
+    part = images[start : start + batch]
     padded = np.concatenate([part, np.zeros((batch - len(part),) + part.shape[1:], part.dtype)])
     mean, peak, arg, hw = _summaries(model, padded, layer)
-    means.append(np.asarray(mean)[:len(part)])
-    peaks.append(np.asarray(peak)[:len(part)])
-    where.append(np.asarray(arg)[:len(part)])
+    means.append(np.asarray(mean)[: len(part)])
+    peaks.append(np.asarray(peak)[: len(part)])
+    where.append(np.asarray(arg)[: len(part)])
   h, w = int(hw[0]), int(hw[1])
   arg = np.concatenate(where)
-  return LayerScan(layer, np.concatenate(means), np.concatenate(peaks),
-                   np.stack([arg // w, arg % w], axis=-1), (h, w), tuple(images.shape[1:3]))
+  return LayerScan(
+    layer,
+    np.concatenate(means),
+    np.concatenate(peaks),
+    np.stack([arg // w, arg % w], axis=-1),
+    (h, w),
+    tuple(images.shape[1:3]),
+  )
 
 
 def _top(values: np.ndarray, k: int) -> np.ndarray:
@@ -123,8 +128,9 @@ def _top(values: np.ndarray, k: int) -> np.ndarray:
   return np.argsort(-values, kind="stable")[:k]
 
 
-def unit_examples(model: Model, scan: LayerScan, units: Sequence[int], k: int = 9,
-                  fields: bool = True) -> list[UnitExamples]:
+def unit_examples(
+  model: Model, scan: LayerScan, units: Sequence[int], k: int = 9, fields: bool = True
+) -> list[UnitExamples]:
   """Top-``k`` images and patches of each unit, from a :func:`scan_layer` pass.
 
   Args:
@@ -141,16 +147,26 @@ def unit_examples(model: Model, scan: LayerScan, units: Sequence[int], k: int = 
     unit = int(unit)
     top = _top(scan.mean[:, unit], k)
     best = _top(scan.peak[:, unit], k)
-    out.append(UnitExamples(unit, top, scan.mean[top, unit], best, scan.peak[best, unit],
-                            scan.peak_at[best, unit], np.zeros((len(best), 4), np.int64)))
+    out.append(
+      UnitExamples(
+        unit,
+        top,
+        scan.mean[top, unit],
+        best,
+        scan.peak[best, unit],
+        scan.peak_at[best, unit],
+        np.zeros((len(best), 4), np.int64),
+      )
+    )
   h, w = scan.image_size
   if fields:
-    queries = np.concatenate([np.column_stack([e.patch_at, np.full(len(e.patches), e.unit)])
-                              for e in out])
+    queries = np.concatenate(
+      [np.column_stack([e.patch_at, np.full(len(e.patches), e.unit)]) for e in out]
+    )
     boxes = rf_lib.receptive_fields(model, scan.layer, queries, (h, w))
     start = 0
     for e in out:
-      e.boxes = boxes[start:start + len(e.patches)]
+      e.boxes = boxes[start : start + len(e.patches)]
       start += len(e.patches)
   else:
     for e in out:
@@ -158,15 +174,17 @@ def unit_examples(model: Model, scan: LayerScan, units: Sequence[int], k: int = 
   return out
 
 
-def dataset_examples(model: Model, images: np.ndarray, layer: str, units: Sequence[int],
-                     k: int = 9) -> tuple[LayerScan, list[UnitExamples]]:
+def dataset_examples(
+  model: Model, images: np.ndarray, layer: str, units: Sequence[int], k: int = 9
+) -> tuple[LayerScan, list[UnitExamples]]:
   """:func:`scan_layer` then :func:`unit_examples`: one pass, every unit's examples."""
   scan = scan_layer(model, images, layer)
   return scan, unit_examples(model, scan, units, k)
 
 
-def crop_patch(image: np.ndarray, box: Sequence[int], full: tuple[int, int],
-               fill: float = 0.5) -> np.ndarray:
+def crop_patch(
+  image: np.ndarray, box: Sequence[int], full: tuple[int, int], fill: float = 0.5
+) -> np.ndarray:
   """The pixels of ``box`` from ``image (H, W, C)``, padded back to ``full = (fh, fw)``.
 
   A field clipped by the image border is padded with ``fill`` on the clipped side (the
@@ -179,7 +197,7 @@ def crop_patch(image: np.ndarray, box: Sequence[int], full: tuple[int, int],
   out = np.full((fh, fw, image.shape[-1]), fill, np.float32)
   dy = fh - patch.shape[0] if top == 0 and bottom < image.shape[0] else 0
   dx = fw - patch.shape[1] if left == 0 and right < image.shape[1] else 0
-  out[dy:dy + patch.shape[0], dx:dx + patch.shape[1]] = patch
+  out[dy : dy + patch.shape[0], dx : dx + patch.shape[1]] = patch
   return out
 
 
@@ -199,9 +217,15 @@ def fit_text(text: str, width: int) -> str:
   return text + "…"
 
 
-def figure(images: np.ndarray, names: Sequence[str], scan: LayerScan,
-           examples: Sequence[UnitExamples], model_name: str = "", tile: int = 112,
-           cols: int = 3) -> Image.Image:
+def figure(
+  images: np.ndarray,
+  names: Sequence[str],
+  scan: LayerScan,
+  examples: Sequence[UnitExamples],
+  model_name: str = "",
+  tile: int = 112,
+  cols: int = 3,
+) -> Image.Image:
   """One block per unit: the top images (left) and the top patches (right), captioned.
 
   Args:
@@ -216,22 +240,29 @@ def figure(images: np.ndarray, names: Sequence[str], scan: LayerScan,
   for e in examples:
     sizes = e.boxes[:, 2:] - e.boxes[:, :2]
     full = tuple(int(v) for v in sizes.max(axis=0)) if len(sizes) else (1, 1)
-    left = [(_tile(images[i], tile), [fit_text(names[i], tile), f"mean {v:.3g}"])
-            for i, v in zip(e.images, e.image_values)]
-    right = [(_tile(crop_patch(images[i], box, full), tile),
-              [fit_text(names[i], tile), f"max {v:.3g}"])
-             for i, v, box in zip(e.patches, e.patch_values, e.boxes)]
+    left = [
+      (_tile(images[i], tile), [fit_text(names[i], tile), f"mean {v:.3g}"])
+      for i, v in zip(e.images, e.image_values)
+    ]
+    right = [
+      (_tile(crop_patch(images[i], box, full), tile), [fit_text(names[i], tile), f"max {v:.3g}"])
+      for i, v, box in zip(e.patches, e.patch_values, e.boxes)
+    ]
     halves = []
-    for what, tiles in (("top images by channel mean", left),
-                        (f"top patches by max, field {full[0]}x{full[1]} px", right)):
-      rows = [figures.panels(tiles[r:r + cols]) for r in range(0, len(tiles), cols)]
+    for what, tiles in (
+      ("top images by channel mean", left),
+      (f"top patches by max, field {full[0]}x{full[1]} px", right),
+    ):
+      rows = [figures.panels(tiles[r : r + cols]) for r in range(0, len(tiles), cols)]
       header = figures.text_block([what], max(r.width for r in rows))
       halves.append(figures.stack([header, *rows]))
     width = halves[0].width + 2 * figures.PAD + halves[1].width
     block = Image.new("RGB", (width, max(h.height for h in halves)), "white")
     block.paste(halves[0], (0, 0))
     block.paste(halves[1], (halves[0].width + 2 * figures.PAD, 0))
-    title = f"{model_name} {scan.layer}:{e.unit}   ({len(scan.mean)} images, " \
-            f"map {scan.map_size[0]}x{scan.map_size[1]})"
+    title = (
+      f"{model_name} {scan.layer}:{e.unit}   ({len(scan.mean)} images, "
+      f"map {scan.map_size[0]}x{scan.map_size[1]})"
+    )
     blocks.append(figures.stack([figures.text_block([title], block.width), block]))
   return figures.stack(blocks)

@@ -40,7 +40,6 @@ from featviz import objectives as obj_lib
 from featviz import progress
 from featviz.analysis import figures
 from featviz.model import Model
-from featviz.nonlin import STANDARD_OPS
 
 # The DeepDream notebook's settings (see the module docstring), steps excepted.
 OCTAVES = 4
@@ -64,8 +63,9 @@ class DreamResult:
   layer: str
 
 
-def octave_sizes(size: tuple[int, int], octaves: int, scale: float,
-                 min_size: int = 1) -> list[tuple[int, int]]:
+def octave_sizes(
+  size: tuple[int, int], octaves: int, scale: float, min_size: int = 1
+) -> list[tuple[int, int]]:
   """The pyramid's ``(h, w)`` from smallest to ``size``; each level ``round(prev / scale)``.
 
   Levels smaller than ``min_size`` (the model's smallest input) are dropped, so a small
@@ -86,8 +86,9 @@ def octave_sizes(size: tuple[int, int], octaves: int, scale: float,
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3, 4))
-def _octave(model: Model, image: jax.Array, layer: str, steps: int, jitter: int, lr: jax.Array,
-            key: jax.Array):
+def _octave(
+  model: Model, image: jax.Array, layer: str, steps: int, jitter: int, lr: jax.Array, key: jax.Array
+):
   """``steps`` normalized, jittered gradient-ascent steps on ``image (1, h, w, C)``.
 
   Fixed-size networks see every octave resized to their input size (``Model.activations``).
@@ -114,10 +115,18 @@ def _resize(image: jax.Array, size: tuple[int, int]) -> jax.Array:
   return jax.image.resize(image, (1, *size, image.shape[-1]), "linear")
 
 
-def dream(model: Model, image: np.ndarray, layer: str, octaves: int = OCTAVES,
-          octave_scale: float = OCTAVE_SCALE, steps: int = STEPS,
-          lr: float = LEARNING_RATE, jitter: int = JITTER, seed: int = 0,
-          progress_bar: bool = False) -> DreamResult:
+def dream(
+  model: Model,
+  image: np.ndarray,
+  layer: str,
+  octaves: int = OCTAVES,
+  octave_scale: float = OCTAVE_SCALE,
+  steps: int = STEPS,
+  lr: float = LEARNING_RATE,
+  jitter: int = JITTER,
+  seed: int = 0,
+  progress_bar: bool = False,
+) -> DreamResult:
   """DeepDream of ``image (H, W, C)`` in [0, 1] on ``layer``.
 
   Args:
@@ -148,14 +157,14 @@ def dream(model: Model, image: np.ndarray, layer: str, octaves: int = OCTAVES,
   detail = jnp.zeros_like(pyramid[sizes[0]])
   key = jax.random.key(seed)
   src = pyramid[sizes[0]]
-  with progress.bar(len(sizes), f"dream {model.spec.name} {layer}", unit="octave",
-                    enabled=progress_bar) as pbar:
+  with progress.bar(
+    len(sizes), f"dream {model.spec.name} {layer}", unit="octave", enabled=progress_bar
+  ) as pbar:
     for i, size in enumerate(sizes):
       detail = _resize(detail, size)
       src = jnp.clip(pyramid[size] + detail, 0.0, 1.0)
       j = min(int(jitter), min(size) // 4)
-      src = _octave(model, src, layer, int(steps), j, jnp.float32(lr),
-                    jax.random.fold_in(key, i))
+      src = _octave(model, src, layer, int(steps), j, jnp.float32(lr), jax.random.fold_in(key, i))
       detail = src - pyramid[size]
       if pbar is not None:
         src.block_until_ready()
@@ -177,10 +186,16 @@ def scores(model: Model, images: np.ndarray, layer: str) -> np.ndarray:
   return np.asarray(_scores(model, images, layer))
 
 
-def figure(photo: np.ndarray, result: DreamResult, title: str, before: float, after: float,
-           scale: int = 1) -> Image.Image:
+def figure(
+  photo: np.ndarray, result: DreamResult, title: str, before: float, after: float, scale: int = 1
+) -> Image.Image:
   """Photo and dream side by side, each captioned with its DeepDream objective."""
   octaves = " > ".join(f"{h}" for h, _ in result.sizes)
-  return figures.panels([(photo, ["photo", f"deepdream {before:.4g}"]),
-                         (result.image, [f"dream ({octaves} px)", f"deepdream {after:.4g}"])],
-                        scale=scale, title=title)
+  return figures.panels(
+    [
+      (photo, ["photo", f"deepdream {before:.4g}"]),
+      (result.image, [f"dream ({octaves} px)", f"deepdream {after:.4g}"]),
+    ],
+    scale=scale,
+    title=title,
+  )

@@ -30,7 +30,6 @@ from PIL import Image, ImageDraw
 from featviz.analysis import figures
 from featviz.analysis.dataset_examples import fit_text
 from featviz.model import Model
-from featviz.nonlin import STANDARD_OPS
 
 POOLS = ("mean", "flat")
 # Images per compiled batch (the last is padded): see dataset_examples.BATCH.
@@ -49,8 +48,9 @@ def _features(model: Model, images, layer: str, pool: str):
   return acts.reshape(acts.shape[0], -1)
 
 
-def features(model: Model, images: np.ndarray, layer: str, pool: str = "mean",
-             batch: int = BATCH) -> np.ndarray:
+def features(
+  model: Model, images: np.ndarray, layer: str, pool: str = "mean", batch: int = BATCH
+) -> np.ndarray:
   """Feature vectors ``(N, D)`` of ``images (N, H, W, C)`` in [0, 1] at ``layer``.
 
   ``D = C`` for ``pool="mean"`` (the spatial mean), ``h * w * C`` for ``"flat"``. Every
@@ -64,10 +64,10 @@ def features(model: Model, images: np.ndarray, layer: str, pool: str = "mean",
   model.check_images(images)
   out = []
   for start in range(0, len(images), batch):
-    part = images[start:start + batch]
+    part = images[start : start + batch]
     padded = np.concatenate([part, np.zeros((batch - len(part),) + part.shape[1:], part.dtype)])
     feats = _features(model, padded, layer, pool)
-    out.append(np.asarray(feats)[:len(part)])
+    out.append(np.asarray(feats)[: len(part)])
   return np.concatenate(out)
 
 
@@ -82,13 +82,14 @@ def l2_distances(queries: np.ndarray, feats: np.ndarray, chunk: int = 64) -> np.
   feats = jnp.asarray(feats, jnp.float32)
   rows = []
   for start in range(0, len(queries), chunk):
-    q = jnp.asarray(queries[start:start + chunk])
+    q = jnp.asarray(queries[start : start + chunk])
     rows.append(np.asarray(jnp.sqrt(jnp.sum((q[:, None, :] - feats[None]) ** 2, axis=-1))))
   return np.concatenate(rows) if rows else np.zeros((0, len(feats)), np.float32)
 
 
-def nearest_neighbors(queries: np.ndarray, feats: np.ndarray,
-                      k: int) -> tuple[np.ndarray, np.ndarray]:
+def nearest_neighbors(
+  queries: np.ndarray, feats: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
   """The ``k`` nearest rows of ``feats`` to each query: ``(indices, distances)``, ``(Q, k)``.
 
   Nearest first; ties keep the lower index first (a stable sort).
@@ -150,13 +151,19 @@ def pca(x: np.ndarray, n_components: int = 2) -> PCA:
   lam = np.maximum(lam, 0.0)
   signs = np.sign(comps[np.arange(k), np.argmax(np.abs(comps), axis=1)])
   comps = comps * np.where(signs == 0, 1.0, signs)[:, None]
-  total = np.sum(xc ** 2) / (n - 1)
+  total = np.sum(xc**2) / (n - 1)
   var = lam / (n - 1)
   return PCA(mean, comps, var, var / total if total > 0 else np.zeros_like(var))
 
 
-def scatter(images: np.ndarray, coords: np.ndarray, size: int = 900, thumb: int = 48,
-            title: str | None = None, axes: tuple[str, str] = ("", "")) -> Image.Image:
+def scatter(
+  images: np.ndarray,
+  coords: np.ndarray,
+  size: int = 900,
+  thumb: int = 48,
+  title: str | None = None,
+  axes: tuple[str, str] = ("", ""),
+) -> Image.Image:
   """Thumbnails of ``images (N, H, W, C)`` placed at ``coords (N, 2)`` on a square canvas.
 
   ``coords[:, 0]`` runs left to right and ``coords[:, 1]`` bottom to top, each scaled to
@@ -181,20 +188,34 @@ def scatter(images: np.ndarray, coords: np.ndarray, size: int = 900, thumb: int 
     canvas.paste(pil.resize((thumb, thumb), Image.BICUBIC), (int(round(x)), int(round(y))))
   if title:
     draw.text((figures.PAD, figures.PAD), title, fill="black", font=figures.font())
-  draw.text((figures.PAD, top + size + figures.PAD), f"x: {axes[0]}   y: {axes[1]}",
-            fill="black", font=figures.font())
+  draw.text(
+    (figures.PAD, top + size + figures.PAD),
+    f"x: {axes[0]}   y: {axes[1]}",
+    fill="black",
+    font=figures.font(),
+  )
   return canvas
 
 
-def neighbors_figure(query: np.ndarray, query_name: str, images: np.ndarray,
-                     names: Sequence[str], indices: np.ndarray, distances: np.ndarray,
-                     title: str, tile: int = 128) -> Image.Image:
+def neighbors_figure(
+  query: np.ndarray,
+  query_name: str,
+  images: np.ndarray,
+  names: Sequence[str],
+  indices: np.ndarray,
+  distances: np.ndarray,
+  title: str,
+  tile: int = 128,
+) -> Image.Image:
   """The query photo, then its neighbours in order, each captioned with name and distance."""
+
   def pil(image):
     arr = np.clip(np.rint(figures.to_rgb(image) * 255), 0, 255).astype(np.uint8)
     return Image.fromarray(arr).resize((tile, tile), Image.BICUBIC)
 
   items = [(pil(query), ["query", fit_text(query_name, tile)])]
-  items += [(pil(images[i]), [fit_text(names[i], tile), f"#{r + 1}  d = {d:.4g}"])
-            for r, (i, d) in enumerate(zip(indices, distances))]
+  items += [
+    (pil(images[i]), [fit_text(names[i], tile), f"#{r + 1}  d = {d:.4g}"])
+    for r, (i, d) in enumerate(zip(indices, distances))
+  ]
   return figures.panels(items, title=title)

@@ -76,8 +76,9 @@ def minmax(x: np.ndarray, axis=None) -> np.ndarray:
 
 
 def _as_pil(image: np.ndarray | Image.Image, scale: int = 1) -> Image.Image:
-  pil = image if isinstance(image, Image.Image) else Image.fromarray(
-      images_lib.to_uint8(to_rgb(image)))
+  pil = (
+    image if isinstance(image, Image.Image) else Image.fromarray(images_lib.to_uint8(to_rgb(image)))
+  )
   pil = pil.convert("RGB")
   if scale != 1:
     pil = pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST)
@@ -96,8 +97,11 @@ def text_block(lines: Sequence[str], width: int, title: str | None = None) -> Im
   return canvas
 
 
-def panels(items: Sequence[tuple[np.ndarray | Image.Image, Sequence[str]]], scale: int = 1,
-           title: str | None = None) -> Image.Image:
+def panels(
+  items: Sequence[tuple[np.ndarray | Image.Image, Sequence[str]]],
+  scale: int = 1,
+  title: str | None = None,
+) -> Image.Image:
   """Images side by side, each with its own caption lines under it; a title above."""
   tiles = [(_as_pil(image, scale), list(caption)) for image, caption in items]
   lh = line_height()
@@ -122,8 +126,13 @@ def panels(items: Sequence[tuple[np.ndarray | Image.Image, Sequence[str]]], scal
   return canvas
 
 
-def bar_chart(names: Sequence[str], values: Sequence[float], width: int = 480,
-              title: str | None = None, fmt: str = "{:.1%}") -> Image.Image:
+def bar_chart(
+  names: Sequence[str],
+  values: Sequence[float],
+  width: int = 480,
+  title: str | None = None,
+  fmt: str = "{:.1%}",
+) -> Image.Image:
   """Horizontal bars for values in ``[0, 1]``, one row per name, the value printed."""
   lh = line_height()
   fnt = font()
@@ -131,8 +140,9 @@ def bar_chart(names: Sequence[str], values: Sequence[float], width: int = 480,
   value_w = int(fnt.getlength("100.0%")) + PAD
   bar_w = max(40, width - name_w - value_w - 2 * PAD)
   title_h = lh + PAD if title else 0
-  canvas = Image.new("RGB", (name_w + bar_w + value_w + 2 * PAD,
-                             title_h + PAD + lh * len(names) + PAD), "white")
+  canvas = Image.new(
+    "RGB", (name_w + bar_w + value_w + 2 * PAD, title_h + PAD + lh * len(names) + PAD), "white"
+  )
   draw = ImageDraw.Draw(canvas)
   if title:
     draw.text((PAD, PAD), title, fill="black", font=fnt)

@@ -24,7 +24,7 @@ each unit (activation maximization, Erhan et al. 2009) with
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -72,8 +72,11 @@ def first_conv(model: Model) -> FirstConv:
   """
   c = model.spec.channels
   leaves = jax.tree_util.tree_flatten_with_path(model.weights)[0]
-  found = [(_path_str(p), np.asarray(v, np.float32)) for p, v in leaves
-           if np.ndim(v) == 4 and np.shape(v)[2] == c]
+  found = [
+    (_path_str(p), np.asarray(v, np.float32))
+    for p, v in leaves
+    if np.ndim(v) == 4 and np.shape(v)[2] == c
+  ]
   first = next(iter(model.spec.layers))
   for suffix in _PRE:
     first = first.removesuffix(suffix)
@@ -81,14 +84,18 @@ def first_conv(model: Model) -> FirstConv:
     found = [(p, v) for p, v in found if p.split("/")[0] == first] or found
   if len(found) != 1:
     names = ", ".join(p for p, _ in found) or "none"
-    raise ValueError(f"cannot tell {model.spec.name}'s first convolution: kernels "
-                     f"(kh, kw, {c}, K) found: {names}")
+    raise ValueError(
+      f"cannot tell {model.spec.name}'s first convolution: kernels (kh, kw, {c}, K) found: {names}"
+    )
   path, kernel = found[0]
   k = kernel.shape[-1]
   top = path.split("/")[0]
   layers = [n for n, width in model.spec.layers.items() if width == k]
-  layer = top if top in model.spec.layers else next(
-      (n for n in layers if not n.endswith(_PRE)), layers[0] if layers else top)
+  layer = (
+    top
+    if top in model.spec.layers
+    else next((n for n in layers if not n.endswith(_PRE)), layers[0] if layers else top)
+  )
   return FirstConv(path, layer, kernel)
 
 
@@ -117,19 +124,23 @@ def kernel_figure(model: Model, scale: str = "filter") -> Image.Image:
   tiles = kernel_tiles(conv.kernel, scale)
   kh, kw, cin, k = conv.kernel.shape
   up = tile_scale(kh)
-  grid = images_lib.grid(tiles, [str(i) for i in range(k)], scale=up,
-                         cols=int(np.ceil(np.sqrt(k * 1.6))))
+  grid = images_lib.grid(
+    tiles, [str(i) for i in range(k)], scale=up, cols=int(np.ceil(np.sqrt(k * 1.6)))
+  )
   how = "that filter's" if scale == "filter" else "all filters'"
   colour = "RGB" if cin == 3 else "greyscale"
-  heading = [f"{model.spec.name} first convolution {conv.path} -> {conv.layer}: "
-             f"{k} filters of {kh} x {kw} x {cin} ({colour}, {up}x nearest upscaled)",
-             f"scaled symmetrically around 0: each channel value 0.5 (grey) = weight 0, "
-             f"0 / 1 = -/+ {how} max |w|"]
+  heading = [
+    f"{model.spec.name} first convolution {conv.path} -> {conv.layer}: "
+    f"{k} filters of {kh} x {kw} x {cin} ({colour}, {up}x nearest upscaled)",
+    f"scaled symmetrically around 0: each channel value 0.5 (grey) = weight 0, "
+    f"0 / 1 = -/+ {how} max |w|",
+  ]
   return figures.stack([figures.text_block(heading, grid.width), grid])
 
 
-def optimized_filters(model: Model, layer: str, units: Sequence[int], **render_kwargs
-                      ) -> render_api.RenderResult:
+def optimized_filters(
+  model: Model, layer: str, units: Sequence[int], **render_kwargs
+) -> render_api.RenderResult:
   """Images that maximize the mean of each unit's channel in ``layer``, one per unit.
 
   All units are one batch of :func:`featviz.render` with the objective
@@ -147,7 +158,9 @@ def optimized_figure(model: Model, result: render_api.RenderResult, layer: str) 
   captions = [f"{label} ({value:.3g})" for label, value in zip(result.labels, result.history[-1])]
   size = result.images.shape[1]
   grid = images_lib.grid(result.images, captions, scale=max(1, 96 // size))
-  heading = [f"{model.spec.name} {layer}: images maximizing each unit's mean activation "
-             f"(render: {result.steps} steps, {size} px, seed {result.seed})",
-             "caption: layer:unit (objective reached)"]
+  heading = [
+    f"{model.spec.name} {layer}: images maximizing each unit's mean activation "
+    f"(render: {result.steps} steps, {size} px, seed {result.seed})",
+    "caption: layer:unit (objective reached)",
+  ]
   return figures.stack([figures.text_block(heading, grid.width), grid])

@@ -32,7 +32,6 @@ from featviz import regularizers, transforms
 from featviz._loop import api as render_lib
 from featviz.analysis import figures
 from featviz.model import Model
-from featviz.nonlin import STANDARD_OPS
 
 # Weight of the total variation per value, sum(|dx| + |dy|) / (H W C). Measured on the 264
 # imagenet-sample photos at 224 px: median 0.072 (10th-90th percentile 0.038-0.138), so 0.5
@@ -76,14 +75,23 @@ def _activations(model: Model, images, layers: tuple[str, ...]):
 
 def pixel_errors(images: np.ndarray, photo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   """Mean squared error ``(L,)`` of each image against ``photo`` and its PSNR in dB."""
-  mse = np.mean((np.asarray(images, np.float64) - np.asarray(photo, np.float64)) ** 2,
-                axis=(1, 2, 3))
+  mse = np.mean(
+    (np.asarray(images, np.float64) - np.asarray(photo, np.float64)) ** 2, axis=(1, 2, 3)
+  )
   return mse, 10.0 * np.log10(1.0 / np.maximum(mse, 1e-12))
 
 
-def invert(model: Model, photo: np.ndarray, layers: Sequence[str], steps: int = STEPS,
-           tv_weight: float = TV_WEIGHT, lr: float = LEARNING_RATE, param: str = "fourier",
-           seed: int = 0, progress_bar: bool = False) -> InversionResult:
+def invert(
+  model: Model,
+  photo: np.ndarray,
+  layers: Sequence[str],
+  steps: int = STEPS,
+  tv_weight: float = TV_WEIGHT,
+  lr: float = LEARNING_RATE,
+  param: str = "fourier",
+  seed: int = 0,
+  progress_bar: bool = False,
+) -> InversionResult:
   """Reconstructs ``photo (S, S, C)`` in [0, 1] from its activations at each of ``layers``.
 
   Args:
@@ -115,29 +123,51 @@ def invert(model: Model, photo: np.ndarray, layers: Sequence[str], steps: int = 
   targets = _activations(model, batch, ordered)
   targets = {layer: np.asarray(t[:1]) for layer, t in targets.items()}
   tv = regularizers.total_variation()
-  parts = [obj_lib.inversion(layer, targets[layer]) - (tv_weight / (h * w * c)) * tv
-           for layer in layers]
+  parts = [
+    obj_lib.inversion(layer, targets[layer]) - (tv_weight / (h * w * c)) * tv for layer in layers
+  ]
   objective = obj_lib.stack(parts, [1] * len(layers))
   result = render_lib.render(
-      model, objective, param=param, transforms=transforms.identity(),
-      learning_rate=lr, steps=steps, size=h, batch=len(layers), seed=seed,
-      redirect_relu_steps=0, progress_bar=progress_bar)
+    model,
+    objective,
+    param=param,
+    transforms=transforms.identity(),
+    learning_rate=lr,
+    steps=steps,
+    size=h,
+    batch=len(layers),
+    seed=seed,
+    redirect_relu_steps=0,
+    progress_bar=progress_bar,
+  )
   images = result.images
   mse, psnr = pixel_errors(images, photo)
   final = _activations(model, images, ordered)
-  loss = np.array([
-      float(np.sum((np.asarray(final[layer][i]) - np.asarray(targets[layer][0])) ** 2)
-            / max(float(np.sum(np.asarray(targets[layer][0]) ** 2)), 1e-12))
-      for i, layer in enumerate(layers)])
-  return InversionResult(images, layers, mse, psnr, loss,
-                         result.compile_seconds + result.run_seconds, np.asarray(result.history))
+  loss = np.array(
+    [
+      float(
+        np.sum((np.asarray(final[layer][i]) - np.asarray(targets[layer][0])) ** 2)
+        / max(float(np.sum(np.asarray(targets[layer][0]) ** 2)), 1e-12)
+      )
+      for i, layer in enumerate(layers)
+    ]
+  )
+  return InversionResult(
+    images,
+    layers,
+    mse,
+    psnr,
+    loss,
+    result.compile_seconds + result.run_seconds,
+    np.asarray(result.history),
+  )
 
 
-def figure(photo: np.ndarray, result: InversionResult, title: str,
-           scale: int = 1) -> Image.Image:
+def figure(photo: np.ndarray, result: InversionResult, title: str, scale: int = 1) -> Image.Image:
   """The photo, then each layer's reconstruction captioned with its PSNR and feature loss."""
   items = [(photo, ["photo", ""])]
-  items += [(image, [layer, f"{psnr:.1f} dB, loss {loss:.3f}"])
-            for image, layer, psnr, loss in zip(result.images, result.layers, result.psnr,
-                                                result.loss)]
+  items += [
+    (image, [layer, f"{psnr:.1f} dB, loss {loss:.3f}"])
+    for image, layer, psnr, loss in zip(result.images, result.layers, result.psnr, result.loss)
+  ]
   return figures.panels(items, scale=scale, title=title)

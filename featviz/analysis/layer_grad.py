@@ -83,8 +83,9 @@ def _eval_with_delta(jaxpr, consts: Sequence, args: Sequence, target, delta):
   return [read(v) for v in jaxpr.outvars]
 
 
-def tapped_activations(model: Model, images: jax.Array, layer: str,
-                       layers: Sequence[str], ops: Ops | None = None):
+def tapped_activations(
+  model: Model, images: jax.Array, layer: str, layers: Sequence[str], ops: Ops | None = None
+):
   """:meth:`Model.activations` with an additive tap on ``layer`` (traceable).
 
   The program traced is ``model.activations`` itself (resize, value range, normalisation,
@@ -121,8 +122,9 @@ def tapped_activations(model: Model, images: jax.Array, layer: str,
   return f, shapes[names.index(layer)]
 
 
-def logit_grad_at_layer(model: Model, images: jax.Array, layer: str, classes: jax.Array,
-                        ops: Ops | None = None):
+def logit_grad_at_layer(
+  model: Model, images: jax.Array, layer: str, classes: jax.Array, ops: Ops | None = None
+):
   """``A`` and ``d logit[b, classes[b]] / d A`` for every image ``b`` (traceable).
 
   Images are independent, so the gradient of the *sum* of each image's own class

@@ -10,7 +10,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from featviz.model import Model, ModelSpec
-from featviz.nonlin import STANDARD_OPS
 
 
 def label_name(spec: ModelSpec, index: int) -> str:

@@ -54,17 +54,21 @@ from featviz.nonlin import STANDARD_OPS
 
 # Element-wise primitives: output element i depends on element i of each operand (scalar
 # operands broadcast). ``convert_element_type`` and ``copy`` are element-wise too.
-_ELEMENTWISE = frozenset("""
+_ELEMENTWISE = frozenset(
+  """
     abs add and atan2 cbrt ceil clamp convert_element_type copy copy_p cos cosh div eq erf
     erf_inv exp exp2 expm1 floor ge gt integer_pow is_finite le log log1p logistic lt max min
     mul ne neg nextafter not or pow reduce_precision rem round rsqrt select_n sign sin sinh
     sqrt square stop_gradient sub tan tanh xor
-    """.split())
+    """.split()
+)
 # Already linear in their array operands (data movement and sums): transposed as they are.
-_LINEAR = frozenset("""
+_LINEAR = frozenset(
+  """
     broadcast_in_dim concatenate expand_dims pad reduce_sum reduce_window_sum reshape rev
     slice squeeze transpose
-    """.split())
+    """.split()
+)
 # Selections over windows or axes: every element can be the one selected, so their
 # skeleton is the sum over the same window or axes.
 _WINDOW_SELECT = frozenset(["reduce_window_max", "reduce_window_min"])
@@ -108,6 +112,7 @@ def _skeleton_pullback(eqn, tainted: Sequence[bool], out_mask: jax.Array) -> lis
   if name in _ELEMENTWISE:
     return [_unbroadcast(out_mask, a.shape) if t else None for a, t in zip(avals, tainted)]
   if name in _WINDOW_SELECT:
+
     def skeleton(x):
       return lax.reduce_window_sum_p.bind(x, **params)
   elif name in _AXIS_SELECT:
@@ -116,24 +121,33 @@ def _skeleton_pullback(eqn, tainted: Sequence[bool], out_mask: jax.Array) -> lis
     def skeleton(x):
       return jnp.sum(x, axis=axes)
   elif name in _PRODUCTS or name in _LINEAR:
+
     def skeleton(*xs):
       it = iter(xs)
-      args = [next(it) if t else jnp.ones(a.shape, jnp.float32) if name in _PRODUCTS
-              else jnp.zeros(a.shape, a.dtype) for a, t in zip(avals, tainted)]
+      args = [
+        next(it)
+        if t
+        else jnp.ones(a.shape, jnp.float32)
+        if name in _PRODUCTS
+        else jnp.zeros(a.shape, a.dtype)
+        for a, t in zip(avals, tainted)
+      ]
       return eqn.primitive.bind(*args, **params)
   else:
     raise UnsupportedOperationError(
-        f"receptive fields: the forward pass uses the primitive {name!r}, whose dependency "
-        "structure featviz.analysis.receptive_field does not describe; add it to one of "
-        "_ELEMENTWISE, _LINEAR, _WINDOW_SELECT, _AXIS_SELECT or _PRODUCTS there")
+      f"receptive fields: the forward pass uses the primitive {name!r}, whose dependency "
+      "structure featviz.analysis.receptive_field does not describe; add it to one of "
+      "_ELEMENTWISE, _LINEAR, _WINDOW_SELECT, _AXIS_SELECT or _PRODUCTS there"
+    )
   primals = [jnp.ones(a.shape, jnp.float32) for a, t in zip(avals, tainted) if t]
   _, pullback = jax.vjp(skeleton, *primals)
   cotangents = iter(pullback(out_mask.astype(jnp.float32)))
   return [(next(cotangents) > 0).astype(jnp.float32) if t else None for t in tainted]
 
 
-def _pull_masks(jaxpr: jcore.Jaxpr, in_tainted: Sequence[bool],
-                out_masks: Sequence[jax.Array | None]) -> list[jax.Array | None]:
+def _pull_masks(
+  jaxpr: jcore.Jaxpr, in_tainted: Sequence[bool], out_masks: Sequence[jax.Array | None]
+) -> list[jax.Array | None]:
   """Pulls 0/1 masks on ``jaxpr``'s outputs back to its inputs (None: no dependency).
 
   First a forward sweep marks the variables that depend on a tainted input; then a
@@ -161,8 +175,9 @@ def _pull_masks(jaxpr: jcore.Jaxpr, in_tainted: Sequence[bool],
       continue
     inner = _sub_jaxpr(eqn)
     if inner is not None:
-      outs = [jnp.zeros(v.aval.shape, jnp.float32) if m is None else m
-              for v, m in zip(eqn.outvars, outs)]
+      outs = [
+        jnp.zeros(v.aval.shape, jnp.float32) if m is None else m for v, m in zip(eqn.outvars, outs)
+      ]
       # A call's operands may carry leading constants the sub-program does not bind as
       # inputs (custom_jvp_call's num_consts are still inputs; we align from the end).
       offset = len(eqn.invars) - len(inner.invars)
@@ -170,7 +185,8 @@ def _pull_masks(jaxpr: jcore.Jaxpr, in_tainted: Sequence[bool],
     else:
       if len(eqn.outvars) != 1:
         raise UnsupportedOperationError(
-            f"receptive fields: primitive {eqn.primitive.name!r} has several results")
+          f"receptive fields: primitive {eqn.primitive.name!r} has several results"
+        )
       pulled = _skeleton_pullback(eqn, flags, outs[0])
     for v, t, m in zip(eqn.invars, flags, pulled):
       if t and m is not None:
@@ -206,9 +222,9 @@ def _pull(model: Model, seed: jax.Array, layer: str, shape: tuple[int, ...]) -> 
   model's structure is read (its weights are unused and pruned from the program), so jit
   compiles once per architecture, layer and image shape, and caches it.
   """
-  closed = jax.make_jaxpr(_layer, static_argnums=2)(_abstract(model),
-                                                    jax.ShapeDtypeStruct(shape, jnp.float32),
-                                                    layer)
+  closed = jax.make_jaxpr(_layer, static_argnums=2)(
+    _abstract(model), jax.ShapeDtypeStruct(shape, jnp.float32), layer
+  )
   in_tainted = [False] * (len(closed.jaxpr.invars) - 1) + [True]  # the image is the last input
   mask = _pull_masks(closed.jaxpr, in_tainted, [seed])[-1]
   if mask is None:
@@ -216,8 +232,9 @@ def _pull(model: Model, seed: jax.Array, layer: str, shape: tuple[int, ...]) -> 
   return jnp.max(mask, axis=-1) > 0  # a pixel counts when any of its colours does
 
 
-def dependency_masks(model: Model, layer: str, queries, size: int | tuple[int, int] | None = None,
-                     chunk: int = 8) -> np.ndarray:
+def dependency_masks(
+  model: Model, layer: str, queries, size: int | tuple[int, int] | None = None, chunk: int = 8
+) -> np.ndarray:
   """The input pixels each queried unit depends on.
 
   Args:
@@ -242,21 +259,27 @@ def dependency_masks(model: Model, layer: str, queries, size: int | tuple[int, i
   queries = np.asarray(queries, np.int64).reshape(-1, 3)
   spatial = out_shape[1:-1]
   if len(spatial) == 2 and queries.size:
-    bad = (queries[:, 0] < 0) | (queries[:, 0] >= spatial[0]) | (queries[:, 1] < 0) | (
-        queries[:, 1] >= spatial[1])
+    bad = (
+      (queries[:, 0] < 0)
+      | (queries[:, 0] >= spatial[0])
+      | (queries[:, 1] < 0)
+      | (queries[:, 1] >= spatial[1])
+    )
     if bad.any():
-      raise ValueError(f"position {tuple(queries[bad][0, :2])} is outside layer {layer!r}'s "
-                       f"{spatial[0]}x{spatial[1]} map at {h}x{w} px input")
+      raise ValueError(
+        f"position {tuple(queries[bad][0, :2])} is outside layer {layer!r}'s "
+        f"{spatial[0]}x{spatial[1]} map at {h}x{w} px input"
+      )
   model.spec.check_units(layer, queries[queries[:, 2] >= 0, 2])
   out = np.zeros((len(queries), h, w), bool)
   for start in range(0, len(queries), chunk):
-    part = queries[start:start + chunk]
+    part = queries[start : start + chunk]
     seed = np.zeros((chunk,) + tuple(out_shape[1:]), np.float32)
     for b, (row, col, unit) in enumerate(part):
       where = (b,) if len(spatial) == 0 else (b, row, col)
       units = slice(None) if unit < 0 else int(unit)
       seed[where + (units,)] = 1.0
-    out[start:start + len(part)] = np.asarray(_pull(model, seed, layer, shape))[:len(part)]
+    out[start : start + len(part)] = np.asarray(_pull(model, seed, layer, shape))[: len(part)]
   return out
 
 
@@ -274,8 +297,9 @@ def bounding_boxes(masks: np.ndarray) -> np.ndarray:
   return boxes
 
 
-def receptive_fields(model: Model, layer: str, queries,
-                     size: int | tuple[int, int] | None = None, chunk: int = 8) -> np.ndarray:
+def receptive_fields(
+  model: Model, layer: str, queries, size: int | tuple[int, int] | None = None, chunk: int = 8
+) -> np.ndarray:
   """Bounding boxes ``(N, 4)`` ``(top, left, bottom, right)`` of :func:`dependency_masks`.
 
   Ends are exclusive, in input pixels: ``image[top:bottom, left:right]`` is the patch the
@@ -284,8 +308,9 @@ def receptive_fields(model: Model, layer: str, queries,
   return bounding_boxes(dependency_masks(model, layer, queries, size, chunk))
 
 
-def centre_field(model: Model, layer: str, size: int | None = None,
-                 unit: int = -1) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
+def centre_field(
+  model: Model, layer: str, size: int | None = None, unit: int = -1
+) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
   """The layer's map size and the field of its centre position ``(h // 2, w // 2)``.
 
   Returns ``((h, w), box)``; at a large enough input the box's height and width are the

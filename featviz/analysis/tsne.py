@@ -74,8 +74,9 @@ def _row_probabilities(d: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, np.
   return p, entropy
 
 
-def conditional_probabilities(sq_dist: np.ndarray, perplexity: float
-                              ) -> tuple[np.ndarray, np.ndarray]:
+def conditional_probabilities(
+  sq_dist: np.ndarray, perplexity: float
+) -> tuple[np.ndarray, np.ndarray]:
   """``p_{j|i}`` ``(N, N)`` (rows sum to 1, zero diagonal) and the ``beta_i (N,)`` found.
 
   Bisection on each ``beta_i`` (all rows at once): double or halve until the target
@@ -86,8 +87,9 @@ def conditional_probabilities(sq_dist: np.ndarray, perplexity: float
   d = np.array(sq_dist, np.float64)
   n = len(d)
   if not 1.0 <= perplexity < n - 1:
-    raise ValueError(f"perplexity must be at least 1 and below N - 1 = {n - 1} for {n} "
-                     f"points; got {perplexity}")
+    raise ValueError(
+      f"perplexity must be at least 1 and below N - 1 = {n - 1} for {n} points; got {perplexity}"
+    )
   np.fill_diagonal(d, np.inf)
   target = np.log(perplexity)
   scale = np.median(d[np.isfinite(d)]) or 1.0
@@ -117,7 +119,7 @@ def row_perplexities(p_conditional: np.ndarray) -> np.ndarray:
   """``2^{H(P_i)}`` of each row of ``p_{j|i}`` (the quantity the search targets)."""
   p = np.asarray(p_conditional, np.float64)
   h = -np.sum(np.where(p > 0, p * np.log2(np.where(p > 0, p, 1.0)), 0.0), axis=1)
-  return 2.0 ** h
+  return 2.0**h
 
 
 def _gradient(y: jax.Array, p: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -163,8 +165,14 @@ class TSNEResult:
   perplexity: float
 
 
-def tsne(x: np.ndarray, dims: int = 2, perplexity: float = 30.0, iterations: int = ITERATIONS,
-         seed: int = 0, pca_dims: int | None = PCA_DIMS) -> TSNEResult:
+def tsne(
+  x: np.ndarray,
+  dims: int = 2,
+  perplexity: float = 30.0,
+  iterations: int = ITERATIONS,
+  seed: int = 0,
+  pca_dims: int | None = PCA_DIMS,
+) -> TSNEResult:
   """Embeds ``x (N, D)`` in ``dims`` dimensions with exact t-SNE.
 
   Args:

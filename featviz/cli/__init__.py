@@ -32,8 +32,11 @@ Start with:
 
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
-      prog="featviz", description="Feature visualization for vision networks, on JAX.",
-      epilog=_EPILOG, formatter_class=HelpFormatter)
+    prog="featviz",
+    description="Feature visualization for vision networks, on JAX.",
+    epilog=_EPILOG,
+    formatter_class=HelpFormatter,
+  )
   sub = parser.add_subparsers(dest="command", metavar="COMMAND")
   for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
     if info.name.startswith("cmd_"):
@@ -53,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.print_help()
     return 0
   from featviz import compile_cache
+
   try:
     # Around every compile: a second run with the same settings loads its programs from disk.
     # FEATVIZ_COMPILE_CACHE=0 opts out; a JAX cache folder the user set is kept.

@@ -16,22 +16,30 @@ Examples:
 
 
 def register(sub) -> None:
-  p = sub.add_parser("activations", help="activation maps of a layer for a photo, and sparsity",
-                     epilog=_EPILOG, formatter_class=HelpFormatter)
+  p = sub.add_parser(
+    "activations",
+    help="activation maps of a layer for a photo, and sparsity",
+    epilog=_EPILOG,
+    formatter_class=HelpFormatter,
+  )
   add_model_arguments(p)
   p.add_argument("image", help="a photo (resized on its shorter side, centre-cropped)")
   p.add_argument("--layer", required=True, help="a spatial layer (see `featviz zoo info`)")
-  p.add_argument("--normalize", choices=["channel", "layer"], default="channel",
-                 help="channel: each map min-max scaled on its own; layer: one scale for all")
-  p.add_argument("--size", type=int, default=None,
-                 help="input side in pixels (default: the model's, e.g. 224)")
+  p.add_argument(
+    "--normalize",
+    choices=["channel", "layer"],
+    default="channel",
+    help="channel: each map min-max scaled on its own; layer: one scale for all",
+  )
+  p.add_argument(
+    "--size", type=int, default=None, help="input side in pixels (default: the model's, e.g. 224)"
+  )
   p.add_argument("--out", default="activations.png", help="the figure, a PNG file")
   p.set_defaults(func=run)
 
 
 def run(args) -> int:
-  from featviz import images
-  from featviz import photos
+  from featviz import images, photos
   from featviz.analysis import activation_maps
 
   out = writable_output(args.out)
@@ -41,17 +49,27 @@ def run(args) -> int:
   image = photos.load_image(args.image, size, model.spec.channels)
   acts, sparsity = activation_maps.activations_and_sparsity(model, image[None], args.layer)
   if acts.ndim != 4:
-    raise UsageError(f"layer {args.layer!r} is flat {acts.shape[1:]}, not a spatial map; "
-                     "choose a convolutional layer")
+    raise UsageError(
+      f"layer {args.layer!r} is flat {acts.shape[1:]}, not a spatial map; "
+      "choose a convolutional layer"
+    )
   name = pathlib.Path(args.image).name
-  fig = activation_maps.figure(image, acts[0], sparsity, layer=args.layer,
-                               model_name=model.spec.name, normalize=args.normalize,
-                               image_name=name)
+  fig = activation_maps.figure(
+    image,
+    acts[0],
+    sparsity,
+    layer=args.layer,
+    model_name=model.spec.name,
+    normalize=args.normalize,
+    image_name=name,
+  )
   images.save_png(fig, out)
   width = max(len(n) for n in sparsity)
   print("sparsity (fraction of exactly-zero activations):")
   for layer, value in sparsity.items():
     print(f"  {layer:<{width}}  {value:7.2%}")
-  print(f"wrote {out}: {plural(acts.shape[-1], 'channel')} of {args.layer} "
-        f"({acts.shape[1]}x{acts.shape[2]}, normalized per {args.normalize})")
+  print(
+    f"wrote {out}: {plural(acts.shape[-1], 'channel')} of {args.layer} "
+    f"({acts.shape[1]}x{acts.shape[2]}, normalized per {args.normalize})"
+  )
   return 0

@@ -20,31 +20,48 @@ Examples:
 
 
 def register(sub) -> None:
-  p = sub.add_parser("adversarial", help="FGSM / PGD adversarial examples for a photo",
-                     epilog=_EPILOG, formatter_class=HelpFormatter)
+  p = sub.add_parser(
+    "adversarial",
+    help="FGSM / PGD adversarial examples for a photo",
+    epilog=_EPILOG,
+    formatter_class=HelpFormatter,
+  )
   add_model_arguments(p)
   p.add_argument("image", help="a photo (resized on its shorter side, centre-cropped)")
-  p.add_argument("--target", default=None,
-                 help="target class: index or name, e.g. goldfish (`featviz zoo labels MODEL`)")
-  p.add_argument("--label", default=None,
-                 help="untargeted: the true class (index or name; default: the top-1)")
-  p.add_argument("--method", choices=["fgsm", "pgd"], default="pgd",
-                 help="fgsm: one signed-gradient step of eps; pgd: --steps projected steps")
-  p.add_argument("--eps", type=float, default=0.03,
-                 help="L-inf radius in [0, 1] pixel units (0.03 is about 8/255)")
+  p.add_argument(
+    "--target",
+    default=None,
+    help="target class: index or name, e.g. goldfish (`featviz zoo labels MODEL`)",
+  )
+  p.add_argument(
+    "--label", default=None, help="untargeted: the true class (index or name; default: the top-1)"
+  )
+  p.add_argument(
+    "--method",
+    choices=["fgsm", "pgd"],
+    default="pgd",
+    help="fgsm: one signed-gradient step of eps; pgd: --steps projected steps",
+  )
+  p.add_argument(
+    "--eps",
+    type=float,
+    default=0.03,
+    help="L-inf radius in [0, 1] pixel units (0.03 is about 8/255)",
+  )
   p.add_argument("--steps", type=int, default=10, help="PGD steps (fgsm takes one)")
-  p.add_argument("--step-size", type=float, default=None,
-                 help="PGD step (default: 2.5 * eps / steps)")
+  p.add_argument(
+    "--step-size", type=float, default=None, help="PGD step (default: 2.5 * eps / steps)"
+  )
   p.add_argument("--random-start", action="store_true", help="PGD from a random point")
-  p.add_argument("--seed", type=int, default=0,
-                 help="seed of the random start (with --random-start)")
+  p.add_argument(
+    "--seed", type=int, default=0, help="seed of the random start (with --random-start)"
+  )
   p.add_argument("--out", default="adversarial.png", help="the figure, a PNG file")
   p.set_defaults(func=run)
 
 
 def run(args) -> int:
-  from featviz import images
-  from featviz import photos
+  from featviz import images, photos
   from featviz.analysis import adversarial, predictions
 
   out = writable_output(args.out)
@@ -61,10 +78,18 @@ def run(args) -> int:
   target = None if args.target is None else predictions.resolve_class(spec, args.target)
   label = None if args.label is None else predictions.resolve_class(spec, args.label)
   image = photos.load_image(args.image, spec.image_size, spec.channels)
-  result = adversarial.attack(model, image[None], method=args.method, target=target,
-                              label=label, eps=args.eps, steps=args.steps,
-                              step_size=args.step_size, random_start=args.random_start,
-                              seed=args.seed)
+  result = adversarial.attack(
+    model,
+    image[None],
+    method=args.method,
+    target=target,
+    label=label,
+    eps=args.eps,
+    steps=args.steps,
+    step_size=args.step_size,
+    random_start=args.random_start,
+    seed=args.seed,
+  )
   name = pathlib.Path(args.image).name
   images.save_png(adversarial.figure(model, result, name=name), out)
   for line in adversarial.summary(model, result):

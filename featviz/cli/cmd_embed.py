@@ -15,17 +15,33 @@ coordinates (van der Maaten and Hinton, 2008; PCA to 30 dimensions first, 1000 i
 
 
 def register(sub) -> None:
-  p = sub.add_parser("embed", help="PCA or t-SNE map of a folder of photos in a layer",
-                     epilog=_EPILOG, formatter_class=HelpFormatter)
+  p = sub.add_parser(
+    "embed",
+    help="PCA or t-SNE map of a folder of photos in a layer",
+    epilog=_EPILOG,
+    formatter_class=HelpFormatter,
+  )
   add_model_arguments(p)
   p.add_argument("--dataset", required=True, metavar="DIR", help="a folder of photos")
   p.add_argument("--layer", required=True, help="the layer whose features are embedded")
-  p.add_argument("--method", choices=["pca", "tsne"], default="pca",
-                 help="pca: the first two principal components; tsne: t-SNE")
-  p.add_argument("--pool", choices=["mean", "flat"], default="mean",
-                 help="mean: spatial mean per channel; flat: every position")
-  p.add_argument("--perplexity", type=float, default=None,
-                 help="t-SNE perplexity (default: 30, the paper's, or (N - 1) / 3 if smaller)")
+  p.add_argument(
+    "--method",
+    choices=["pca", "tsne"],
+    default="pca",
+    help="pca: the first two principal components; tsne: t-SNE",
+  )
+  p.add_argument(
+    "--pool",
+    choices=["mean", "flat"],
+    default="mean",
+    help="mean: spatial mean per channel; flat: every position",
+  )
+  p.add_argument(
+    "--perplexity",
+    type=float,
+    default=None,
+    help="t-SNE perplexity (default: 30, the paper's, or (N - 1) / 3 if smaller)",
+  )
   p.add_argument("--iterations", type=int, default=1000, help="t-SNE iterations (paper: 1000)")
   p.add_argument("--seed", type=int, default=0, help="seed of t-SNE's initial map")
   p.add_argument("--thumb", type=int, default=48, help="thumbnail side in pixels")
@@ -36,8 +52,7 @@ def register(sub) -> None:
 def run(args) -> int:
   import time
 
-  from featviz import images
-  from featviz import photos
+  from featviz import images, photos
   from featviz.analysis import feature_space, tsne
 
   out = writable_output(args.out)
@@ -72,8 +87,10 @@ def run(args) -> int:
   fitted = time.perf_counter()
   fig = feature_space.scatter(data, coords, thumb=args.thumb, title=title, axes=axes)
   images.save_png(fig, out)
-  print(f"features {feats.shape} in {featured - start:.1f} s; {args.method} in "
-        f"{fitted - featured:.1f} s")
+  print(
+    f"features {feats.shape} in {featured - start:.1f} s; {args.method} in "
+    f"{fitted - featured:.1f} s"
+  )
   print(summary)
   print(f"wrote {out}")
   return 0

@@ -19,8 +19,12 @@ _UNIT = re.compile(r"^(?P<layer>[A-Za-z_]\w*):(?P<start>\d+)(?:-(?P<stop>\d+))?$
 
 
 def register(sub) -> None:
-  p = sub.add_parser("examples", help="top dataset images and receptive-field patches of units",
-                     epilog=_EPILOG, formatter_class=HelpFormatter)
+  p = sub.add_parser(
+    "examples",
+    help="top dataset images and receptive-field patches of units",
+    epilog=_EPILOG,
+    formatter_class=HelpFormatter,
+  )
   add_model_arguments(p)
   p.add_argument("unit", metavar="LAYER:UNIT", help="a unit, or units A-B inclusive, of a layer")
   p.add_argument("--dataset", required=True, metavar="DIR", help="a folder of photos")
@@ -46,8 +50,7 @@ def run(args) -> int:
 
   import numpy as np
 
-  from featviz import images
-  from featviz import photos
+  from featviz import images, photos
   from featviz.analysis import dataset_examples
 
   out = writable_output(args.out)
@@ -64,14 +67,18 @@ def run(args) -> int:
   names = [p.stem for p in paths]
   fig = dataset_examples.figure(data, names, scan, examples, model.spec.name)
   images.save_png(fig, out)
-  print(f"scanned {plural(len(data), 'image')} through {model.spec.name} {layer} "
-        f"({scan.map_size[0]}x{scan.map_size[1]} map, {plural(scan.mean.shape[1], 'unit')}) in "
-        f"{scanned - start:.1f} s; fields and figure in {time.perf_counter() - scanned:.1f} s")
+  print(
+    f"scanned {plural(len(data), 'image')} through {model.spec.name} {layer} "
+    f"({scan.map_size[0]}x{scan.map_size[1]} map, {plural(scan.mean.shape[1], 'unit')}) in "
+    f"{scanned - start:.1f} s; fields and figure in {time.perf_counter() - scanned:.1f} s"
+  )
   for e in examples:
     box = e.boxes[0]
-    print(f"{layer}:{e.unit}  top image {names[e.images[0]]} (mean {e.image_values[0]:.4g})  "
-          f"top patch {names[e.patches[0]]} (max {e.patch_values[0]:.4g} at row "
-          f"{e.patch_at[0][0]}, col {e.patch_at[0][1]}; field rows {box[0]}-{box[2] - 1}, "
-          f"cols {box[1]}-{box[3] - 1})")
+    print(
+      f"{layer}:{e.unit}  top image {names[e.images[0]]} (mean {e.image_values[0]:.4g})  "
+      f"top patch {names[e.patches[0]]} (max {e.patch_values[0]:.4g} at row "
+      f"{e.patch_at[0][0]}, col {e.patch_at[0][1]}; field rows {box[0]}-{box[2] - 1}, "
+      f"cols {box[1]}-{box[3] - 1})"
+    )
   print(f"wrote {out}")
   return 0

@@ -19,15 +19,29 @@ Examples:
 
 
 def register(sub) -> None:
-  p = sub.add_parser("filters", help="first-layer filters, or optimized images for units",
-                     epilog=_EPILOG, formatter_class=HelpFormatter)
+  p = sub.add_parser(
+    "filters",
+    help="first-layer filters, or optimized images for units",
+    epilog=_EPILOG,
+    formatter_class=HelpFormatter,
+  )
   add_model_arguments(p)
-  p.add_argument("--layer", default=None,
-                 help="render images for units of this layer instead of showing the first kernels")
-  p.add_argument("--units", default=None,
-                 help="with --layer: N or A-B inclusive (default: 0-7, or every channel if fewer)")
-  p.add_argument("--scale", choices=["filter", "global"], default="filter",
-                 help="kernels: scale each filter by its own max |w|, or all by the largest")
+  p.add_argument(
+    "--layer",
+    default=None,
+    help="render images for units of this layer instead of showing the first kernels",
+  )
+  p.add_argument(
+    "--units",
+    default=None,
+    help="with --layer: N or A-B inclusive (default: 0-7, or every channel if fewer)",
+  )
+  p.add_argument(
+    "--scale",
+    choices=["filter", "global"],
+    default="filter",
+    help="kernels: scale each filter by its own max |w|, or all by the largest",
+  )
   p.add_argument("--steps", type=int, default=512, help="render steps (Lucid: 512)")
   p.add_argument("--size", type=int, default=128, help="render side in pixels (Lucid: 128)")
   p.add_argument("--seed", type=int, default=0, help="seed of the render")
@@ -68,15 +82,26 @@ def run(args) -> int:
       raise UsageError(str(e)) from e
     images.save_png(filters.kernel_figure(model, args.scale), out)
     kh, kw, cin, k = conv.kernel.shape
-    print(f"wrote {out}: {plural(k, 'first-layer filter')} ({conv.path}, {kh}x{kw}x{cin}), "
-          f"scaled per {args.scale} symmetrically around 0")
+    print(
+      f"wrote {out}: {plural(k, 'first-layer filter')} ({conv.path}, {kh}x{kw}x{cin}), "
+      f"scaled per {args.scale} symmetrically around 0"
+    )
     return 0
   model.spec.check_layer(args.layer)
   units = parse_units(args.units, model.spec.layers[args.layer])
   model.spec.check_units(args.layer, units)
-  result = filters.optimized_filters(model, args.layer, units, steps=args.steps, size=args.size,
-                                     seed=args.seed, progress_bar=not args.no_progress)
+  result = filters.optimized_filters(
+    model,
+    args.layer,
+    units,
+    steps=args.steps,
+    size=args.size,
+    seed=args.seed,
+    progress_bar=not args.no_progress,
+  )
   images.save_png(filters.optimized_figure(model, result, args.layer), out)
-  print(f"wrote {out}: {plural(len(units), 'unit')} of {args.layer} "
-        f"({result.run_seconds:.1f} s run, {result.compile_seconds:.1f} s compile)")
+  print(
+    f"wrote {out}: {plural(len(units), 'unit')} of {args.layer} "
+    f"({result.run_seconds:.1f} s run, {result.compile_seconds:.1f} s compile)"
+  )
   return 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from featviz.cli.common import HelpFormatter, plural
 from featviz.cli.errors import UsageError, writable_dir
 
@@ -26,23 +25,38 @@ Examples:
 
 
 def register(sub) -> None:
-  p = sub.add_parser("gallery", help="a static web site of every unit of sweeps",
-                     epilog=_EPILOG, formatter_class=HelpFormatter)
+  p = sub.add_parser(
+    "gallery",
+    help="a static web site of every unit of sweeps",
+    epilog=_EPILOG,
+    formatter_class=HelpFormatter,
+  )
   p.add_argument("sweeps", nargs="+", metavar="SWEEP_DIR", help="sweep folders (featviz sweep)")
   p.add_argument("--out", required=True, metavar="SITE_DIR", help="the site folder")
-  p.add_argument("--dataset", default=None, metavar="DIR",
-                 help="a folder of photos: each unit's top photos and patches")
+  p.add_argument(
+    "--dataset",
+    default=None,
+    metavar="DIR",
+    help="a folder of photos: each unit's top photos and patches",
+  )
   p.add_argument("--top", type=int, default=8, help="dataset examples per unit")
-  p.add_argument("--weights", default=None,
-                 help="with --dataset: the weight file the sweeps used, if not the catalogue's")
-  p.add_argument("--copy", action="store_true",
-                 help="(the default now: unit images are always copied, never hard-linked)")
+  p.add_argument(
+    "--weights",
+    default=None,
+    help="with --dataset: the weight file the sweeps used, if not the catalogue's",
+  )
+  p.add_argument(
+    "--copy",
+    action="store_true",
+    help="(the default now: unit images are always copied, never hard-linked)",
+  )
   p.set_defaults(func=run)
 
 
 def load_model(name: str, weights: str | None):
   """The sweep's model, for its dataset examples (tests replace this)."""
   from featviz import zoo
+
   return zoo.load(name, weights=weights)
 
 
@@ -66,15 +80,21 @@ def run(args) -> int:
   out = writable_dir(args.out)
   try:
     report = gallery.build(
-        sweeps, out, dataset=args.dataset, top=args.top,
-        load_model=lambda name: load_model(name, args.weights),
-        log=lambda line: print(line, file=sys.stderr, flush=True))
+      sweeps,
+      out,
+      dataset=args.dataset,
+      top=args.top,
+      load_model=lambda name: load_model(name, args.weights),
+      log=lambda line: print(line, file=sys.stderr, flush=True),
+    )
   except (gallery.NotASweepError, gallery.WeightsMismatchError, gallery.SiteFolderError) as e:
     raise UsageError(str(e)) from None
   for line in report.missing[:5]:
     print(f"warning: no PNG for {line}", file=sys.stderr)
-  print(f"{plural(report.units, 'unit')} of {plural(len(sweeps), 'sweep')}: "
-        f"wrote {len(report.written)} files, {report.unchanged} unchanged, "
-        f"removed {len(report.removed)}")
+  print(
+    f"{plural(report.units, 'unit')} of {plural(len(sweeps), 'sweep')}: "
+    f"wrote {len(report.written)} files, {report.unchanged} unchanged, "
+    f"removed {len(report.removed)}"
+  )
   print(f"open {(out / 'index.html').resolve().as_uri()}")
   return 0

@@ -18,21 +18,39 @@ Examples:
 
 
 def register(sub) -> None:
-  p = sub.add_parser("render", help="render images that maximize objectives",
-                     epilog=_EPILOG, formatter_class=HelpFormatter)
+  p = sub.add_parser(
+    "render",
+    help="render images that maximize objectives",
+    epilog=_EPILOG,
+    formatter_class=HelpFormatter,
+  )
   add_model_arguments(p)
   p.add_argument("specs", nargs="+", metavar="SPEC", help="objectives (grammar below)")
   add_render_arguments(p)
-  p.add_argument("--batch", type=int, default=None,
-                 help="images per SPEC when it names one unit (each draws its own start)")
-  for name, what in [("tv", "total variation"), ("l1", "L1 norm"), ("l2", "L2 norm"),
-                     ("blur", "blur")]:
-    p.add_argument(f"--{name}", type=finite_float, default=0.0,
-                   help=f"weight of the {what} penalty")
-  p.add_argument("--diversity", type=finite_float, default=0.0,
-                 help="weight of Lucid's diversity term on the first SPEC's layer")
-  p.add_argument("--out", default="render.png",
-                 help="grid PNG; one PNG per image goes to <out stem>_images/")
+  p.add_argument(
+    "--batch",
+    type=int,
+    default=None,
+    help="images per SPEC when it names one unit (each draws its own start)",
+  )
+  for name, what in [
+    ("tv", "total variation"),
+    ("l1", "L1 norm"),
+    ("l2", "L2 norm"),
+    ("blur", "blur"),
+  ]:
+    p.add_argument(
+      f"--{name}", type=finite_float, default=0.0, help=f"weight of the {what} penalty"
+    )
+  p.add_argument(
+    "--diversity",
+    type=finite_float,
+    default=0.0,
+    help="weight of Lucid's diversity term on the first SPEC's layer",
+  )
+  p.add_argument(
+    "--out", default="render.png", help="grid PNG; one PNG per image goes to <out stem>_images/"
+  )
   p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
   p.set_defaults(func=run)
 
@@ -40,9 +58,14 @@ def register(sub) -> None:
 def build_objective(args):
   """The SPECs' objective, and that objective with the penalties and diversity added."""
   from featviz import regularizers
+
   specs = objective = spec_grammar.parse_all(args.specs)
-  penalties = [(args.tv, regularizers.total_variation()), (args.l1, regularizers.l1()),
-               (args.l2, regularizers.l2()), (args.blur, regularizers.blur())]
+  penalties = [
+    (args.tv, regularizers.total_variation()),
+    (args.l1, regularizers.l1()),
+    (args.l2, regularizers.l2()),
+    (args.blur, regularizers.blur()),
+  ]
   for weight, penalty in penalties:
     if weight < 0:
       raise UsageError("penalty weights are subtracted: give them as positive numbers")
@@ -68,8 +91,9 @@ def run(args) -> int:
   api.check_positions(model, objective, config)  # before --out is touched
   objective.bind(model.spec, api.resolve_batch(objective, args.batch))  # units, labels, layers
   out = writable_output(args.out)  # only now: a refused input leaves no folder behind
-  result = api.render(model, objective, config, seed=args.seed, batch=args.batch,
-                      progress_bar=not args.no_progress)
+  result = api.render(
+    model, objective, config, seed=args.seed, batch=args.batch, progress_bar=not args.no_progress
+  )
   labels = specs.labels(len(result.labels))  # the SPECs alone, without the penalties
   captions = [f"{label} ({value:.3g})" for label, value in zip(labels, result.history[-1])]
   folder = out.with_name(out.stem + "_images")
@@ -78,15 +102,21 @@ def run(args) -> int:
     images.save_png(image, folder / f"{i:04d}_{images.safe_name(label)}.png")
   scale = max(1, 96 // args.size)  # small renders (MNIST: 28 px) upscaled to a 96 px tile, so
   # a caption fits under each
-  penalties = "".join(f", {name} {getattr(args, name):g}" for name in
-                      ("tv", "l1", "l2", "blur", "diversity") if getattr(args, name))
+  penalties = "".join(
+    f", {name} {getattr(args, name):g}"
+    for name in ("tv", "l1", "l2", "blur", "diversity")
+    if getattr(args, name)
+  )
   dtype = f", {config.compute_dtype}" if config.compute_dtype else ""
-  title = (f"{model.spec.name}, {args.steps} steps, {args.size} px, seed {args.seed}{dtype}"
-           f"{penalties}")
+  title = (
+    f"{model.spec.name}, {args.steps} steps, {args.size} px, seed {args.seed}{dtype}{penalties}"
+  )
   note = "(n): each image's objective at the last step, on its transformed image"
   images.save_png(images.grid(result.images, captions, scale=scale, title=title, note=note), out)
   units_per_s = len(result.labels) / max(result.run_seconds, 1e-9)
-  print(f"wrote {out} and {plural(len(result.labels), 'image')} in {folder}/ "
-        f"({result.run_seconds:.1f} s run, {result.compile_seconds:.1f} s compile, "
-        f"{units_per_s:.2f} images/s)")
+  print(
+    f"wrote {out} and {plural(len(result.labels), 'image')} in {folder}/ "
+    f"({result.run_seconds:.1f} s run, {result.compile_seconds:.1f} s compile, "
+    f"{units_per_s:.2f} images/s)"
+  )
   return 0

@@ -26,27 +26,46 @@ Examples:
 
 
 def register(sub) -> None:
-  p = sub.add_parser("sweep", help="render every unit of some layers, resumable",
-                     epilog=_EPILOG, formatter_class=HelpFormatter)
+  p = sub.add_parser(
+    "sweep",
+    help="render every unit of some layers, resumable",
+    epilog=_EPILOG,
+    formatter_class=HelpFormatter,
+  )
   add_model_arguments(p)
   which = p.add_mutually_exclusive_group(required=True)
   which.add_argument("--layers", help="comma-separated layer names")
   which.add_argument("--all-layers", action="store_true", help="every layer of the spec")
-  p.add_argument("--units", default=None,
-                 help="channel range A:B, half-open as in Python (0:8 is units 0-7), clipped "
-                      "to each layer's channels; default: all")
-  p.add_argument("--batch", type=int, default=8,
-                 help="units per compiled call (raise it on an accelerator); the images do not "
-                      "depend on it, and a store may be resumed with another")
+  p.add_argument(
+    "--units",
+    default=None,
+    help="channel range A:B, half-open as in Python (0:8 is units 0-7), clipped "
+    "to each layer's channels; default: all",
+  )
+  p.add_argument(
+    "--batch",
+    type=int,
+    default=8,
+    help="units per compiled call (raise it on an accelerator); the images do not "
+    "depend on it, and a store may be resumed with another",
+  )
   add_render_arguments(p)
-  p.add_argument("--dataset", default=None,
-                 help="a folder of photos: score each unit against its best photo")
+  p.add_argument(
+    "--dataset", default=None, help="a folder of photos: score each unit against its best photo"
+  )
   p.add_argument("--out", required=True, help="the store folder")
   p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-  p.add_argument("--share", default=None, metavar="I/N",
-                 help="render process I's share of N (0-based), without jax.distributed")
-  p.add_argument("--distributed", action="store_true",
-                 help="call jax.distributed.initialize() first; share by process index")
+  p.add_argument(
+    "--share",
+    default=None,
+    metavar="I/N",
+    help="render process I's share of N (0-based), without jax.distributed",
+  )
+  p.add_argument(
+    "--distributed",
+    action="store_true",
+    help="call jax.distributed.initialize() first; share by process index",
+  )
   p.add_argument("--coordinator", default=None, help="HOST:PORT of process 0 (--distributed)")
   p.add_argument("--num-processes", type=int, default=None, help="(--distributed)")
   p.add_argument("--process-id", type=int, default=None, help="(--distributed)")
@@ -68,8 +87,11 @@ def _share(text: str | None) -> tuple[int, int] | None:
 def _check_distributed(args) -> None:
   """The --distributed flags, checked before ``jax.distributed.initialize`` (which would raise a
   bare ValueError, or wait for a coordinator that cannot exist)."""
-  given = [f"--{name.replace('_', '-')}" for name in ("coordinator", "num_processes", "process_id")
-           if getattr(args, name) is not None]
+  given = [
+    f"--{name.replace('_', '-')}"
+    for name in ("coordinator", "num_processes", "process_id")
+    if getattr(args, name) is not None
+  ]
   if not args.distributed:
     if given:
       raise UsageError(f"{', '.join(given)} go with --distributed")
@@ -78,28 +100,39 @@ def _check_distributed(args) -> None:
   if n is not None and n < 1:
     raise UsageError(f"--num-processes {n}: give at least 1")
   if i is not None and (i < 0 or n is not None and i >= n):
-    raise UsageError(f"--process-id {i}: give 0 to {'N - 1' if n is None else n - 1} "
-                     f"(of --num-processes {'N' if n is None else n})")
+    raise UsageError(
+      f"--process-id {i}: give 0 to {'N - 1' if n is None else n - 1} "
+      f"(of --num-processes {'N' if n is None else n})"
+    )
   if args.coordinator is not None:
     host, _, port = args.coordinator.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
-      raise UsageError(f"--coordinator {args.coordinator!r}: give HOST:PORT of process 0, e.g. "
-                       "10.0.0.1:12345 (a port from 1 to 65535)")
+      raise UsageError(
+        f"--coordinator {args.coordinator!r}: give HOST:PORT of process 0, e.g. "
+        "10.0.0.1:12345 (a port from 1 to 65535)"
+      )
 
 
 def _initialize_distributed(args) -> None:
   import jax
+
   try:
-    jax.distributed.initialize(coordinator_address=args.coordinator,
-                               num_processes=args.num_processes, process_id=args.process_id)
+    jax.distributed.initialize(
+      coordinator_address=args.coordinator,
+      num_processes=args.num_processes,
+      process_id=args.process_id,
+    )
   except ValueError as e:  # what it could not find out from the environment
-    raise UsageError(f"--distributed: {e} Outside Slurm, Open MPI and Cloud TPU, give "
-                     "--coordinator HOST:PORT, --num-processes N and --process-id I") from None
+    raise UsageError(
+      f"--distributed: {e} Outside Slurm, Open MPI and Cloud TPU, give "
+      "--coordinator HOST:PORT, --num-processes N and --process-id I"
+    ) from None
 
 
 def run(args) -> int:
-  from featviz._sweep import partition, store as sweep_store
+  from featviz._sweep import partition
   from featviz._sweep import run as sweep
+  from featviz._sweep import store as sweep_store
 
   _check_distributed(args)
   share = _share(args.share)
@@ -115,22 +148,37 @@ def run(args) -> int:
   if args.distributed:  # after every check: initialize waits for the other processes
     _initialize_distributed(args)
   model = load_model(args)
-  layers = list(model.spec.layers) if args.all_layers else [
-      x.strip() for x in args.layers.split(",") if x.strip()]
+  layers = (
+    list(model.spec.layers)
+    if args.all_layers
+    else [x.strip() for x in args.layers.split(",") if x.strip()]
+  )
   if not layers:
     raise UsageError("--layers names no layer")
   model.layers_in_order(layers)  # an unknown layer is refused before the store folder exists
   out = writable_dir(args.out)
   try:
     summary = sweep.sweep(
-        model, layers, config, out=out, units=units, batch=args.batch, seed=args.seed,
-        dataset=args.dataset, progress_bar=not args.no_progress, process=share)
+      model,
+      layers,
+      config,
+      out=out,
+      units=units,
+      batch=args.batch,
+      seed=args.seed,
+      dataset=args.dataset,
+      progress_bar=not args.no_progress,
+      process=share,
+    )
   except sweep_store.SettingsMismatchError as e:
     raise UsageError(str(e)) from None
   print(sweep.table(summary))
   print(f"wrote {out}/ (summary.json, <layer>_atlas.png, <layer>/<unit>.png)")
   for failure in summary["failed"]:
     units = failure["units"]
-    print(f"featviz sweep: {failure['layer']} units {units[0]}-{units[-1]} not rendered: "
-          f"{failure['error']}", file=sys.stderr)
+    print(
+      f"featviz sweep: {failure['layer']} units {units[0]}-{units[-1]} not rendered: "
+      f"{failure['error']}",
+      file=sys.stderr,
+    )
   return 1 if summary["failed"] else 0

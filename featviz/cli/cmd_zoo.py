@@ -16,34 +16,53 @@ Examples:
 
 
 def register(sub) -> None:
-  parser = sub.add_parser("zoo", help="list, describe and convert the pretrained models",
-                          formatter_class=HelpFormatter)
+  parser = sub.add_parser(
+    "zoo", help="list, describe and convert the pretrained models", formatter_class=HelpFormatter
+  )
   zsub = parser.add_subparsers(dest="zoo_command", metavar="ZOO_COMMAND")
   parser.set_defaults(func=lambda args: parser.print_help() or 0)
-  zsub.add_parser("list", help="the models featviz can load",
-                  formatter_class=HelpFormatter).set_defaults(func=_list)
-  info = zsub.add_parser("info", help="layers, channel counts, value range, source, licence",
-                         formatter_class=HelpFormatter)
+  zsub.add_parser(
+    "list", help="the models featviz can load", formatter_class=HelpFormatter
+  ).set_defaults(func=_list)
+  info = zsub.add_parser(
+    "info",
+    help="layers, channel counts, value range, source, licence",
+    formatter_class=HelpFormatter,
+  )
   info.add_argument("model", help="a zoo model (see `featviz zoo list`)")
   info.set_defaults(func=_info)
-  labels = zsub.add_parser("labels", help="the class names and their indices",
-                           epilog=_LABELS_EPILOG, formatter_class=HelpFormatter)
+  labels = zsub.add_parser(
+    "labels",
+    help="the class names and their indices",
+    epilog=_LABELS_EPILOG,
+    formatter_class=HelpFormatter,
+  )
   labels.add_argument("model", help="a zoo model (see `featviz zoo list`)")
-  labels.add_argument("--grep", metavar="WORD", default=None,
-                      help="only the names that contain WORD (any case; spaces and "
-                           "underscores ignored)")
+  labels.add_argument(
+    "--grep",
+    metavar="WORD",
+    default=None,
+    help="only the names that contain WORD (any case; spaces and underscores ignored)",
+  )
   labels.set_defaults(func=_labels)
-  conv = zsub.add_parser("convert", help="convert a weight file once into the cache",
-                         formatter_class=HelpFormatter)
+  conv = zsub.add_parser(
+    "convert", help="convert a weight file once into the cache", formatter_class=HelpFormatter
+  )
   conv.add_argument("model", help="a zoo model (see `featviz zoo list`)")
-  conv.add_argument("--weights", metavar="PATH", default=None, type=weights_file,
-                    help="a local weight file (.pth in either torch format, or .npz), instead "
-                         "of the catalogue's source")
+  conv.add_argument(
+    "--weights",
+    metavar="PATH",
+    default=None,
+    type=weights_file,
+    help="a local weight file (.pth in either torch format, or .npz), instead "
+    "of the catalogue's source",
+  )
   conv.set_defaults(func=_convert)
 
 
 def _list(args) -> int:
   from featviz import zoo
+
   for name in zoo.list_models():
     print(f"{name:20s} {zoo.entry(name).description}")
   return 0
@@ -51,6 +70,7 @@ def _list(args) -> int:
 
 def _info(args) -> int:
   from featviz import zoo
+
   print(zoo.describe(args.model))
   if _spec(args.model).labels:
     print(f"  class names: `featviz zoo labels {args.model} [--grep WORD]`")
@@ -62,6 +82,7 @@ def _spec(name: str):
   import importlib
 
   from featviz import zoo
+
   return importlib.import_module(f"featviz.zoo.{zoo.entry(name).module}").spec()
 
 
@@ -71,8 +92,10 @@ def _labels(args) -> int:
   spec = _spec(args.model)
   n = spec.layers.get("logits", len(spec.labels))
   if not spec.labels:
-    raise UsageError(f"{args.model} has no class names; address its {n} classes by index "
-                     f"(logit:0 to logit:{n - 1})")
+    raise UsageError(
+      f"{args.model} has no class names; address its {n} classes by index "
+      f"(logit:0 to logit:{n - 1})"
+    )
   indices = range(len(spec.labels))
   if args.grep is not None:
     indices = class_names.search(spec.labels, args.grep)
@@ -88,6 +111,7 @@ def _labels(args) -> int:
 
 def _convert(args) -> int:
   from featviz import zoo
+
   path = zoo.convert(args.model, weights=args.weights)
   print(f"converted {args.model} -> {path}")
   return 0

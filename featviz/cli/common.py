@@ -42,11 +42,17 @@ def weights_file(text: str) -> str:
 
 def add_model_arguments(parser) -> None:
   parser.add_argument("model", help="a zoo model (see `featviz zoo list`)")
-  parser.add_argument("--weights", type=weights_file, default=None, metavar="PATH",
-                      help="a local weight file for the model (.pth in either torch format, "
-                           "or .npz), instead of the catalogue's source")
+  parser.add_argument(
+    "--weights",
+    type=weights_file,
+    default=None,
+    metavar="PATH",
+    help="a local weight file for the model (.pth in either torch format, "
+    "or .npz), instead of the catalogue's source",
+  )
 
 
 def load_model(args):
   from featviz import zoo
+
   return zoo.load(args.model, weights=args.weights)

@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 import pathlib
 
-from featviz.model import ImageShapeError, UnitOutOfRangeError, UnknownLabelError
-from featviz.model import UnknownLayerError
 from featviz._loop.config import ConfigError
 from featviz._sweep.store import SettingsMismatchError
 from featviz.cli.spec_grammar import SpecError
+from featviz.model import ImageShapeError, UnitOutOfRangeError, UnknownLabelError, UnknownLayerError
 
 EXIT_USAGE = 2  # argparse's own exit code for bad arguments
 EXIT_FAILED = 1
@@ -21,17 +20,32 @@ class UsageError(ValueError):
 
 def _zoo_errors() -> tuple[type[BaseException], ...]:
   from featviz import zoo
-  return (zoo.UnknownModelError, zoo.WeightsUnavailableError, zoo.CheckpointError,
-          zoo.WeightMismatchError, zoo.HashMismatchError, zoo.CorruptCacheError)
+
+  return (
+    zoo.UnknownModelError,
+    zoo.WeightsUnavailableError,
+    zoo.CheckpointError,
+    zoo.WeightMismatchError,
+    zoo.HashMismatchError,
+    zoo.CorruptCacheError,
+  )
 
 
-USAGE_ERRORS = (UsageError, SpecError, ConfigError, SettingsMismatchError, UnknownLayerError,
-                UnitOutOfRangeError, UnknownLabelError,
-                ImageShapeError) + _zoo_errors()
+USAGE_ERRORS = (
+  UsageError,
+  SpecError,
+  ConfigError,
+  SettingsMismatchError,
+  UnknownLayerError,
+  UnitOutOfRangeError,
+  UnknownLabelError,
+  ImageShapeError,
+) + _zoo_errors()
 
 
 def _store_errors() -> tuple[type[BaseException], ...]:
   from featviz._sweep import store  # a damaged, orphaned or busy sweep folder (issue 17)
+
   return (store.StoreError, store.ManifestLostError)
 
 

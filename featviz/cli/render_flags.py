@@ -17,10 +17,17 @@ from featviz.cli.errors import UsageError
 
 _DEFAULTS = config_lib.RenderConfig()
 _FLAGS = {  # flag -> config field
-    "steps": "steps", "size": "size", "lr": "learning_rate", "param": "param",
-    "transforms": "transforms", "kernels": "kernels", "input_size": "input_size",
-    "compute_dtype": "compute_dtype", "redirect_relu_steps": "redirect_relu_steps",
-    "chunk": "chunk", "rewrites": "rewrites",
+  "steps": "steps",
+  "size": "size",
+  "lr": "learning_rate",
+  "param": "param",
+  "transforms": "transforms",
+  "kernels": "kernels",
+  "input_size": "input_size",
+  "compute_dtype": "compute_dtype",
+  "redirect_relu_steps": "redirect_relu_steps",
+  "chunk": "chunk",
+  "rewrites": "rewrites",
 }
 
 
@@ -43,8 +50,9 @@ def seed_int(text: str) -> int:
     raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
   if not -(2**63) <= value < 2**64:
     raise argparse.ArgumentTypeError(
-        f"{text if len(text) <= 40 else text[:37] + '...'} does not fit in 64 bits: give an "
-        "integer from -2**63 to 2**64 - 1")
+      f"{text if len(text) <= 40 else text[:37] + '...'} does not fit in 64 bits: give an "
+      "integer from -2**63 to 2**64 - 1"
+    )
   return value
 
 
@@ -54,34 +62,67 @@ def add_render_arguments(parser: argparse.ArgumentParser) -> None:
   g = parser.add_argument_group("render settings (featviz.RenderConfig; defaults are Lucid's)")
   g.add_argument("--steps", type=int, default=d.steps, help="optimization steps")
   g.add_argument("--size", type=int, default=d.size, help="image side in pixels")
-  g.add_argument("--seed", type=seed_int, default=0,
-                 help="seeds every random draw; an image depends on the seed, its layer and "
-                      "its unit only")
-  g.add_argument("--lr", type=finite_float, default=d.learning_rate,
-                 help="Adam's learning rate")
-  g.add_argument("--param", choices=sorted(param_lib.PARAMETERIZATIONS), default=d.param,
-                 help="image parameterization: fourier (Lucid's, decorrelated colour) or pixel")
-  g.add_argument("--transforms", choices=config_lib.TRANSFORMS, default=d.transforms,
-                 help="standard: Lucid's five with a draw per image; shared: one draw for the "
-                      "whole batch, as Lucid; none")
-  g.add_argument("--kernels", choices=config_lib.KERNELS, default=d.kernels,
-                 help="implementation of the one-pass transforms and the Fourier decode: auto "
-                      "uses Pallas only on GPUs where it was measured faster (none so far, so "
-                      "XLA); pallas forces it (interpreted, slow, off a GPU)")
-  g.add_argument("--rewrites", choices=config_lib.REWRITES, default=d.rewrites,
-                 help="the zoo layers' CPU rewrites of convolution and max pool: auto uses "
-                      "them on a CPU only")
-  g.add_argument("--input-size", type=int, default=d.input_size,
-                 help="resize images to this side before the network (lucent uses 224); "
-                      "default: the render size")
-  g.add_argument("--compute-dtype", choices=["float32", "bfloat16"], default="float32",
-                 help="arithmetic dtype of the network's dense convolutions; parameters, "
-                      "gradients and activations stay float32")
-  g.add_argument("--redirect-relu-steps", type=int, default=d.redirect_relu_steps,
-                 help="steps of Lucid's redirected ReLU gradient at the start; 0 turns it off")
-  g.add_argument("--chunk", type=int, default=d.chunk,
-                 help="steps per compiled call (progress between calls; never changes the "
-                      "images); default: a divisor of --steps up to 32")
+  g.add_argument(
+    "--seed",
+    type=seed_int,
+    default=0,
+    help="seeds every random draw; an image depends on the seed, its layer and its unit only",
+  )
+  g.add_argument("--lr", type=finite_float, default=d.learning_rate, help="Adam's learning rate")
+  g.add_argument(
+    "--param",
+    choices=sorted(param_lib.PARAMETERIZATIONS),
+    default=d.param,
+    help="image parameterization: fourier (Lucid's, decorrelated colour) or pixel",
+  )
+  g.add_argument(
+    "--transforms",
+    choices=config_lib.TRANSFORMS,
+    default=d.transforms,
+    help="standard: Lucid's five with a draw per image; shared: one draw for the "
+    "whole batch, as Lucid; none",
+  )
+  g.add_argument(
+    "--kernels",
+    choices=config_lib.KERNELS,
+    default=d.kernels,
+    help="implementation of the one-pass transforms and the Fourier decode: auto "
+    "uses Pallas only on GPUs where it was measured faster (none so far, so "
+    "XLA); pallas forces it (interpreted, slow, off a GPU)",
+  )
+  g.add_argument(
+    "--rewrites",
+    choices=config_lib.REWRITES,
+    default=d.rewrites,
+    help="the zoo layers' CPU rewrites of convolution and max pool: auto uses them on a CPU only",
+  )
+  g.add_argument(
+    "--input-size",
+    type=int,
+    default=d.input_size,
+    help="resize images to this side before the network (lucent uses 224); "
+    "default: the render size",
+  )
+  g.add_argument(
+    "--compute-dtype",
+    choices=["float32", "bfloat16"],
+    default="float32",
+    help="arithmetic dtype of the network's dense convolutions; parameters, "
+    "gradients and activations stay float32",
+  )
+  g.add_argument(
+    "--redirect-relu-steps",
+    type=int,
+    default=d.redirect_relu_steps,
+    help="steps of Lucid's redirected ReLU gradient at the start; 0 turns it off",
+  )
+  g.add_argument(
+    "--chunk",
+    type=int,
+    default=d.chunk,
+    help="steps per compiled call (progress between calls; never changes the "
+    "images); default: a divisor of --steps up to 32",
+  )
 
 
 def config_from(args: argparse.Namespace) -> config_lib.RenderConfig:
@@ -96,6 +137,6 @@ def config_from(args: argparse.Namespace) -> config_lib.RenderConfig:
     message = str(e)
     for flag, field in _FLAGS.items():
       if message.startswith(field):
-        message = "--" + flag.replace("_", "-") + message[len(field):]
+        message = "--" + flag.replace("_", "-") + message[len(field) :]
         break
     raise UsageError(message) from None

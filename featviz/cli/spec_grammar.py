@@ -50,19 +50,22 @@ _NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
 _WORD = r"[A-Za-z_][\w']*"
 _NAME = rf"{_WORD}(?:(?:[ \t]+|-)(?![A-Za-z_]\w*:){_WORD})*"
 _TERM = re.compile(
-    rf"""\s*(?P<sign>[+-])?\s*
+  rf"""\s*(?P<sign>[+-])?\s*
     (?:(?P<weight>{_NUMBER})\s*\*\s*)?
     (?:
       logit:(?:(?P<lstart>\d+)(?:-(?P<lstop>\d+)(?![\d.*eE]))?
              |(?P<logit>"[^"]+"|'[^']+'|{_NAME}))
      |deepdream:(?P<dream>[A-Za-z_][\w]*)
      |(?P<layer>[A-Za-z_][\w]*):(?P<start>\d+)(?:-(?P<stop>\d+)(?![\d.*eE]))?(?:@(?P<x>\d+),(?P<y>\d+))?
-    )\s*""", re.VERBOSE)
+    )\s*""",
+  re.VERBOSE,
+)
 
 
 # How far a term that does not parse got: the error points past its sign, weight and "LAYER:".
 _HEAD = re.compile(
-    rf"\s*[+-]?\s*(?:{_NUMBER}\s*\*\s*)?(?:(?:logit|deepdream|[A-Za-z_]\w*):(?:\d+-?)?)?")
+  rf"\s*[+-]?\s*(?:{_NUMBER}\s*\*\s*)?(?:(?:logit|deepdream|[A-Za-z_]\w*):(?:\d+-?)?)?"
+)
 
 
 class SpecError(ValueError):
@@ -78,8 +81,10 @@ def parse(spec: str) -> obj_lib.Objective:
       ranges of one length; the message says where and why.
   """
   if len(spec) > MAX_SPEC_CHARS:
-    raise SpecError(f"SPEC of {len(spec)} characters: at most {MAX_SPEC_CHARS} (and "
-                    f"{MAX_TERMS} terms); give several SPECs, or use `featviz sweep`")
+    raise SpecError(
+      f"SPEC of {len(spec)} characters: at most {MAX_SPEC_CHARS} (and "
+      f"{MAX_TERMS} terms); give several SPECs, or use `featviz sweep`"
+    )
   text = spec.strip()
   offset = len(spec) - len(spec.lstrip())  # character numbers count in what the user wrote
   if not text:
@@ -88,19 +93,26 @@ def parse(spec: str) -> obj_lib.Objective:
   while pos < len(text):
     m = _TERM.match(text, pos)
     if not m or m.end() == pos or (terms and not m.group("sign")):
-      where = pos + len(text[pos:]) - len(text[pos:].lstrip()) if m else _HEAD.match(text,
-                                                                                       pos).end()
-      why = "terms are joined by + or -" if m and m.end() > pos else repr(text[where:where + 12])
-      raise SpecError(f"cannot parse SPEC {spec!r} at character {offset + where + 1} ({why}); "
-                      f"the grammar is:\n{GRAMMAR}")
+      where = (
+        pos + len(text[pos:]) - len(text[pos:].lstrip()) if m else _HEAD.match(text, pos).end()
+      )
+      why = "terms are joined by + or -" if m and m.end() > pos else repr(text[where : where + 12])
+      raise SpecError(
+        f"cannot parse SPEC {spec!r} at character {offset + where + 1} ({why}); "
+        f"the grammar is:\n{GRAMMAR}"
+      )
     source = m.group(0).strip()
     if len(terms) == MAX_TERMS:
-      raise SpecError(f"SPEC {spec[:40]!r}... has more than {MAX_TERMS} terms; a SPEC has at "
-                      f"most {MAX_TERMS} terms: give several SPECs")
+      raise SpecError(
+        f"SPEC {spec[:40]!r}... has more than {MAX_TERMS} terms; a SPEC has at "
+        f"most {MAX_TERMS} terms: give several SPECs"
+      )
     weight = float(m.group("weight")) if m.group("weight") else 1.0
     if not math.isfinite(weight):
-      raise SpecError(f"the weight {m.group('weight')} of {source!r} is not a finite number; "
-                      "weights are finite numbers such as 0.5 or 2e-3")
+      raise SpecError(
+        f"the weight {m.group('weight')} of {source!r} is not a finite number; "
+        "weights are finite numbers such as 0.5 or 2e-3"
+      )
     if m.group("sign") == "-":
       weight = -weight
     try:
@@ -116,9 +128,10 @@ def parse(spec: str) -> obj_lib.Objective:
   for src, n in ranges[1:]:
     if n != ranges[0][1]:
       raise SpecError(
-          f"{ranges[0][0]} ({ranges[0][1]} units) and {src} ({n} units) render different "
-          "numbers of images: ranges in one SPEC pair up image by image, so give them the same "
-          "length, or put them in separate SPECs (each gets its own images)")
+        f"{ranges[0][0]} ({ranges[0][1]} units) and {src} ({n} units) render different "
+        "numbers of images: ranges in one SPEC pair up image by image, so give them the same "
+        "length, or put them in separate SPECs (each gets its own images)"
+      )
   if len(terms) == 1 and weights[0] == 1.0:
     return terms[0]
   return obj_lib.Sum(tuple(terms), tuple(weights))
@@ -147,9 +160,11 @@ def _units(start: str, stop: str | None) -> int | list[int]:
   if b < a:
     raise SpecError(f"empty unit range {start}-{stop}: write the smaller unit first")
   if b - a + 1 > MAX_RANGE:
-    raise SpecError(f"unit range {start}-{stop} has {b - a + 1} units: a range renders one "
-                    f"image per unit, at most {MAX_RANGE} in one SPEC; split it, or use "
-                    "`featviz sweep`")
+    raise SpecError(
+      f"unit range {start}-{stop} has {b - a + 1} units: a range renders one "
+      f"image per unit, at most {MAX_RANGE} in one SPEC; split it, or use "
+      "`featviz sweep`"
+    )
   return list(range(a, b + 1))
 
 

@@ -11,5 +11,12 @@ from featviz.gallery.examples import WeightsMismatchError
 from featviz.gallery.files import SiteFolderError
 from featviz.gallery.read import NotASweepError, UnsafeSweepPathError, read_sweep
 
-__all__ = ["NotASweepError", "Report", "SiteFolderError", "UnsafeSweepPathError",
-           "WeightsMismatchError", "build", "read_sweep"]
+__all__ = [
+  "NotASweepError",
+  "Report",
+  "SiteFolderError",
+  "UnsafeSweepPathError",
+  "WeightsMismatchError",
+  "build",
+  "read_sweep",
+]

@@ -39,8 +39,15 @@ from featviz.gallery import assets as gallery_assets
 from featviz.gallery.examples import Examples, WeightsMismatchError
 from featviz.gallery.files import FORMAT, SiteFolderError, Writer
 from featviz.gallery.pages import index_html, layer_html, layer_page, unit_html, unit_page, units_js
-from featviz.gallery.read import Layer, NotASweepError, Sweep, UnsafeSweepPathError
-from featviz.gallery.read import natural_key, read_sweep, unit_png
+from featviz.gallery.read import (
+  Layer,
+  NotASweepError,
+  Sweep,
+  UnsafeSweepPathError,
+  natural_key,
+  read_sweep,
+  unit_png,
+)
 from featviz.model import Model
 
 TOP = 8  # dataset examples per unit
@@ -74,11 +81,16 @@ def _slugs(sweeps: Sequence[Sweep]) -> None:
     s.slug = slug
 
 
-def build(sweeps: str | os.PathLike | Sweep | Sequence[str | os.PathLike | Sweep],
-          out: str | os.PathLike, *,
-          dataset: str | os.PathLike | None = None,
-          load_model: Callable[[str], Model] | None = None, top: int = TOP, link: bool = True,
-          log: Callable[[str], None] | None = None) -> Report:
+def build(
+  sweeps: str | os.PathLike | Sweep | Sequence[str | os.PathLike | Sweep],
+  out: str | os.PathLike,
+  *,
+  dataset: str | os.PathLike | None = None,
+  load_model: Callable[[str], Model] | None = None,
+  top: int = TOP,
+  link: bool = True,
+  log: Callable[[str], None] | None = None,
+) -> Report:
   """Writes (or updates) the static site of ``sweeps`` in folder ``out``.
 
   Args:
@@ -124,10 +136,14 @@ def build(sweeps: str | os.PathLike | Sweep | Sequence[str | os.PathLike | Sweep
   writer.data("assets/gallery.js", gallery_assets.JS)
   scanned, units = [], 0
   for sweep in read:
-    examples = Examples(sweep, writer, pathlib.Path(dataset) if dataset else None,
-                        load_model, top, log)
-    pages = [(unit_page(sweep, layer, u), f"{layer.name}:{u}")
-             for layer in sweep.layers for u in layer.rows]
+    examples = Examples(
+      sweep, writer, pathlib.Path(dataset) if dataset else None, load_model, top, log
+    )
+    pages = [
+      (unit_page(sweep, layer, u), f"{layer.name}:{u}")
+      for layer in sweep.layers
+      for u in layer.rows
+    ]
     position = {page: i for i, (page, _) in enumerate(pages)}
     for layer in sweep.layers:
       if not layer.rows:
@@ -138,20 +154,48 @@ def build(sweeps: str | os.PathLike | Sweep | Sequence[str | os.PathLike | Sweep
         i = position[unit_page(sweep, layer, unit)]
         png = unit_png(sweep.root, row)
         if png is None:
-          raise NotASweepError(f"{str(sweep.root)!r}: the PNG of {layer.name}:{unit} "
-                               f"({row['png']}) is gone")
+          raise NotASweepError(
+            f"{str(sweep.root)!r}: the PNG of {layer.name}:{unit} ({row['png']}) is gone"
+          )
         writer.copy(f"{sweep.slug}/{layer.dir}/{unit:04d}.png", png)
-        writer.data(pages[i][0], unit_html(
-            sweep, layer, unit, pages[i - 1] if i else None,
-            pages[i + 1] if i + 1 < len(pages) else None, found.get(unit)))
+        writer.data(
+          pages[i][0],
+          unit_html(
+            sweep,
+            layer,
+            unit,
+            pages[i - 1] if i else None,
+            pages[i + 1] if i + 1 < len(pages) else None,
+            found.get(unit),
+          ),
+        )
         units += 1
     scanned += examples.scanned
   writer.data("assets/units.js", units_js(read))
   writer.data("index.html", index_html(read))
   removed = writer.finish()
-  return Report(out, writer.written, removed, len(writer.after) - len(writer.written), scanned,
-                units, [f"{s.slug}: {m}" for s in read for m in s.missing])
+  return Report(
+    out,
+    writer.written,
+    removed,
+    len(writer.after) - len(writer.written),
+    scanned,
+    units,
+    [f"{s.slug}: {m}" for s in read for m in s.missing],
+  )
 
 
-__all__ = ["FORMAT", "TOP", "Layer", "NotASweepError", "Report", "SiteFolderError", "Sweep",
-           "UnsafeSweepPathError", "WeightsMismatchError", "build", "natural_key", "read_sweep"]
+__all__ = [
+  "FORMAT",
+  "TOP",
+  "Layer",
+  "NotASweepError",
+  "Report",
+  "SiteFolderError",
+  "Sweep",
+  "UnsafeSweepPathError",
+  "WeightsMismatchError",
+  "build",
+  "natural_key",
+  "read_sweep",
+]

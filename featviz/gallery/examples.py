@@ -60,21 +60,37 @@ class Examples:
   called once, at the first layer that must be scanned; ``scanned`` lists those layers.
   """
 
-  def __init__(self, sweep: Sweep, writer: Writer, dataset: pathlib.Path | None,
-               load_model: Callable[[str], Model] | None, top: int,
-               log: Callable[[str], None] | None = None):
+  def __init__(
+    self,
+    sweep: Sweep,
+    writer: Writer,
+    dataset: pathlib.Path | None,
+    load_model: Callable[[str], Model] | None,
+    top: int,
+    log: Callable[[str], None] | None = None,
+  ):
     self.sweep, self.writer, self.dataset, self.top = sweep, writer, dataset, top
     self.load_model, self.log = load_model, log
     self.key = None
     if dataset is not None:
       from featviz import photos
+
       files = photos.image_files(dataset)
       if not files:
-        raise photos.EmptyFolderError(f"no photos in {str(dataset)!r} (looked for files "
-                                      f"ending in {', '.join(photos.EXTENSIONS)})")
-      self.key = hashlib.sha256(json.dumps(
-          [EXAMPLES_FORMAT, sweep.manifest.get("weights_sha256"), top,
-           sweep_quality.fingerprint(files)]).encode()).hexdigest()
+        raise photos.EmptyFolderError(
+          f"no photos in {str(dataset)!r} (looked for files "
+          f"ending in {', '.join(photos.EXTENSIONS)})"
+        )
+      self.key = hashlib.sha256(
+        json.dumps(
+          [
+            EXAMPLES_FORMAT,
+            sweep.manifest.get("weights_sha256"),
+            top,
+            sweep_quality.fingerprint(files),
+          ]
+        ).encode()
+      ).hexdigest()
     self._model: Model | None = None
     self._photos: np.ndarray | None = None
     self._names: list[str] = []
@@ -82,8 +98,7 @@ class Examples:
     self.scanned: list[str] = []
 
   def _keep_all(self, rel: str, stored: Mapping[str, Any]) -> bool:
-    files = [rel] + [x["src"] for e in stored["units"].values()
-                     for x in e["images"] + e["patches"]]
+    files = [rel] + [x["src"] for e in stored["units"].values() for x in e["images"] + e["patches"]]
     # A list, not a generator: keep every file that is there, not only those up to a gone one.
     return all([self.writer.keep(f) for f in files])  # noqa: C419
 
@@ -97,32 +112,52 @@ class Examples:
       if stored is not None and self._keep_all(rel, stored):
         return {int(u): e for u, e in stored["units"].items()}
       return {}
-    if (stored is not None and stored.get("key") == self.key
-        and all(str(u) in stored["units"] for u in layer.rows) and self._keep_all(rel, stored)):
+    if (
+      stored is not None
+      and stored.get("key") == self.key
+      and all(str(u) in stored["units"] for u in layer.rows)
+      and self._keep_all(rel, stored)
+    ):
       return {int(u): e for u, e in stored["units"].items()}
     found = self._scan(layer)
-    self.writer.data(rel, json.dumps(
-        {"format": EXAMPLES_FORMAT, "key": self.key, "layer": layer.name,
-         "dataset": str(self.dataset), "units": {str(u): e for u, e in found.items()}},
-        indent=1, sort_keys=True) + "\n")
+    self.writer.data(
+      rel,
+      json.dumps(
+        {
+          "format": EXAMPLES_FORMAT,
+          "key": self.key,
+          "layer": layer.name,
+          "dataset": str(self.dataset),
+          "units": {str(u): e for u, e in found.items()},
+        },
+        indent=1,
+        sort_keys=True,
+      )
+      + "\n",
+    )
     return found
 
   def _load(self) -> Model:
     if self._model is None:
       from featviz import photos
+
       if self.load_model is None:
-        raise ValueError("dataset examples need load_model, a function from the sweep's "
-                         "model name to its featviz.model.Model")
+        raise ValueError(
+          "dataset examples need load_model, a function from the sweep's "
+          "model name to its featviz.model.Model"
+        )
       model = self.load_model(self.sweep.model)
       digest, _ = store_lib.weights_sha256(model)
       wanted = self.sweep.manifest.get("weights_sha256")
       if digest != wanted:
         raise WeightsMismatchError(
-            f"the sweep in {str(self.sweep.root)!r} was rendered with weights {wanted}, but "
-            f"the {self.sweep.model} model loaded for its dataset examples has {digest}; "
-            "load the weights the sweep used (on the command line: --weights FILE)")
-      self._photos, paths = photos.load_folder(self.dataset, model.spec.image_size,
-                                               model.spec.channels)
+          f"the sweep in {str(self.sweep.root)!r} was rendered with weights {wanted}, but "
+          f"the {self.sweep.model} model loaded for its dataset examples has {digest}; "
+          "load the weights the sweep used (on the command line: --weights FILE)"
+        )
+      self._photos, paths = photos.load_folder(
+        self.dataset, model.spec.image_size, model.spec.channels
+      )
       self._names = [p.stem for p in paths]
       self._files = {}  # photo -> its thumbnail's name; safe_name may map two stems to one
       for i, name in enumerate(self._names):
@@ -141,10 +176,13 @@ class Examples:
 
   def _scan(self, layer: Layer) -> dict[int, dict[str, Any]]:
     from featviz.analysis import dataset_examples as dx
+
     model = self._load()
     if self.log:
-      self.log(f"{self.sweep.model} {layer.name}: scanning {len(self._photos)} photos for the "
-               f"top {self.top} examples of {len(layer.rows)} units")
+      self.log(
+        f"{self.sweep.model} {layer.name}: scanning {len(self._photos)} photos for the "
+        f"top {self.top} examples of {len(layer.rows)} units"
+      )
     scan = dx.scan_layer(model, self._photos, layer.name)
     found = dx.unit_examples(model, scan, sorted(layer.rows), min(self.top, len(self._photos)))
     self.scanned.append(f"{self.sweep.slug}/{layer.dir}")
@@ -152,13 +190,22 @@ class Examples:
     for e in found:
       sizes = e.boxes[:, 2:] - e.boxes[:, :2]
       full = tuple(int(v) for v in sizes.max(axis=0))
-      tops = [{"src": self._photo(int(i)), "name": self._names[i], "mean": float(v)}
-              for i, v in zip(e.images, e.image_values)]
+      tops = [
+        {"src": self._photo(int(i)), "name": self._names[i], "mean": float(v)}
+        for i, v in zip(e.images, e.image_values)
+      ]
       patches = []
       for j, (i, v, box, at) in enumerate(zip(e.patches, e.patch_values, e.boxes, e.patch_at)):
         rel = f"{self.sweep.slug}/{layer.dir}/ex/{e.unit:04d}-{j}.jpg"
         self.writer.data(rel, _jpeg(dx.crop_patch(self._photos[i], box, full), PATCH_PX))
-        patches.append({"src": rel, "name": self._names[i], "max": float(v),
-                        "at": [int(x) for x in at], "box": [int(x) for x in box]})
+        patches.append(
+          {
+            "src": rel,
+            "name": self._names[i],
+            "max": float(v),
+            "at": [int(x) for x in at],
+            "box": [int(x) for x in box],
+          }
+        )
       out[e.unit] = {"images": tops, "patches": patches, "field": list(full)}
     return out

@@ -82,8 +82,9 @@ def site_path(root: pathlib.Path, rel: Any) -> pathlib.Path:
         break
   if why is not None:
     raise SiteFolderError(
-        f"site folder {str(root)!r}: refusing the path {rel!r:.200} ({why}); the gallery only "
-        "writes and removes plain relative paths inside the site folder")
+      f"site folder {str(root)!r}: refusing the path {rel!r:.200} ({why}); the gallery only "
+      "writes and removes plain relative paths inside the site folder"
+    )
   return root / rel
 
 
@@ -99,8 +100,9 @@ def _open_source(source: pathlib.Path) -> int:
   fd = os.open(source, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
   if not stat.S_ISREG(os.fstat(fd).st_mode):
     os.close(fd)
-    raise SiteFolderError(f"{str(source)!r} is not a regular file; only regular files are "
-                          "copied into a site")
+    raise SiteFolderError(
+      f"{str(source)!r} is not a regular file; only regular files are copied into a site"
+    )
   return fd
 
 
@@ -123,16 +125,19 @@ class Writer:
     self.before: dict[str, Any] = {}
     self.owned: set[str] = set()
     path = root / SITE_MANIFEST
-    fix = ("give --out a new or empty folder, or one an earlier `featviz gallery` wrote "
-           f"(it has a {SITE_MANIFEST})")
+    fix = (
+      "give --out a new or empty folder, or one an earlier `featviz gallery` wrote "
+      f"(it has a {SITE_MANIFEST})"
+    )
     if not path.exists() and not path.is_symlink():
       foreign = sorted(p.name for p in root.iterdir())
       if foreign:
         shown = ", ".join(repr(n) for n in foreign[:_SHOWN])
         more = f" and {len(foreign) - _SHOWN} more" if len(foreign) > _SHOWN else ""
         raise SiteFolderError(
-            f"site folder {str(root)!r} holds files the gallery did not write ({shown}{more}) "
-            f"and no {SITE_MANIFEST}; refusing to write into it: {fix}")
+          f"site folder {str(root)!r} holds files the gallery did not write ({shown}{more}) "
+          f"and no {SITE_MANIFEST}; refusing to write into it: {fix}"
+        )
       _write(path, _record({}))  # claim the empty folder before the first page
     elif not _is_regular(path):
       raise SiteFolderError(f"{path} is not a regular file; refusing the folder: {fix}")
@@ -140,13 +145,20 @@ class Writer:
       try:
         stored = json.loads(path.read_text())
       except (ValueError, UnicodeDecodeError) as e:
-        raise SiteFolderError(f"{path} is not a gallery's record (not JSON: {e}); refusing to "
-                              f"write into {str(root)!r}: {fix}") from None
-      if (not isinstance(stored, dict) or not isinstance(stored.get("format"), int)
-          or not isinstance(stored.get("files"), dict)):
-        raise SiteFolderError(f"{path} is not a gallery's record (it needs an integer 'format' "
-                              f"and a 'files' object); refusing to write into {str(root)!r}: "
-                              f"{fix}")
+        raise SiteFolderError(
+          f"{path} is not a gallery's record (not JSON: {e}); refusing to "
+          f"write into {str(root)!r}: {fix}"
+        ) from None
+      if (
+        not isinstance(stored, dict)
+        or not isinstance(stored.get("format"), int)
+        or not isinstance(stored.get("files"), dict)
+      ):
+        raise SiteFolderError(
+          f"{path} is not a gallery's record (it needs an integer 'format' "
+          f"and a 'files' object); refusing to write into {str(root)!r}: "
+          f"{fix}"
+        )
       for rel in stored["files"]:
         site_path(root, rel)  # raises for anything outside the site
       self.owned = set(stored["files"])
@@ -232,5 +244,4 @@ class Writer:
 
 def _record(files: dict[str, Any]) -> bytes:
   """The bytes of a ``site.json`` recording ``files``."""
-  return (json.dumps({"format": FORMAT, "files": files}, indent=0, sort_keys=True)
-          + "\n").encode()
+  return (json.dumps({"format": FORMAT, "files": files}, indent=0, sort_keys=True) + "\n").encode()

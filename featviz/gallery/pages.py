@@ -57,14 +57,27 @@ def _rel(target: str, page: str) -> str:
   return os.path.relpath(target, os.path.dirname(page) or ".").replace(os.sep, "/")
 
 
-def _shell(page: str, title: str, crumbs: Sequence[tuple[str, str | None]], main: str, *,
-           model: str = "", links: Mapping[str, str] | None = None) -> str:
+def _shell(
+  page: str,
+  title: str,
+  crumbs: Sequence[tuple[str, str | None]],
+  main: str,
+  *,
+  model: str = "",
+  links: Mapping[str, str] | None = None,
+) -> str:
   """A whole HTML page: head, the bar (crumbs and search box), ``main`` and the footer."""
   root = _rel("index.html", page)[: -len("index.html")]
-  head_links = "".join(f'\n<link rel="{esc(rel)}" href="{esc(_rel(href, page))}">'
-                       for rel, href in (links or {}).items())
-  trail = "".join(f'<span><a href="{esc(_rel(href, page))}">{esc(text)}</a></span>'
-                  if href else f"<span>{esc(text)}</span>" for text, href in crumbs)
+  head_links = "".join(
+    f'\n<link rel="{esc(rel)}" href="{esc(_rel(href, page))}">'
+    for rel, href in (links or {}).items()
+  )
+  trail = "".join(
+    f'<span><a href="{esc(_rel(href, page))}">{esc(text)}</a></span>'
+    if href
+    else f"<span>{esc(text)}</span>"
+    for text, href in crumbs
+  )
   return f"""<!doctype html>
 <html lang="en">
 <head>
@@ -109,8 +122,12 @@ def _ratio_summary(layer: Layer) -> dict[str, Any] | None:
 def _model_facts(sweep: Sweep) -> list[tuple[str, Any]]:
   """The sweep's record: model, weights, version, and every render setting."""
   m = sweep.manifest
-  pairs = [("model", sweep.model), ("weights sha256", m.get("weights_sha256", "–")),
-           ("featviz", m.get("featviz_version", "–")), ("sweep created", m.get("created", "–"))]
+  pairs = [
+    ("model", sweep.model),
+    ("weights sha256", m.get("weights_sha256", "–")),
+    ("featviz", m.get("featviz_version", "–")),
+    ("sweep created", m.get("created", "–")),
+  ]
   pairs += [(k, v) for k, v in sorted(dict(m["settings"]).items())]
   data = m.get("dataset")
   if data:
@@ -130,17 +147,25 @@ def _chips(pairs: Iterable[tuple[str, Any]]) -> str:
 
 def index_html(sweeps: Sequence[Sweep]) -> str:
   """The site's front page: a card per sweep, a row per layer with its first units."""
-  parts = [f"<h1>{len(sweeps)} model{'s' if len(sweeps) != 1 else ''}</h1>",
-           ('<p class="lead">Every swept unit of every layer. Open a layer for its units, a unit '
-            "for its image, its dataset examples and the settings that made it.</p>")]
+  parts = [
+    f"<h1>{len(sweeps)} model{'s' if len(sweeps) != 1 else ''}</h1>",
+    (
+      '<p class="lead">Every swept unit of every layer. Open a layer for its units, a unit '
+      "for its image, its dataset examples and the settings that made it.</p>"
+    ),
+  ]
   for sweep in sweeps:
     body = []
     has_ratio = any(_ratio_summary(layer) for layer in sweep.layers)
-    head = ("<tr><th>layer</th><th class=num>units</th><th>first units</th>"
-            "<th class=num>final median</th>")
+    head = (
+      "<tr><th>layer</th><th class=num>units</th><th>first units</th>"
+      "<th class=num>final median</th>"
+    )
     if has_ratio:
-      head += ("<th class=num>ratio min</th><th class=num>median</th><th class=num>max</th>"
-               "<th class=num>&gt; 1</th>")
+      head += (
+        "<th class=num>ratio min</th><th class=num>median</th><th class=num>max</th>"
+        "<th class=num>&gt; 1</th>"
+      )
     body.append(f'<table class="layers">\n<thead>{head}</tr></thead>\n<tbody>')
     for layer in sweep.layers:
       units = list(layer.rows)
@@ -148,27 +173,36 @@ def index_html(sweeps: Sequence[Sweep]) -> str:
       if units:
         name = f'<a href="{esc(layer_page(sweep, layer))}">{name}</a>'
       strip = "".join(
-          f'<a href="{esc(unit_page(sweep, layer, u))}"><img src="{sweep.slug}/{layer.dir}/'
-          f'{u:04d}.png" loading="lazy" width="40" height="40" alt="{u}"></a>'
-          for u in units[:8])
+        f'<a href="{esc(unit_page(sweep, layer, u))}"><img src="{sweep.slug}/{layer.dir}/'
+        f'{u:04d}.png" loading="lazy" width="40" height="40" alt="{u}"></a>'
+        for u in units[:8]
+      )
       finals = [r["final"] for r in layer.rows.values() if r.get("final") is not None]
       final = _num(float(np.median(finals)), ".3g") if finals else "–"
-      row = (f"<tr><td>{name}</td><td class=num>{len(units)} / {layer.channels}</td>"
-             f'<td class="strip">{strip}</td><td class=num>{final}</td>')
+      row = (
+        f"<tr><td>{name}</td><td class=num>{len(units)} / {layer.channels}</td>"
+        f'<td class="strip">{strip}</td><td class=num>{final}</td>'
+      )
       if has_ratio:
         r = _ratio_summary(layer) or {}
-        row += "".join(f"<td class=num>{_num(r.get(k), '.2f')}</td>"
-                       for k in ("min", "median", "max"))
+        row += "".join(
+          f"<td class=num>{_num(r.get(k), '.2f')}</td>" for k in ("min", "median", "max")
+        )
         row += f"<td class=num>{_num(r.get('above_1'), '.0%')}</td>"
       body.append(row + "</tr>")
     body.append("</tbody></table>")
     if sweep.missing:
-      body.append(f'<p class="muted">{len(sweep.missing)} indexed units have no PNG in the '
-                  f"store and are left out: {esc(', '.join(sweep.missing[:5]))}</p>")
-    parts.append(f'<section class="card" id="{esc(sweep.slug)}">\n<h2>{esc(sweep.model)} '
-                 f'<span class="muted mono">{esc(sweep.root.resolve().name)}</span></h2>\n'
-                 f"<details><summary>settings</summary>{_chips(_model_facts(sweep))}</details>\n"
-                 + "\n".join(body) + "\n</section>")
+      body.append(
+        f'<p class="muted">{len(sweep.missing)} indexed units have no PNG in the '
+        f"store and are left out: {esc(', '.join(sweep.missing[:5]))}</p>"
+      )
+    parts.append(
+      f'<section class="card" id="{esc(sweep.slug)}">\n<h2>{esc(sweep.model)} '
+      f'<span class="muted mono">{esc(sweep.root.resolve().name)}</span></h2>\n'
+      f"<details><summary>settings</summary>{_chips(_model_facts(sweep))}</details>\n"
+      + "\n".join(body)
+      + "\n</section>"
+    )
   return _shell("index.html", "featviz gallery", [("models", None)], "\n".join(parts))
 
 
@@ -182,62 +216,99 @@ def layer_html(sweep: Sweep, layer: Layer) -> str:
     # Every byte counts here, times the layer's units: no class, one short data attribute.
     # The size attributes let the browser lay out (and so lazily skip) images not yet seen.
     data = "" if ratio is None else f' data-r="{ratio:.4g}"'
-    tiles.append(f'<a href="{unit:04d}.html"{data}><img src="{unit:04d}.png" loading="lazy" '
-                 f'width="96" height="96" alt="{unit}">{caption}</a>')
+    tiles.append(
+      f'<a href="{unit:04d}.html"{data}><img src="{unit:04d}.png" loading="lazy" '
+      f'width="96" height="96" alt="{unit}">{caption}</a>'
+    )
   r = _ratio_summary(layer)
   stats = f"{len(layer.rows)} of {layer.channels} units rendered"
   if r and r.get("with_ratio"):
-    stats += (f"; ratio rendered / best photo: median {r['median']:.2f} "
-              f"(min {r['min']:.2f}, max {r['max']:.2f}), {r['above_1']:.0%} above 1")
+    stats += (
+      f"; ratio rendered / best photo: median {r['median']:.2f} "
+      f"(min {r['min']:.2f}, max {r['max']:.2f}), {r['above_1']:.0%} above 1"
+    )
   sort = ""
   if r:
-    sort = ('<label>sort by <select id="sort"><option value="unit">unit</option>'
-            '<option value="ratio">ratio</option></select></label>')
-  main = (f"<h1>{esc(layer.name)}</h1>\n<p class=\"lead\">{esc(sweep.model)}: {esc(stats)}."
-          f"</p>\n<div class=\"tools\">{sort}<span>captions: unit"
-          f"{' and ratio' if r else ''}</span></div>\n<div class=\"grid\" id=\"units\">\n"
-          + "\n".join(tiles) + "\n</div>")
-  return _shell(page, f"{layer.name} · {sweep.model} · featviz gallery",
-                [(sweep.model, f"index.html#{sweep.slug}"), (layer.name, None)], main,
-                model=sweep.slug, links={"up": f"index.html#{sweep.slug}"})
+    sort = (
+      '<label>sort by <select id="sort"><option value="unit">unit</option>'
+      '<option value="ratio">ratio</option></select></label>'
+    )
+  main = (
+    f'<h1>{esc(layer.name)}</h1>\n<p class="lead">{esc(sweep.model)}: {esc(stats)}.'
+    f'</p>\n<div class="tools">{sort}<span>captions: unit'
+    f'{" and ratio" if r else ""}</span></div>\n<div class="grid" id="units">\n'
+    + "\n".join(tiles)
+    + "\n</div>"
+  )
+  return _shell(
+    page,
+    f"{layer.name} · {sweep.model} · featviz gallery",
+    [(sweep.model, f"index.html#{sweep.slug}"), (layer.name, None)],
+    main,
+    model=sweep.slug,
+    links={"up": f"index.html#{sweep.slug}"},
+  )
 
 
 def _examples_html(page: str, found: Mapping[str, Any] | None) -> str:
   if not found:
-    return ('<p class="muted">No dataset examples: run <code>featviz gallery SWEEP --out SITE '
-            "--dataset PHOTOS</code> to add them.</p>")
+    return (
+      '<p class="muted">No dataset examples: run <code>featviz gallery SWEEP --out SITE '
+      "--dataset PHOTOS</code> to add them.</p>"
+    )
+
   def figure(item, value):
-    return (f'<figure><img src="{esc(_rel(item["src"], page))}" loading="lazy" width="124" '
-            f'height="124" alt="{esc(item["name"])}"><figcaption title="{esc(item["name"])}">'
-            f'{esc(item["name"])}</figcaption><figcaption>{value}</figcaption></figure>')
+    return (
+      f'<figure><img src="{esc(_rel(item["src"], page))}" loading="lazy" width="124" '
+      f'height="124" alt="{esc(item["name"])}"><figcaption title="{esc(item["name"])}">'
+      f"{esc(item['name'])}</figcaption><figcaption>{value}</figcaption></figure>"
+    )
+
   tops = "".join(figure(x, f"mean {x['mean']:.4g}") for x in found["images"])
-  patches = "".join(figure(x, f"max {x['max']:.4g} at {x['at'][0]},{x['at'][1]}")
-                    for x in found["patches"])
+  patches = "".join(
+    figure(x, f"max {x['max']:.4g} at {x['at'][0]},{x['at'][1]}") for x in found["patches"]
+  )
   h, w = found["field"]
-  return (f'<h3>Top photos, by channel mean</h3>\n<div class="examples">{tops}</div>\n'
-          f"<h3>Top patches, by largest activation, cropped to the receptive field "
-          f'({h}x{w} px)</h3>\n<div class="examples">{patches}</div>')
+  return (
+    f'<h3>Top photos, by channel mean</h3>\n<div class="examples">{tops}</div>\n'
+    f"<h3>Top patches, by largest activation, cropped to the receptive field "
+    f'({h}x{w} px)</h3>\n<div class="examples">{patches}</div>'
+  )
 
 
-def unit_html(sweep: Sweep, layer: Layer, unit: int, prev: tuple[str, str] | None,
-               nxt: tuple[str, str] | None, found: Mapping[str, Any] | None) -> str:
+def unit_html(
+  sweep: Sweep,
+  layer: Layer,
+  unit: int,
+  prev: tuple[str, str] | None,
+  nxt: tuple[str, str] | None,
+  found: Mapping[str, Any] | None,
+) -> str:
   """One unit's page; ``prev`` and ``nxt`` are ``(page, "layer:unit")`` of its neighbours."""
   page = unit_page(sweep, layer, unit)
   row = layer.rows[unit]
   name = f"{layer.name}:{unit}"
-  numbers = [("final activation", _num(row.get("final"))),
-             ("objective at step 0", _num(row.get("start"))),
-             ("objective at the last step", _num(row.get("last_step")))]
+  numbers = [
+    ("final activation", _num(row.get("final"))),
+    ("objective at step 0", _num(row.get("start"))),
+    ("objective at the last step", _num(row.get("last_step"))),
+  ]
   if "dataset_max" in row:
-    numbers += [("best photo's activation", _num(row.get("dataset_max"))),
-                ("best photo", row.get("dataset_argmax", "–")),
-                ("ratio rendered / best photo", _num(row.get("ratio"), ".3f"))]
-  made = [(k, row[k]) for k in ("chunk", "slot", "devices", "chunk_seconds", "finished")
-          if k in row]
+    numbers += [
+      ("best photo's activation", _num(row.get("dataset_max"))),
+      ("best photo", row.get("dataset_argmax", "–")),
+      ("ratio rendered / best photo", _num(row.get("ratio"), ".3f")),
+    ]
+  made = [
+    (k, row[k]) for k in ("chunk", "slot", "devices", "chunk_seconds", "finished") if k in row
+  ]
   pager = []
   for near, rel, label in ((prev, "prev", "&larr; {}"), (nxt, "next", "{} &rarr;")):
-    pager.append(f'<a id="{rel}" href="{esc(_rel(near[0], page))}">{label.format(esc(near[1]))}'
-                 "</a>" if near else "<span></span>")
+    pager.append(
+      f'<a id="{rel}" href="{esc(_rel(near[0], page))}">{label.format(esc(near[1]))}</a>'
+      if near
+      else "<span></span>"
+    )
   main = f"""<div class="pager">{pager[0]}{pager[1]}</div>
 <div class="unit">
 <figure><img class="big" src="{unit:04d}.png" width="384" height="384" alt="{esc(name)}"></figure>
@@ -259,10 +330,18 @@ an image optimized to maximize the channel's mean activation.</p>
     links["prev"] = prev[0]
   if nxt:
     links["next"] = nxt[0]
-  return _shell(page, f"{name} · {sweep.model} · featviz gallery",
-                [(sweep.model, f"index.html#{sweep.slug}"),
-                 (layer.name, layer_page(sweep, layer)), (str(unit), None)],
-                main, model=sweep.slug, links=links)
+  return _shell(
+    page,
+    f"{name} · {sweep.model} · featviz gallery",
+    [
+      (sweep.model, f"index.html#{sweep.slug}"),
+      (layer.name, layer_page(sweep, layer)),
+      (str(unit), None),
+    ],
+    main,
+    model=sweep.slug,
+    links=links,
+  )
 
 
 def _ranges(units: Iterable[int]) -> list[list[int]]:
@@ -278,8 +357,16 @@ def _ranges(units: Iterable[int]) -> list[list[int]]:
 
 def units_js(sweeps: Sequence[Sweep]) -> str:
   """``assets/units.js``: every model's layers and their units, as ranges, for the search box."""
-  index = {"models": [
-      {"slug": s.slug, "name": s.model,
-       "layers": [{"name": x.name, "dir": x.dir, "units": _ranges(x.rows)}
-                  for x in s.layers if x.rows]} for s in sweeps]}
+  index = {
+    "models": [
+      {
+        "slug": s.slug,
+        "name": s.model,
+        "layers": [
+          {"name": x.name, "dir": x.dir, "units": _ranges(x.rows)} for x in s.layers if x.rows
+        ],
+      }
+      for s in sweeps
+    ]
+  }
   return f"window.FEATVIZ_INDEX = {_script_json(index)};\n"

@@ -43,27 +43,33 @@ def unit_png(root: pathlib.Path, row: Any) -> pathlib.Path | None:
       through (or is) a symlink; the message names the row and what is allowed.
   """
   rel = row.get("png") if isinstance(row, dict) else None
-  where = (f"{str(root)!r}: the index row of {row.get('layer')}:{row.get('unit')}"
-           if isinstance(row, dict) else f"{str(root)!r}: an index row")
+  where = (
+    f"{str(root)!r}: the index row of {row.get('layer')}:{row.get('unit')}"
+    if isinstance(row, dict)
+    else f"{str(root)!r}: an index row"
+  )
   if not isinstance(rel, str) or not rel:
     raise NotASweepError(f"{where} has no 'png' path")
-  allowed = ("a unit's png must be a relative path inside the sweep folder, to a regular "
-             "file, through no symlink")
+  allowed = (
+    "a unit's png must be a relative path inside the sweep folder, to a regular "
+    "file, through no symlink"
+  )
   parts = rel.split("/")
-  if rel.startswith("/") or "\\" in rel or "\0" in rel or any(
-      p in ("", ".", "..") for p in parts):
+  if rel.startswith("/") or "\\" in rel or "\0" in rel or any(p in ("", ".", "..") for p in parts):
     raise UnsafeSweepPathError(f"{where} names the png {rel!r:.200}: {allowed}")
   path = root
   for part in parts:
     path = path / part
     if path.is_symlink():
       raise UnsafeSweepPathError(
-          f"{where}: {path.relative_to(root).as_posix()!r} is a symlink: {allowed}")
+        f"{where}: {path.relative_to(root).as_posix()!r} is a symlink: {allowed}"
+      )
   try:
     path.resolve().relative_to(root.resolve())
   except ValueError:
-    raise UnsafeSweepPathError(f"{where} names the png {rel!r:.200}, which resolves outside "
-                               f"the sweep folder: {allowed}") from None
+    raise UnsafeSweepPathError(
+      f"{where} names the png {rel!r:.200}, which resolves outside the sweep folder: {allowed}"
+    ) from None
   return path if path.is_file() else None
 
 
@@ -121,22 +127,31 @@ def read_sweep(path: str | os.PathLike) -> Sweep:
     manifest = json.loads(manifest_path.read_text())
   except (ValueError, UnicodeDecodeError) as e:
     raise NotASweepError(f"{manifest_path} is not valid JSON: {e}") from None
-  lacking = [k for k in ("model", "layers", "settings")
-             if not isinstance(manifest, dict) or k not in manifest]
+  lacking = [
+    k
+    for k in ("model", "layers", "settings")
+    if not isinstance(manifest, dict) or k not in manifest
+  ]
   if lacking:
-    raise NotASweepError(f"{manifest_path} is not a sweep manifest: it lacks "
-                         f"{', '.join(repr(k) for k in lacking)} {hint}")
+    raise NotASweepError(
+      f"{manifest_path} is not a sweep manifest: it lacks "
+      f"{', '.join(repr(k) for k in lacking)} {hint}"
+    )
   if not (root / store_lib.INDEX).is_dir():
-    raise NotASweepError(f"{str(root)!r} is not a sweep: it has no {store_lib.INDEX}/ folder "
-                         f"of index files {hint}")
+    raise NotASweepError(
+      f"{str(root)!r} is not a sweep: it has no {store_lib.INDEX}/ folder of index files {hint}"
+    )
   try:
     rows = store_lib.Store(root).rows(intact=False)  # gone PNGs are listed as missing
   except (ValueError, KeyError) as e:
-    raise NotASweepError(f"{str(root)!r}: an index file under {store_lib.INDEX}/ does not "
-                         f"parse ({e})") from None
+    raise NotASweepError(
+      f"{str(root)!r}: an index file under {store_lib.INDEX}/ does not parse ({e})"
+    ) from None
   if not rows:
-    raise NotASweepError(f"{str(root)!r} has no rendered units yet: no rows in "
-                         f"{store_lib.INDEX}/ (a sweep commits them chunk by chunk)")
+    raise NotASweepError(
+      f"{str(root)!r} has no rendered units yet: no rows in "
+      f"{store_lib.INDEX}/ (a sweep commits them chunk by chunk)"
+    )
   channels = dict(manifest["layers"])
   by_layer: dict[str, dict[int, dict[str, Any]]] = {name: {} for name in channels}
   missing = []
@@ -145,7 +160,10 @@ def read_sweep(path: str | os.PathLike) -> Sweep:
       by_layer.setdefault(layer, {})[unit] = row
     else:
       missing.append(f"{layer}:{unit} ({row['png']})")
-  layers = [Layer(name, images.safe_name(name), int(channels.get(name, len(units))),
-                  dict(sorted(units.items())))
-            for name, units in sorted(by_layer.items(), key=lambda kv: natural_key(kv[0]))]
+  layers = [
+    Layer(
+      name, images.safe_name(name), int(channels.get(name, len(units))), dict(sorted(units.items()))
+    )
+    for name, units in sorted(by_layer.items(), key=lambda kv: natural_key(kv[0]))
+  ]
   return Sweep(root, manifest, layers, sorted(missing))

@@ -11,5 +11,11 @@ from featviz.kernels.affine_resample.api import compose_standard as compose_stan
 from featviz.kernels.affine_resample.api import standard as standard
 from featviz.kernels.affine_resample.api import standard_draws as standard_draws
 
-__all__ = ["Composite", "StandardDraws", "affine_resample", "compose_standard", "standard",
-           "standard_draws"]
+__all__ = [
+  "Composite",
+  "StandardDraws",
+  "affine_resample",
+  "compose_standard",
+  "standard",
+  "standard_draws",
+]

@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+
 from featviz.kernels import choose_implementation, default_interpret
 from featviz.kernels.affine_resample import pallas, reference
 
@@ -45,9 +46,16 @@ class _Static:
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _pallas_op(static: _Static, images: Array, coefficients: Array) -> Array:
-  return pallas.forward(coefficients, images, out_size=static.out_size, fill=static.fill,
-                        canvas_size=static.canvas_size, canvas_fill=static.canvas_fill,
-                        block=static.block, interpret=static.interpret)
+  return pallas.forward(
+    coefficients,
+    images,
+    out_size=static.out_size,
+    fill=static.fill,
+    canvas_size=static.canvas_size,
+    canvas_fill=static.canvas_fill,
+    block=static.block,
+    interpret=static.interpret,
+  )
 
 
 def _pallas_fwd(static, images, coefficients):
@@ -64,19 +72,34 @@ def _pallas_bwd(static, coefficients, cotangent):
   reach = jnp.maximum(inv[:, 0] + inv[:, 1], inv[:, 2] + inv[:, 3])
   ok = reach <= static.radius + 0.5 - _WINDOW_SLACK
   g = jnp.where(ok[:, None, None, None], g, jnp.nan)  # loud, not silently wrong
-  grad = pallas.backward(coefficients, g, image_size=static.image_size, radius=static.radius,
-                         block=static.block, interpret=static.interpret)
+  grad = pallas.backward(
+    coefficients,
+    g,
+    image_size=static.image_size,
+    radius=static.radius,
+    block=static.block,
+    interpret=static.interpret,
+  )
   return grad, None  # the matrices get no gradient (the public op stops it)
 
 
 _pallas_op.defvjp(_pallas_fwd, _pallas_bwd)
 
 
-def affine_resample(images: Array, matrices: Array, out_size: tuple[int, int], *,
-                    fill: float = 0.5, canvas: Array | None = None,
-                    canvas_size: tuple[int, int] | None = None, canvas_fill: float = 0.0,
-                    implementation: str | None = None, interpret: bool | None = None,
-                    block: int = pallas.BLOCK, radius: int = pallas.RADIUS) -> Array:
+def affine_resample(
+  images: Array,
+  matrices: Array,
+  out_size: tuple[int, int],
+  *,
+  fill: float = 0.5,
+  canvas: Array | None = None,
+  canvas_size: tuple[int, int] | None = None,
+  canvas_fill: float = 0.0,
+  implementation: str | None = None,
+  interpret: bool | None = None,
+  block: int = pallas.BLOCK,
+  radius: int = pallas.RADIUS,
+) -> Array:
   """Resamples each image through its own affine map, in one bilinear pass.
 
   Output pixel ``(y, x)`` of image ``b`` is the bilinear interpolation of ``images[b]`` at
@@ -110,14 +133,21 @@ def affine_resample(images: Array, matrices: Array, out_size: tuple[int, int], *
   out_size = tuple(int(n) for n in out_size)
   canvas_size = None if canvas_size is None else tuple(int(n) for n in canvas_size)
   if choose_implementation(implementation, PALLAS_WINS_ON) == "xla":
-    return reference.affine_resample(images.astype(jnp.float32), matrices, out_size, fill,
-                                     canvas, canvas_size, canvas_fill)
+    return reference.affine_resample(
+      images.astype(jnp.float32), matrices, out_size, fill, canvas, canvas_size, canvas_fill
+    )
   if block & (block - 1):
     raise ValueError(f"block must be a power of two (Triton), got {block}")
   static = _Static(
-      image_size=tuple(images.shape[1:3]), out_size=out_size, fill=float(fill),
-      canvas_size=canvas_size, canvas_fill=float(canvas_fill), block=block, radius=radius,
-      interpret=default_interpret() if interpret is None else bool(interpret))
+    image_size=tuple(images.shape[1:3]),
+    out_size=out_size,
+    fill=float(fill),
+    canvas_size=canvas_size,
+    canvas_fill=float(canvas_fill),
+    block=block,
+    radius=radius,
+    interpret=default_interpret() if interpret is None else bool(interpret),
+  )
   coefficients = pallas.pack_coefficients(matrices, canvas)
   return _pallas_op(static, images.astype(jnp.float32), coefficients)
 
@@ -125,11 +155,11 @@ def affine_resample(images: Array, matrices: Array, out_size: tuple[int, int], *
 # ----------------------------------------------------------------------------- Lucid's transforms
 
 # featviz.transforms.standard(): Lucid's standard_transforms (lucid/optvis/transform.py).
-PAD = 12              # pad(12, mode="constant", value=0.5)
-JITTER_BEFORE = 8     # jitter(8)
-JITTER_AFTER = 4      # jitter(4)
-PAD_VALUE = 0.5       # Lucid's pad colour; featviz's RandomScale fills with it too
-ROTATE_FILL = 0.0     # featviz's RandomRotate fill (TF's rotate fills zeros)
+PAD = 12  # pad(12, mode="constant", value=0.5)
+JITTER_BEFORE = 8  # jitter(8)
+JITTER_AFTER = 4  # jitter(4)
+PAD_VALUE = 0.5  # Lucid's pad colour; featviz's RandomScale fills with it too
+ROTATE_FILL = 0.0  # featviz's RandomRotate fill (TF's rotate fills zeros)
 # Lucid's standard_transforms tables (lucid/optvis/transform.py, anchors.md §(b)), their one home
 # (featviz.transforms imports them): scales 1 + (i - 5) / 50 for i in 0..10 (0.90 ... 1.10);
 # angles -10..10 degrees plus 5 extra zeros, so 0 is drawn with probability 6/26.
@@ -141,17 +171,17 @@ class StandardDraws(NamedTuple):
   """One image's (row of each array's) random draws of Lucid's standard transforms."""
 
   offset_before: Array  # (B, 2) int32 crop offset (row, column) of jitter 8, in 0..8
-  scale: Array          # (B,) float32 zoom
-  angle: Array          # (B,) float32 radians, counterclockwise
-  offset_after: Array   # (B, 2) int32 crop offset of jitter 4, in 0..4
+  scale: Array  # (B,) float32 zoom
+  angle: Array  # (B,) float32 radians, counterclockwise
+  offset_after: Array  # (B, 2) int32 crop offset of jitter 4, in 0..4
 
 
 class Composite(NamedTuple):
   """Arguments of :func:`affine_resample` that apply a whole transform chain."""
 
-  matrices: Array                # (B, 2, 3)
+  matrices: Array  # (B, 2, 3)
   out_size: tuple[int, int]
-  canvas: Array                  # (B, 2, 3)
+  canvas: Array  # (B, 2, 3)
   canvas_size: tuple[int, int]
 
 
@@ -162,6 +192,7 @@ def standard_draws(key: Array, batch: int) -> StandardDraws:
   (1, 4) draws ``randint(0, d + 1)`` as one flat ``(2 B,)`` vector, scale (2) and rotate (3)
   draw an index into their tables.
   """
+
   def offsets(k, d):
     return jax.random.randint(k, (2 * batch,), 0, d + 1).reshape(batch, 2)
 
@@ -169,10 +200,11 @@ def standard_draws(key: Array, batch: int) -> StandardDraws:
     return jnp.asarray(values, jnp.float32)[jax.random.randint(k, (batch,), 0, len(values))]
 
   return StandardDraws(
-      offset_before=offsets(jax.random.fold_in(key, 1), JITTER_BEFORE),
-      scale=table(jax.random.fold_in(key, 2), STANDARD_SCALES),
-      angle=table(jax.random.fold_in(key, 3), STANDARD_ANGLES) * (math.pi / 180.0),
-      offset_after=offsets(jax.random.fold_in(key, 4), JITTER_AFTER))
+    offset_before=offsets(jax.random.fold_in(key, 1), JITTER_BEFORE),
+    scale=table(jax.random.fold_in(key, 2), STANDARD_SCALES),
+    angle=table(jax.random.fold_in(key, 3), STANDARD_ANGLES) * (math.pi / 180.0),
+    offset_after=offsets(jax.random.fold_in(key, 4), JITTER_AFTER),
+  )
 
 
 def compose_standard(draws: StandardDraws, image_size: tuple[int, int]) -> Composite:
@@ -192,17 +224,19 @@ def compose_standard(draws: StandardDraws, image_size: tuple[int, int]) -> Compo
   shift = draws.offset_after.astype(jnp.float32) - centre  # o2 - c
   canvas_offset = centre + jnp.einsum("bij,bj->bi", rot, shift)
   lin = rot / draws.scale[:, None, None]
-  src_offset = (centre + jnp.einsum("bij,bj->bi", lin, shift)
-                + draws.offset_before.astype(jnp.float32) - PAD)
+  src_offset = (
+    centre + jnp.einsum("bij,bj->bi", lin, shift) + draws.offset_before.astype(jnp.float32) - PAD
+  )
   return Composite(
-      matrices=on_exact_grid(jnp.concatenate([lin, src_offset[:, :, None]], -1)),
-      out_size=(h1 - JITTER_AFTER, w1 - JITTER_AFTER),
-      canvas=on_exact_grid(jnp.concatenate([rot, canvas_offset[:, :, None]], -1)),
-      canvas_size=(h1, w1))
+    matrices=on_exact_grid(jnp.concatenate([lin, src_offset[:, :, None]], -1)),
+    out_size=(h1 - JITTER_AFTER, w1 - JITTER_AFTER),
+    canvas=on_exact_grid(jnp.concatenate([rot, canvas_offset[:, :, None]], -1)),
+    canvas_size=(h1, w1),
+  )
 
 
 # Map coefficients are multiples of 2**-12 (see on_exact_grid).
-MAP_QUANTUM = 2.0 ** -12
+MAP_QUANTUM = 2.0**-12
 
 
 def on_exact_grid(matrices: Array) -> Array:
@@ -221,14 +255,22 @@ def on_exact_grid(matrices: Array) -> Array:
   return jnp.round(matrices / MAP_QUANTUM) * MAP_QUANTUM
 
 
-def standard(key: Array, images: Array, *, implementation: str | None = None,
-             interpret: bool | None = None) -> Array:
+def standard(
+  key: Array, images: Array, *, implementation: str | None = None, interpret: bool | None = None
+) -> Array:
   """``featviz.transforms.standard()(key, images)`` as one resampling pass.
 
   ``images (B, H, W, C)`` -> ``(B, H + 12, W + 12, C)``, with the same draws for the same key.
   """
   comp = compose_standard(standard_draws(key, images.shape[0]), images.shape[1:3])
-  return affine_resample(images, comp.matrices, comp.out_size, fill=PAD_VALUE,
-                         canvas=comp.canvas, canvas_size=comp.canvas_size,
-                         canvas_fill=ROTATE_FILL, implementation=implementation,
-                         interpret=interpret)
+  return affine_resample(
+    images,
+    comp.matrices,
+    comp.out_size,
+    fill=PAD_VALUE,
+    canvas=comp.canvas,
+    canvas_size=comp.canvas_size,
+    canvas_fill=ROTATE_FILL,
+    implementation=implementation,
+    interpret=interpret,
+  )

@@ -66,8 +66,19 @@ def _pixel_coordinates(block: int, width: int, count: int):
   return row, col, row.astype(jnp.float32), col.astype(jnp.float32), i < count
 
 
-def _forward_kernel(coef_ref, image_ref, out_ref, *, image_size, out_size, channels, fill,
-                    canvas_size, canvas_fill, block):
+def _forward_kernel(
+  coef_ref,
+  image_ref,
+  out_ref,
+  *,
+  image_size,
+  out_size,
+  channels,
+  fill,
+  canvas_size,
+  canvas_fill,
+  block,
+):
   """One program: ``block`` output pixels of one image, every channel."""
   h, w = image_size
   out_h, out_w = out_size
@@ -112,8 +123,7 @@ def _forward_kernel(coef_ref, image_ref, out_ref, *, image_size, out_size, chann
     plt.store(out_ref.at[:, pl.ds(ch, 1)], value[:, None], mask=valid[:, None])
 
 
-def _backward_kernel(coef_ref, g_ref, out_ref, *, image_size, out_size, channels, radius,
-                     block):
+def _backward_kernel(coef_ref, g_ref, out_ref, *, image_size, out_size, channels, radius, block):
   """One program: the gradient at ``block`` input pixels of one image, every channel."""
   h, w = image_size
   out_h, out_w = out_size
@@ -134,7 +144,7 @@ def _backward_kernel(coef_ref, g_ref, out_ref, *, image_size, out_size, channels
       nxf = nx.astype(jnp.float32)
       sy = m[0] * nyf + m[1] * nxf + m[2]
       sx = m[3] * nyf + m[4] * nxf + m[5]
-      weight = (jnp.maximum(0.0, 1 - jnp.abs(sy - py)) * jnp.maximum(0.0, 1 - jnp.abs(sx - px)))
+      weight = jnp.maximum(0.0, 1 - jnp.abs(sy - py)) * jnp.maximum(0.0, 1 - jnp.abs(sx - px))
       in_out = (ny >= 0) & (ny < out_h) & (nx >= 0) & (nx < out_w)
       weight = jnp.where(in_out, weight, 0.0)
       n = jnp.clip(ny, 0, out_h - 1) * out_w + jnp.clip(nx, 0, out_w - 1)
@@ -148,35 +158,60 @@ def _compiler_params():
   return plt.CompilerParams(num_warps=NUM_WARPS)
 
 
-@functools.partial(jax.jit, static_argnames=("out_size", "fill", "canvas_size", "canvas_fill",
-                                             "block", "interpret"))
-def forward(coefficients: Array, images: Array, *, out_size: tuple[int, int], fill: float,
-            canvas_size: tuple[int, int] | None, canvas_fill: float, block: int = BLOCK,
-            interpret: bool = False) -> Array:
+@functools.partial(
+  jax.jit, static_argnames=("out_size", "fill", "canvas_size", "canvas_fill", "block", "interpret")
+)
+def forward(
+  coefficients: Array,
+  images: Array,
+  *,
+  out_size: tuple[int, int],
+  fill: float,
+  canvas_size: tuple[int, int] | None,
+  canvas_fill: float,
+  block: int = BLOCK,
+  interpret: bool = False,
+) -> Array:
   """``images (B, H, W, C)`` float32 -> ``(B, H', W', C)``; coefficients: ``pack_coefficients``."""
   b, h, w, c = images.shape
   out_h, out_w = out_size
   n = out_h * out_w
   kernel = functools.partial(
-      _forward_kernel, image_size=(h, w), out_size=out_size, channels=c, fill=float(fill),
-      canvas_size=canvas_size, canvas_fill=float(canvas_fill), block=block)
+    _forward_kernel,
+    image_size=(h, w),
+    out_size=out_size,
+    channels=c,
+    fill=float(fill),
+    canvas_size=canvas_size,
+    canvas_fill=float(canvas_fill),
+    block=block,
+  )
   out = pl.pallas_call(
-      kernel,
-      out_shape=jax.ShapeDtypeStruct((b, n, c), jnp.float32),
-      grid=(b, pl.cdiv(n, block)),
-      in_specs=[pl.BlockSpec((None, N_COEFFICIENTS), lambda i, t: (i, 0)),
-                pl.BlockSpec((None, h, w, c), lambda i, t: (i, 0, 0, 0))],
-      out_specs=pl.BlockSpec((None, block, c), lambda i, t: (i, t, 0)),
-      compiler_params=_compiler_params(),
-      interpret=interpret,
-      name="affine_resample_fwd",
+    kernel,
+    out_shape=jax.ShapeDtypeStruct((b, n, c), jnp.float32),
+    grid=(b, pl.cdiv(n, block)),
+    in_specs=[
+      pl.BlockSpec((None, N_COEFFICIENTS), lambda i, t: (i, 0)),
+      pl.BlockSpec((None, h, w, c), lambda i, t: (i, 0, 0, 0)),
+    ],
+    out_specs=pl.BlockSpec((None, block, c), lambda i, t: (i, t, 0)),
+    compiler_params=_compiler_params(),
+    interpret=interpret,
+    name="affine_resample_fwd",
   )(coefficients, images.astype(jnp.float32))
   return out.reshape(b, out_h, out_w, c)
 
 
 @functools.partial(jax.jit, static_argnames=("image_size", "radius", "block", "interpret"))
-def backward(coefficients: Array, cotangent: Array, *, image_size: tuple[int, int],
-             radius: int = RADIUS, block: int = BLOCK, interpret: bool = False) -> Array:
+def backward(
+  coefficients: Array,
+  cotangent: Array,
+  *,
+  image_size: tuple[int, int],
+  radius: int = RADIUS,
+  block: int = BLOCK,
+  interpret: bool = False,
+) -> Array:
   """Transpose of ``forward`` in ``images``: ``cotangent (B, H', W', C)`` -> ``(B, H, W, C)``.
 
   ``cotangent`` must already carry the canvas coverage factor (the API multiplies it in).
@@ -185,17 +220,24 @@ def backward(coefficients: Array, cotangent: Array, *, image_size: tuple[int, in
   h, w = image_size
   n = h * w
   kernel = functools.partial(
-      _backward_kernel, image_size=image_size, out_size=(out_h, out_w), channels=c,
-      radius=radius, block=block)
+    _backward_kernel,
+    image_size=image_size,
+    out_size=(out_h, out_w),
+    channels=c,
+    radius=radius,
+    block=block,
+  )
   out = pl.pallas_call(
-      kernel,
-      out_shape=jax.ShapeDtypeStruct((b, n, c), jnp.float32),
-      grid=(b, pl.cdiv(n, block)),
-      in_specs=[pl.BlockSpec((None, N_COEFFICIENTS), lambda i, t: (i, 0)),
-                pl.BlockSpec((None, out_h * out_w, c), lambda i, t: (i, 0, 0))],
-      out_specs=pl.BlockSpec((None, block, c), lambda i, t: (i, t, 0)),
-      compiler_params=_compiler_params(),
-      interpret=interpret,
-      name="affine_resample_bwd",
+    kernel,
+    out_shape=jax.ShapeDtypeStruct((b, n, c), jnp.float32),
+    grid=(b, pl.cdiv(n, block)),
+    in_specs=[
+      pl.BlockSpec((None, N_COEFFICIENTS), lambda i, t: (i, 0)),
+      pl.BlockSpec((None, out_h * out_w, c), lambda i, t: (i, 0, 0)),
+    ],
+    out_specs=pl.BlockSpec((None, block, c), lambda i, t: (i, t, 0)),
+    compiler_params=_compiler_params(),
+    interpret=interpret,
+    name="affine_resample_bwd",
   )(coefficients, cotangent.astype(jnp.float32).reshape(b, out_h * out_w, c))
   return out.reshape(b, h, w, c)

@@ -91,10 +91,15 @@ def coverage(canvas: Array, canvas_size: tuple[int, int], out_size: tuple[int, i
   return row * col
 
 
-def affine_resample(images: Array, matrices: Array, out_size: tuple[int, int],
-                    fill: float = 0.5, canvas: Array | None = None,
-                    canvas_size: tuple[int, int] | None = None,
-                    canvas_fill: float = 0.0) -> Array:
+def affine_resample(
+  images: Array,
+  matrices: Array,
+  out_size: tuple[int, int],
+  fill: float = 0.5,
+  canvas: Array | None = None,
+  canvas_size: tuple[int, int] | None = None,
+  canvas_fill: float = 0.0,
+) -> Array:
   """The reference op: ``images (B, H, W, C)`` -> ``(B, H', W', C)``, ``out_size = (H', W')``."""
   src_y, src_x = affine_coordinates(matrices, out_size)
   out = bilinear_sample(images, src_y, src_x, fill)
@@ -104,9 +109,13 @@ def affine_resample(images: Array, matrices: Array, out_size: tuple[int, int],
   return cov * out + (1 - cov) * jnp.asarray(canvas_fill, out.dtype)
 
 
-def affine_resample_transpose(cotangent: Array, matrices: Array, image_size: tuple[int, int],
-                              canvas: Array | None = None,
-                              canvas_size: tuple[int, int] | None = None) -> Array:
+def affine_resample_transpose(
+  cotangent: Array,
+  matrices: Array,
+  image_size: tuple[int, int],
+  canvas: Array | None = None,
+  canvas_size: tuple[int, int] | None = None,
+) -> Array:
   """The transpose of ``affine_resample`` in ``images``: ``(B, H', W', C)`` -> ``(B, H, W, C)``.
 
   Each output pixel adds ``coverage * cotangent * weight`` to each of its in-bounds taps
@@ -128,8 +137,12 @@ def affine_resample_transpose(cotangent: Array, matrices: Array, image_size: tup
   x0 = x0.astype(jnp.int32)
   batch = jnp.broadcast_to(jnp.arange(b)[:, None, None], y0.shape)
   grad = jnp.zeros((b, h, w, c), cotangent.dtype)
-  for dy, dx, weight in ((0, 0, (1 - wx) * (1 - wy)), (0, 1, wx * (1 - wy)),
-                         (1, 0, (1 - wx) * wy), (1, 1, wx * wy)):
+  for dy, dx, weight in (
+    (0, 0, (1 - wx) * (1 - wy)),
+    (0, 1, wx * (1 - wy)),
+    (1, 0, (1 - wx) * wy),
+    (1, 1, wx * wy),
+  ):
     yi, xi = y0 + dy, x0 + dx
     inside = (yi >= 0) & (yi < h) & (xi >= 0) & (xi < w)
     contrib = jnp.where(inside, weight, 0.0)[..., None] * g

@@ -12,6 +12,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+
 from featviz.kernels import choose_implementation, default_interpret
 from featviz.kernels.fourier_decode import pallas, reference
 
@@ -33,9 +34,14 @@ class _Static:
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _pallas_op(static: _Static, params: Array) -> Array:
-  return pallas.forward(params, decay_power=static.decay_power, decorrelate=static.decorrelate,
-                        precision=static.precision, rows=static.rows,
-                        interpret=static.interpret)
+  return pallas.forward(
+    params,
+    decay_power=static.decay_power,
+    decorrelate=static.decorrelate,
+    precision=static.precision,
+    rows=static.rows,
+    interpret=static.interpret,
+  )
 
 
 def _pallas_fwd(static, params):
@@ -44,18 +50,32 @@ def _pallas_fwd(static, params):
 
 
 def _pallas_bwd(static, images, cotangent):
-  return (pallas.backward(images, cotangent, decay_power=static.decay_power,
-                          decorrelate=static.decorrelate, precision=static.precision,
-                          interpret=static.interpret),)
+  return (
+    pallas.backward(
+      images,
+      cotangent,
+      decay_power=static.decay_power,
+      decorrelate=static.decorrelate,
+      precision=static.precision,
+      interpret=static.interpret,
+    ),
+  )
 
 
 _pallas_op.defvjp(_pallas_fwd, _pallas_bwd)
 
 
-def fourier_decode(params: Array, *, decay_power: float = 1.0, decorrelate: bool = True,
-                   width: int | None = None, precision=jax.lax.Precision.HIGHEST,
-                   implementation: str | None = None, interpret: bool | None = None,
-                   rows: int = pallas.ROWS) -> Array:
+def fourier_decode(
+  params: Array,
+  *,
+  decay_power: float = 1.0,
+  decorrelate: bool = True,
+  width: int | None = None,
+  precision=jax.lax.Precision.HIGHEST,
+  implementation: str | None = None,
+  interpret: bool | None = None,
+  rows: int = pallas.ROWS,
+) -> Array:
   """Lucid's Fourier image: spectrum ``(B, 2, C, H, W // 2 + 1)`` -> RGB ``(B, H, W, C)``.
 
   Equal to ``featviz.param.fourier((H, W), B, C, decay_power=..., decorrelate=...).to_image``
@@ -82,13 +102,20 @@ def fourier_decode(params: Array, *, decay_power: float = 1.0, decorrelate: bool
   impl = choose_implementation(implementation, PALLAS_WINS_ON)
   if impl == "pallas" and not (w == 2 * (wf - 1) and pallas.supported(h, w, rows)):
     if implementation == "pallas":
-      raise ValueError(f"the Pallas fourier_decode needs H, W powers of two with W >= 32 and "
-                       f"rows a power of two in 16..H; got H={h}, W={w}, rows={rows}")
+      raise ValueError(
+        f"the Pallas fourier_decode needs H, W powers of two with W >= 32 and "
+        f"rows a power of two in 16..H; got H={h}, W={w}, rows={rows}"
+      )
     impl = "xla"
   if impl == "xla":
-    return reference.fourier_decode(params.astype(jnp.float32), decay_power, decorrelate,
-                                    precision, w)
-  static = _Static(decay_power=float(decay_power), decorrelate=bool(decorrelate),
-                   precision=precision, rows=rows,
-                   interpret=default_interpret() if interpret is None else bool(interpret))
+    return reference.fourier_decode(
+      params.astype(jnp.float32), decay_power, decorrelate, precision, w
+    )
+  static = _Static(
+    decay_power=float(decay_power),
+    decorrelate=bool(decorrelate),
+    precision=precision,
+    rows=rows,
+    interpret=default_interpret() if interpret is None else bool(interpret),
+  )
   return _pallas_op(static, params.astype(jnp.float32))

@@ -25,12 +25,12 @@ Array = jax.Array
 # Lucid's colour correlation matrix: the square root of the ImageNet colour covariance from an SVD
 # (lucid/optvis/param/color.py, color_correlation_svd_sqrt).
 COLOR_CORRELATION_SVD_SQRT = np.asarray(
-    [[0.26, 0.09, 0.02],
-     [0.27, 0.00, -0.05],
-     [0.27, -0.09, 0.03]], np.float32)
+  [[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]], np.float32
+)
 # Normalized by its largest column norm (Lucid's max_norm_svd_sqrt, about 0.46195).
 COLOR_MATRIX = COLOR_CORRELATION_SVD_SQRT / np.max(
-    np.linalg.norm(COLOR_CORRELATION_SVD_SQRT, axis=0))
+  np.linalg.norm(COLOR_CORRELATION_SVD_SQRT, axis=0)
+)
 # Lucid divides the Fourier image by 4 (spatial.py: "TODO: is that a magic constant?"). Lucent and
 # Xplique keep it; we keep it so that images match theirs.
 FOURIER_OUTPUT_DIVISOR = 4.0
@@ -82,8 +82,9 @@ def inverse_dft_matrices(h: int, w: int) -> tuple[np.ndarray, ...]:
   return tuple(m.astype(np.float32) for m in (ch, sh, cw, sw))
 
 
-def irfft2_by_matmul(real: Array, imag: Array, h: int, w: int,
-                     precision=jax.lax.Precision.HIGHEST) -> Array:
+def irfft2_by_matmul(
+  real: Array, imag: Array, h: int, w: int, precision=jax.lax.Precision.HIGHEST
+) -> Array:
   """``irfft2(real + i imag, s=(h, w))`` over the last two axes, by DFT matmuls.
 
   ``precision`` is every matmul's; HIGHEST (the default) is full float32, no TF32 or bf16 passes
@@ -97,8 +98,13 @@ def irfft2_by_matmul(real: Array, imag: Array, h: int, w: int,
   return mm("...yk,kx->...yx", y_re, cw) - mm("...yk,kx->...yx", y_im, sw)
 
 
-def fourier_decode(params: Array, decay_power: float = 1.0, decorrelate: bool = True,
-                   precision=jax.lax.Precision.HIGHEST, width: int | None = None) -> Array:
+def fourier_decode(
+  params: Array,
+  decay_power: float = 1.0,
+  decorrelate: bool = True,
+  precision=jax.lax.Precision.HIGHEST,
+  width: int | None = None,
+) -> Array:
   """``params (B, 2, C, H, W // 2 + 1)`` -> images ``(B, H, W, C)`` in (0, 1).
 
   ``width``: ``W``; ``None`` reads the even one, ``2 (W // 2)``, off the spectrum (an odd
