@@ -234,3 +234,13 @@ def test_a_sweep_of_an_unknown_layer_leaves_no_store_folder(capsys, tmp_path, fe
 def test_zoo_convert_refuses_a_missing_weight_file(capsys, tmp_path, featviz_home):
   code, _, err = run(capsys, "zoo", "convert", "mnist_cnn", "--weights", str(tmp_path / "no.pth"))
   assert code == 2 and "no.pth" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv", [
+    ("dream", "mnist_cnn", "photo.png", "--layer", "conv1", "--lr", "nan"),
+    ("dream", "mnist_cnn", "photo.png", "--layer", "conv1", "--octave-scale", "nan"),
+    ("invert", "mnist_cnn", "photo.png", "--lr", "inf"),
+])
+def test_analysis_commands_refuse_non_finite_numbers(capsys, argv):
+  code, _, err = run(capsys, *argv)
+  assert code == 2 and "is not a finite number" in err

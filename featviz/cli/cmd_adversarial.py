@@ -6,6 +6,7 @@ import pathlib
 
 from featviz.cli.common import HelpFormatter, add_model_arguments, load_model
 from featviz.cli.errors import UsageError, writable_output
+from featviz.cli.render_flags import finite_float
 
 _EPILOG = """With --target: a targeted attack towards that class. Without: untargeted, away
 from --label (default: the model's own top-1 class). eps is in [0, 1] pixel units
@@ -44,13 +45,13 @@ def register(sub) -> None:
   )
   p.add_argument(
     "--eps",
-    type=float,
+    type=finite_float,
     default=0.03,
     help="L-inf radius in [0, 1] pixel units (0.03 is about 8/255)",
   )
   p.add_argument("--steps", type=int, default=10, help="PGD steps (fgsm takes one)")
   p.add_argument(
-    "--step-size", type=float, default=None, help="PGD step (default: 2.5 * eps / steps)"
+    "--step-size", type=finite_float, default=None, help="PGD step (default: 2.5 * eps / steps)"
   )
   p.add_argument("--random-start", action="store_true", help="PGD from a random point")
   p.add_argument(

@@ -6,6 +6,7 @@ import pathlib
 
 from featviz.cli.common import HelpFormatter, add_model_arguments, load_model
 from featviz.cli.errors import UsageError, writable_output
+from featviz.cli.render_flags import finite_float
 
 _EPILOG = """Explains one class (default: the model's top-1) on a photo. The figure shows the
 photo, the method's picture (heat map blended on the photo for cam/gradcam; the gradient image
@@ -57,7 +58,7 @@ def register(sub) -> None:
     "--layer; guided: guided backprop; guided-gradcam: the two multiplied; "
     "deconvnet: Zeiler and Fergus's backward pass",
   )
-  p.add_argument("--alpha", type=float, default=0.5, help="heat map weight in the overlay")
+  p.add_argument("--alpha", type=finite_float, default=0.5, help="heat map weight in the overlay")
   p.add_argument("--out", default="cam.png", help="the figure, a PNG file")
   p.set_defaults(func=run)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from featviz.cli.common import HelpFormatter, add_model_arguments, load_model, plural
 from featviz.cli.errors import UsageError, writable_output
+from featviz.cli.render_flags import finite_float
 
 _EPILOG = """Examples:
   featviz dream efficientnet_lite0 bird.jpg --layer block5 --out dream.png
@@ -34,14 +35,14 @@ def register(sub) -> None:
   )
   p.add_argument(
     "--octave-scale",
-    type=float,
+    type=finite_float,
     default=dream.OCTAVE_SCALE,
     help="size ratio of one octave to the next",
   )
   p.add_argument("--steps", type=int, default=dream.STEPS, help="gradient steps per octave")
   p.add_argument(
     "--lr",
-    type=float,
+    type=finite_float,
     default=dream.LEARNING_RATE,
     help="mean pixel change per step in [0, 1] units "
     "(default: 1.5/255 = %(default).4g, the notebook's)",

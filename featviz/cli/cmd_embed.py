@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from featviz.cli.common import HelpFormatter, add_model_arguments, load_model
 from featviz.cli.errors import UsageError, writable_output
+from featviz.cli.render_flags import finite_float
 
 _EPILOG = """Examples:
   featviz embed efficientnet_lite0 --dataset photos/ --layer head --out pca.png
@@ -38,7 +39,7 @@ def register(sub) -> None:
   )
   p.add_argument(
     "--perplexity",
-    type=float,
+    type=finite_float,
     default=None,
     help="t-SNE perplexity (default: 30, the paper's, or (N - 1) / 3 if smaller)",
   )

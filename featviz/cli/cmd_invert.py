@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from featviz.cli.common import HelpFormatter, add_model_arguments, load_model, plural
 from featviz.cli.errors import UsageError, writable_output
+from featviz.cli.render_flags import finite_float
 
 _EPILOG = """Examples:
   featviz invert efficientnet_lite0 bird.jpg --layers stem,block3,block8,block12 --out inv.png
@@ -32,11 +33,13 @@ def register(sub) -> None:
   )
   p.add_argument(
     "--tv",
-    type=float,
+    type=finite_float,
     default=inversion.TV_WEIGHT,
     help="weight of the total variation per pixel value",
   )
-  p.add_argument("--lr", type=float, default=inversion.LEARNING_RATE, help="Adam learning rate")
+  p.add_argument(
+    "--lr", type=finite_float, default=inversion.LEARNING_RATE, help="Adam learning rate"
+  )
   p.add_argument(
     "--param",
     choices=["fourier", "pixel"],
