@@ -217,6 +217,7 @@ def test_sweep_distributed_without_a_coordinator_exits_2(tmp_path, featviz_home)
     text=True,
     env=env,
     timeout=120,
+    cwd=tmp_path,  # not the checkout: its featviz/ folder would shadow the installed package
   )
   assert p.returncode == 2, p.stderr
   assert "--coordinator" in p.stderr and "Traceback" not in p.stderr
@@ -236,11 +237,14 @@ def test_zoo_convert_refuses_a_missing_weight_file(capsys, tmp_path, featviz_hom
   assert code == 2 and "no.pth" in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("argv", [
+@pytest.mark.parametrize(
+  "argv",
+  [
     ("dream", "mnist_cnn", "photo.png", "--layer", "conv1", "--lr", "nan"),
     ("dream", "mnist_cnn", "photo.png", "--layer", "conv1", "--octave-scale", "nan"),
     ("invert", "mnist_cnn", "photo.png", "--lr", "inf"),
-])
+  ],
+)
 def test_analysis_commands_refuse_non_finite_numbers(capsys, argv):
   code, _, err = run(capsys, *argv)
   assert code == 2 and "is not a finite number" in err

@@ -166,6 +166,7 @@ def test_a_second_sweep_cannot_delete_a_live_writers_temporaries(tmp_path):
     stdin=subprocess.PIPE,
     stdout=subprocess.PIPE,
     text=True,
+    cwd=tmp_path,  # not the checkout: its featviz/ folder would shadow the installed package
   )
   try:
     assert holder.stdout.readline().strip() == "writing"
