@@ -268,6 +268,19 @@ class Timing:
 
 # Lucid's settings (steps 512, the first 16 with the redirected ReLU gradient, 128 px, Adam
 # 0.05): what a timed run scales down and what units/s are rescaled to.
+# InceptionV1's mixed layers, in forward order: what the render and sweep benchmarks time.
+INCEPTION_MIXED_LAYERS = (
+  "mixed3a",
+  "mixed3b",
+  "mixed4a",
+  "mixed4b",
+  "mixed4c",
+  "mixed4d",
+  "mixed4e",
+  "mixed5a",
+  "mixed5b",
+)
+
 LUCID = featviz.RenderConfig()
 
 

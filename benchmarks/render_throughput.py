@@ -57,17 +57,7 @@ from featviz._loop import api, program
 from featviz._loop import keys as keys_lib
 from featviz.nonlin import CPU_REWRITES, Ops, redirecting, rewrites_for
 
-INCEPTION_LAYERS = (
-  "mixed3a",
-  "mixed3b",
-  "mixed4a",
-  "mixed4b",
-  "mixed4c",
-  "mixed4d",
-  "mixed4e",
-  "mixed5a",
-  "mixed5b",
-)
+INCEPTION_LAYERS = common.INCEPTION_MIXED_LAYERS
 EFFNET_LAYERS = tuple(f"block{i}" for i in range(16))
 
 

@@ -37,17 +37,7 @@ import featviz
 from benchmarks import common
 from featviz import objectives
 
-LAYERS = (
-  "mixed3a",
-  "mixed3b",
-  "mixed4a",
-  "mixed4b",
-  "mixed4c",
-  "mixed4d",
-  "mixed4e",
-  "mixed5a",
-  "mixed5b",
-)
+LAYERS = common.INCEPTION_MIXED_LAYERS
 
 
 def direct(
