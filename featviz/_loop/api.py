@@ -148,6 +148,18 @@ def check_positions(model: Model, objective: obj_lib.Objective, config: RenderCo
     n.check_shapes(shapes)
 
 
+def check_network_size(model: Model, config: RenderConfig) -> None:
+  """Refuses a render whose network input (``size``, or the resize to ``input_size`` or a
+  fixed-size network's own size) is below the architecture's smallest."""
+  network_side = model.input_size(config.input_size) or config.size
+  if network_side < model.spec.min_size:
+    raise ImageShapeError(
+      f"{model.spec.name} needs images of at least {model.spec.min_size} px; "
+      f"its input would be {network_side} px (size {config.size}, input_size "
+      f"{config.input_size})"
+    )
+
+
 def _prepare(model, objective, config, overrides, batch, mesh):
   config = (config if config is not None else RenderConfig()).replace(**overrides)
   if not isinstance(model, Model):
@@ -156,13 +168,7 @@ def _prepare(model, objective, config, overrides, batch, mesh):
     )
   batch = resolve_batch(objective, batch)
   bound = objective.bind(model.spec, batch)
-  network_side = model.input_size(config.input_size) or config.size
-  if network_side < model.spec.min_size:
-    raise ImageShapeError(
-      f"{model.spec.name} needs images of at least {model.spec.min_size} px; "
-      f"its input would be {network_side} px (size {config.size}, input_size "
-      f"{config.input_size})"
-    )
+  check_network_size(model, config)
   if mesh is not None and batch % mesh.size:
     raise ValueError(
       f"batch {batch} must be a multiple of the mesh's {mesh.size} devices; "

@@ -63,7 +63,7 @@ from featviz._loop.config import RenderConfig
 from featviz._sweep import partition
 from featviz._sweep import quality as sweep_quality
 from featviz._sweep import store as store_lib
-from featviz.model import ImageShapeError, Model
+from featviz.model import Model
 
 # Units per compiled call. 8 divides every channel count of the zoo's layers (so no padding);
 # on an accelerator raise it until memory is full (throughput grows with the batch).
@@ -234,12 +234,7 @@ def sweep(
   if not layers:
     raise ValueError("name at least one layer to sweep")
   wanted = partition.layer_units(model.spec.layers, layers, units)
-  side = model.input_size(config.input_size) or config.size
-  if side < model.spec.min_size:  # before the store exists: bad input leaves nothing behind
-    raise ImageShapeError(
-      f"{model.spec.name} needs images of at least {model.spec.min_size} px; "
-      f"its input would be {side} px"
-    )
+  render_api.check_network_size(model, config)  # before the store: bad input leaves nothing
   devices = list(devices) if devices is not None else jax.local_devices()
   mesh = jax.sharding.Mesh(np.asarray(devices), ("batch",))
   index, count = process if process is not None else (jax.process_index(), jax.process_count())
