@@ -46,6 +46,7 @@ from .sources import Digest, HashMismatchError, Source
 __all__ = [
   "Entry",
   "UnknownModelError",
+  "architecture",
   "convert",
   "describe",
   "entry",
@@ -65,7 +66,9 @@ class Entry:
 
   Attributes:
     name: the catalogue name, e.g. ``"inceptionv1"``.
-    module: the architecture module under ``featviz.zoo``, e.g. ``"inceptionv1"``.
+    module: the architecture module under ``featviz.zoo``, e.g. ``"inceptionv1"``; or
+      ``"module:attribute"`` for one variant of a family module (``"torchvision_resnet:resnet50"``),
+      where the attribute is an object with the same ``spec``, ``convert`` and ``forward``.
     source: where the weight file comes from and how its bytes are verified.
     licence: the weights' licence, as their source states it.
     description: one line for people.
@@ -135,8 +138,16 @@ def entry(name: str) -> Entry:
     ) from None
 
 
-def _module(e: Entry) -> types.ModuleType:
-  return importlib.import_module(f"featviz.zoo.{e.module}")
+def architecture(name: str) -> types.ModuleType | object:
+  """The architecture of catalogue model ``name``: what has its ``spec()``, ``convert(state)``
+  and ``forward(weights, x, layers, ops)`` (a module, or one variant of a family module)."""
+  return _module(entry(name))
+
+
+def _module(e: Entry) -> types.ModuleType | object:
+  module_name, _, variant = e.module.partition(":")
+  module = importlib.import_module(f"featviz.zoo.{module_name}")
+  return getattr(module, variant) if variant else module
 
 
 def read_weight_file(path: str | os.PathLike, *, lazy: bool = False) -> dict[str, np.ndarray]:

@@ -79,11 +79,9 @@ def _info(args) -> int:
 
 def _spec(name: str):
   """The model's spec, without loading (or downloading) its weights."""
-  import importlib
+  from featviz.zoo import catalogue
 
-  from featviz import zoo
-
-  return importlib.import_module(f"featviz.zoo.{zoo.entry(name).module}").spec()
+  return catalogue.architecture(name).spec()
 
 
 def _labels(args) -> int:
