@@ -195,14 +195,18 @@ class Sum(Objective):
 
   def labels(self, batch):
     parts = [t.labels(batch) for t in self.terms]
+    # Spaces around + and -, so that a term never reads as a range: "block10:0 - 0.01*tv",
+    # not "block10:0-0.01*tv" (a SPEC's 0-7 is units 0 to 7).
     out = []
     for b in range(batch):
       s = ""
       for w, p in zip(self.weights, parts):
-        sign = "-" if w < 0 else "+"
         mag = "" if abs(w) == 1 else f"{abs(w):g}*"
-        s += f"{sign}{mag}{p[b]}"
-      out.append(s.lstrip("+"))
+        if not s:
+          s = f"{'-' if w < 0 else ''}{mag}{p[b]}"
+        else:
+          s += f" {'-' if w < 0 else '+'} {mag}{p[b]}"
+      out.append(s)
     return out
 
 

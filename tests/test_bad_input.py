@@ -19,7 +19,7 @@ S = (
   "--layers",
   "conv1",
   "--units",
-  "0:2",
+  "0-1",
   "--batch",
   "2",
   "--steps",

@@ -139,9 +139,9 @@ def test_spec_grammar_names_reach_the_model(effnet, spec):
     ("logit:golden retriever", ["logit:golden retriever"]),
     ("logit:flat-coated retriever", ["logit:flat-coated retriever"]),
     ("logit:jack-o'-lantern", ["logit:jack-o'-lantern"]),
-    ("logit:goldfish-logit:tench", ["logit:goldfish-logit:tench"]),  # "-" before LAYER: subtracts
-    ("logit:goldfish-0.5*logit:tench", ["logit:goldfish-0.5*logit:tench"]),
-    ("logit:golden retriever + 0.5*block5:3", ["logit:golden retriever+0.5*block5:3"]),
+    ("logit:goldfish-logit:tench", ["logit:goldfish - logit:tench"]),  # "-" before LAYER: subtracts
+    ("logit:goldfish-0.5*logit:tench", ["logit:goldfish - 0.5*logit:tench"]),
+    ("logit:golden retriever + 0.5*block5:3", ["logit:golden retriever + 0.5*block5:3"]),
   ],
 )
 def test_spec_grammar_names_with_spaces_and_hyphens(text, labels):

@@ -154,14 +154,14 @@ def test_installed_console_script_runs():
     ("mixed4a:476", ["mixed4a:476"]),
     ("block10:0-3", ["block10:0", "block10:1", "block10:2", "block10:3"]),
     ("conv2:5@3,4", ["conv2:5@3,4"]),
-    ("0.5*a:1+0.5*a:2", ["0.5*a:1+0.5*a:2"]),
-    ("logit:1-0.2*logit:7", ["logit:1-0.2*logit:7"]),
+    ("0.5*a:1+0.5*a:2", ["0.5*a:1 + 0.5*a:2"]),
+    ("logit:1-0.2*logit:7", ["logit:1 - 0.2*logit:7"]),
     ("deepdream:block5", ["deepdream:block5"]),
     ("logit:0-2", ["logit:0", "logit:1", "logit:2"]),
     ("logit:goldfish", ["logit:goldfish"]),
     ('logit:"great white shark"', ["logit:great white shark"]),
-    ("a:0-1-a:2-3", ["a:0-a:2", "a:1-a:3"]),
-    ("a:1-2*a:3", ["a:1-2*a:3"]),
+    ("a:0-1-a:2-3", ["a:0 - a:2", "a:1 - a:3"]),
+    ("a:1-2*a:3", ["a:1 - 2*a:3"]),
   ],
 )
 def test_spec_grammar(text, labels):

@@ -13,16 +13,23 @@ CHANNELS = {"a": 10, "b": 3, "c": 33}
 
 @pytest.mark.parametrize(
   "text, expected",
-  [("0:8", (0, 8)), (":8", (0, 8)), ("4:", (4, -1)), ("3:4", (3, 4)), (" 2 : 5 ", (2, 5))],
+  [("0-7", (0, 8)), ("8", (8, 9)), ("4-", (4, -1)), ("3-3", (3, 4)), (" 2-5 ", (2, 6))],
 )
-def test_parse_units(text, expected):
+def test_parse_units_is_inclusive_as_a_spec(text, expected):
   assert partition.parse_units(text) == expected
 
 
-@pytest.mark.parametrize("text", ["8", "5:5", "6:2", "-1:3", "a:b", "1:2:3"])
+@pytest.mark.parametrize("text", ["6-2", "-1", "-1-3", "a-b", "1-2-3", "", "x"])
 def test_parse_units_rejects(text):
   with pytest.raises(ValueError, match="units range"):
     partition.parse_units(text)
+
+
+def test_parse_units_refuses_python_ranges_and_spells_the_inclusive_one():
+  with pytest.raises(ValueError, match="inclusive A-B in every featviz command.*write 0-7"):
+    partition.parse_units("0:8")
+  with pytest.raises(ValueError, match="inclusive A-B"):
+    partition.parse_units(":8")
 
 
 def test_layer_units_clip_to_each_layer():

@@ -88,8 +88,10 @@ def specs(draw):
       continue
     sign = "-" if negative and value != 0 else "+"
     mag = "" if value == 1.0 else f"{value:g}*"
-    labels = [(lab + sign + mag + t) for lab, t in zip(labels, term_labels)]
-  labels = [lab.lstrip("+") for lab in labels]
+    if i == 0:  # a label's first term has no sign unless negative; the others " + " or " - "
+      labels = [("-" if sign == "-" else "") + mag + t for t in term_labels]
+    else:
+      labels = [f"{lab} {sign} {mag}{t}" for lab, t in zip(labels, term_labels)]
   return text, labels if any_range else labels[:1]
 
 

@@ -71,7 +71,7 @@ def test_rerun_renders_only_missing_units_and_images_do_not_depend_on_the_range(
 
   monkeypatch.setattr(sweep, "render_chunk", spy)
   part = tmp_path / "part"
-  sweep.sweep(MODEL, ["conv3"], out=part, units="1:3", **FAST)
+  sweep.sweep(MODEL, ["conv3"], out=part, units="1-2", **FAST)
   first = S.Store(part).rows()
   sweep.sweep(MODEL, ["conv3"], out=part, units=(0, 8), **FAST)
   sweep.sweep(MODEL, ["conv3"], out=part, **FAST)
@@ -123,8 +123,8 @@ def test_cli_resumes_and_refuses_other_settings_with_exit_2(tmp_path, monkeypatc
 @pytest.mark.parametrize(
   "args, message",
   [
-    (["--layers", "conv1", "--units", "9:12"], "past the last channel"),
-    (["--layers", "conv1", "--units", "3"], "must look like A:B"),
+    (["--layers", "conv1", "--units", "9-11"], "past the last channel"),
+    (["--layers", "conv1", "--units", "0:3"], "inclusive A-B.*write 0-2"),
     (["--layers", "nope"], "unknown layer 'nope'"),
     (["--layers", "conv1", "--share", "2/2"], "need 0 <= I < N"),
     (["--layers", "conv1", "--dataset", "/nonexistent"], "does not exist"),
@@ -270,7 +270,7 @@ def test_a_sweep_writes_the_same_pngs_whatever_its_batch_and_resumes_with_anothe
   # A resume with another batch is the same sweep: it renders what is missing, bitwise alike.
   part = tmp_path / "part"
   code, _, err = _cli(
-    monkeypatch, capsys, *common, "--batch", "2", "--units", "0:3", "--out", str(part)
+    monkeypatch, capsys, *common, "--batch", "2", "--units", "0-2", "--out", str(part)
   )
   assert code == 0, err
   code, _, err = _cli(monkeypatch, capsys, *common, "--batch", "5", "--out", str(part))

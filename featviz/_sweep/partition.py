@@ -53,20 +53,33 @@ class Chunk:
 
 
 def parse_units(text: str) -> tuple[int, int]:
-  """``"A:B"`` -> ``(A, B)``, Python's half-open range; ``":8"`` is ``0:8``, ``"4:"`` to the end.
+  """A channel range as every featviz command writes it -> ``(start, stop)``, half-open.
 
-  An open end is returned as ``-1`` (every channel of each layer).
+  Ranges are inclusive, as in the SPEC grammar (``block10:0-7``): ``"0-7"`` is units 0 to 7,
+  ``(0, 8)``; ``"5"`` is unit 5 alone; ``"4-"`` runs to each layer's last channel, returned
+  with ``stop = -1``. Python's ``"A:B"`` is refused with the inclusive spelling to use instead,
+  so that no command reads a range differently from another.
   """
-  if ":" not in text:
-    raise ValueError(f"units range {text!r} must look like A:B (half-open, e.g. 0:8)")
-  a, b = text.split(":", 1)
+  text = text.strip()
+  if ":" in text:
+    a, _, b = text.partition(":")
+    hint = ""
+    if a.strip().isdigit() and b.strip().isdigit() and int(b) > int(a):
+      hint = f"; for Python's {a.strip()}:{b.strip()} write {int(a)}-{int(b) - 1}"
+    raise ValueError(
+      f"units range {text!r}: ranges are inclusive A-B in every featviz command, as in a "
+      f"SPEC (0-7 is units 0 to 7){hint}"
+    )
+  a, dash, b = text.partition("-")
   try:
-    start = int(a) if a.strip() else 0
-    stop = int(b) if b.strip() else -1
+    start = int(a)
+    stop = (int(b) + 1 if b.strip() else -1) if dash else start + 1
   except ValueError:
-    raise ValueError(f"units range {text!r} must look like A:B with integers") from None
+    raise ValueError(
+      f"units range {text!r} must be N, A-B (inclusive, e.g. 0-7) or A- (to the last channel)"
+    ) from None
   if start < 0 or (stop != -1 and stop <= start):
-    raise ValueError(f"units range {text!r} is empty or negative")
+    raise ValueError(f"units range {text!r} is empty or negative (write A-B with A <= B)")
   return start, stop
 
 

@@ -201,8 +201,9 @@ def sweep(
     model: a :class:`featviz.model.Model`.
     layers: layer names (any order; swept in forward order).
     out: the store folder (created; see ``featviz._sweep.store``).
-    units: ``(A, B)`` or ``"A:B"``, the half-open channel range per layer
-      (clipped to each layer's channels); ``None``: all channels.
+    units: the channel range per layer, clipped to each layer's channels: a string as the
+      CLI writes it, inclusive (``"0-7"``; ``partition.parse_units``), or ``(start, stop)``,
+      half-open as Python's ``range``; ``None``: all channels.
     batch: units per compiled call (rounded up to a multiple of the devices with
       padding slots); the images depend on neither it nor the device count.
     key, seed: as :func:`featviz.render`: unit ``u`` of ``layer`` draws from the key folded

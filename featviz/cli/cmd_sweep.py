@@ -19,7 +19,7 @@ add --coordinator/--num-processes/--process-id outside Slurm, Open MPI and Cloud
 --share I/N (no JAX coordination). Each process renders every N-th chunk.
 
 Examples:
-  featviz sweep efficientnet_lite0 --layers block5,block10 --units 0:16 --out runs/effnet
+  featviz sweep efficientnet_lite0 --layers block5,block10 --units 0-15 --out runs/effnet
   featviz sweep efficientnet_lite0 --all-layers --dataset photos/ --steps 256 --out runs/all
   featviz sweep mnist_cnn --all-layers --size 28 --batch 32 --out runs/mnist
 """
@@ -39,8 +39,9 @@ def register(sub) -> None:
   p.add_argument(
     "--units",
     default=None,
-    help="channel range A:B, half-open as in Python (0:8 is units 0-7), clipped "
-    "to each layer's channels; default: all",
+    metavar="A-B",
+    help="channel range, inclusive as in a SPEC (0-7 is units 0 to 7; 5 is unit 5; "
+    "16- runs to the last channel), clipped to each layer's channels; default: all",
   )
   p.add_argument(
     "--batch",
