@@ -10,8 +10,11 @@ A :class:`Source` is one of three kinds:
 
 A :class:`Digest` pins the bytes: ``sha256``, or ``git-blob`` when the only published identity of
 a file is its blob id in a git repository (``sha1(b"blob <size>\\0" + data)``, what
-``git hash-object FILE`` prints). A catalogue file that fails its digest raises
-:class:`HashMismatchError`; a file the user passes (``weights=PATH``) is not held to it.
+``git hash-object FILE`` prints), or ``sha256-prefix`` when only the first hex digits of the
+sha256 are published: torchvision's file names carry them (``resnet50-0676ba61.pth``), and
+``torch.hub.load_state_dict_from_url(check_hash=True)`` checks exactly that prefix. A catalogue
+file that fails its digest raises :class:`HashMismatchError`; a file the user passes
+(``weights=PATH``) is not held to it.
 """
 
 from __future__ import annotations
@@ -62,14 +65,18 @@ def git_blob_id(data: bytes) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Digest:
-  """An expected digest: ``kind`` is ``"sha256"`` or ``"git-blob"``, ``value`` lower-case hex."""
+  """An expected digest: ``kind`` is ``"sha256"``, ``"git-blob"`` or ``"sha256-prefix"``
+  (``value`` is then the leading hex digits of the sha256), ``value`` lower-case hex."""
 
-  kind: Literal["sha256", "git-blob"]
+  kind: Literal["sha256", "git-blob", "sha256-prefix"]
   value: str
 
   def of(self, data: bytes) -> str:
-    """This kind of digest computed over ``data``."""
-    return sha256_hex(data) if self.kind == "sha256" else git_blob_id(data)
+    """This kind of digest computed over ``data`` (a prefix: as many digits as ``value``)."""
+    if self.kind == "git-blob":
+      return git_blob_id(data)
+    digest = sha256_hex(data)
+    return digest[: len(self.value)] if self.kind == "sha256-prefix" else digest
 
   def check(self, data: bytes, where: str) -> None:
     """Raises :class:`HashMismatchError` naming expected and actual unless ``data`` matches."""
@@ -80,6 +87,8 @@ class Digest:
       )
 
   def __str__(self) -> str:
+    if self.kind == "sha256-prefix":
+      return f"sha256 starting {self.value} (the hash in the file's name; no full digest pinned)"
     return f"{self.kind} {self.value}"
 
 
