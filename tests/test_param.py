@@ -80,8 +80,8 @@ def test_decay_power_shapes_the_spectrum():
 
 
 def test_unknown_parameterization_lists_choices():
-  with pytest.raises(ValueError, match="fourier, pixel"):
-    param.factory("cppn")
+  with pytest.raises(ValueError, match="fourier, pixel, maco, cppn, laplacian, lowres"):
+    param.factory("gan")
 
 
 def test_fourier_pallas_switch_gives_the_same_image_and_gradient():

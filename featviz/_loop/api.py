@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from featviz import objectives as obj_lib
+from featviz import param as param_lib
 from featviz import progress
 from featviz._loop import keys as keys_lib
 from featviz._loop import program
@@ -59,6 +60,11 @@ class RenderResult:
       the final images), transfers of the results included.
     objective: the objective, bound to the model.
     config: the settings of the render.
+    transparency: ``(B, H, W)`` float32 for the ``"maco"`` parameterization (else None):
+      MACO's transparency map (Fel et al. 2023), each image's absolute gradient of its
+      objective with respect to the decoded image (before the transforms), averaged over the
+      colour channels and summed over the steps. ``featviz.images.overlay_transparency``
+      draws it over the image.
   """
 
   images: np.ndarray
@@ -70,6 +76,7 @@ class RenderResult:
   run_seconds: float
   objective: obj_lib.Objective
   config: RenderConfig | None = None
+  transparency: np.ndarray | None = None
 
   def _repr_png_(self) -> bytes:
     """The images as one captioned grid, so a notebook shows a result by itself."""
@@ -106,9 +113,14 @@ def _plan(
 ) -> program.Plan:
   transform = config.transform()
   platform = mesh.devices.flat[0].platform if mesh is not None else jax.default_backend()
+  factory = config.param_factory()
+  try:  # builds the parameterization once, so that what it refuses is a ConfigError here
+    param_name = factory((config.size, config.size), 1, model.spec.channels).name
+  except param_lib.ParamError as e:
+    raise ConfigError(f"param: {e}") from None
   return program.Plan(
     layers=model.layers_in_order(sorted(objective.layers)),
-    param=config.param_factory(),
+    param=factory,
     size=(config.size, config.size),
     batch=batch,
     channels=model.spec.channels,
@@ -121,6 +133,8 @@ def _plan(
     compute_dtype=config.compute_dtype,
     rewrites=rewrites_for(config.rewrites, platform),
     batch_sharding=None if mesh is None else program.batch_sharding(mesh),
+    alpha=config.alpha,
+    transparency=param_name == "maco",
   )
 
 
@@ -208,6 +222,7 @@ def render(
   batch: int | None = None,
   mesh: jax.sharding.Mesh | None = None,
   progress_bar: bool = True,
+  init: Any = None,
   **overrides,
 ) -> RenderResult:
   """Renders images that maximize ``objective`` on ``model``.
@@ -226,6 +241,11 @@ def render(
       parameters, so no device waits for another). ``batch`` must be a multiple of
       ``mesh.size``. ``None``: the default device.
     progress_bar: show a progress bar on stderr.
+    init: start from these images instead of a random draw: ``(B or 1, H, W, C)`` in
+      ``[0, 1]`` (``C``: the network's channels; RGBA with ``alpha=True``), resized
+      bilinearly to the render size. Each parameterization inverts its decode
+      (``featviz.param.Param.from_image``: exact for fourier, pixel and laplacian, a fit for
+      lowres, the photo's phase for maco); a cppn cannot start from a photo (ConfigError).
     **overrides: fields of :class:`RenderConfig` to replace (``render(m, obj, steps=64)``).
 
   Returns:
@@ -241,7 +261,12 @@ def render(
   labels = bound.labels(batch)
   k_init, k_steps, k_shared = keys_lib.derive(root, labels)
   # Every program first (init, the chunk length(s), images), then the run.
-  init, compile_seconds = program.compiled_setup(plan, "init")
+  if init is None:
+    first, compile_seconds = program.compiled_setup(plan, "init")
+  else:
+    start_images = start_images_for(plan, init)
+    first, compile_seconds = program.compiled_setup(plan, "from_image", start_images.shape)
+    k_init = start_images
   chunks = {}
   for n in dict.fromkeys(lengths):
     chunks[n], seconds = program.compiled_chunk(dataclasses.replace(plan, chunk=n), model, bound)
@@ -255,7 +280,9 @@ def render(
   desc = f"render {model.spec.name} {labels[0]}" + (f" (+{batch - 1})" if batch > 1 else "")
   with progress.bar(config.steps, desc, enabled=progress_bar, images_per_step=batch) as bar:
     start = time.perf_counter()
-    images, history, bad_step = _run(init, chunks, finish, k_init, args, lengths, bar)
+    images, history, bad_step, transparency = _run(
+      first, chunks, finish, k_init, args, lengths, bar
+    )
     run_seconds = time.perf_counter() - start
   if bad_step >= 0:
     raise NonFiniteError(
@@ -280,11 +307,38 @@ def render(
     run_seconds,
     bound,
     config,
+    transparency,
   )
 
 
+def start_images_for(plan: program.Plan, images: Any) -> np.ndarray:
+  """``images`` as the ``from_image`` program takes them: ``(B, H, W, C)`` float32 at the
+  render size (resized bilinearly), one image repeated for the batch; wrong shapes or values
+  outside [0, 1] are an ImageShapeError or ConfigError."""
+  x = np.asarray(images, np.float32)
+  if x.ndim == 3:
+    x = x[None]
+  channels = (plan.channels, 4) if plan.alpha else (plan.channels,)
+  if x.ndim != 4 or x.shape[-1] not in channels or x.shape[0] not in (1, plan.batch):
+    raise ImageShapeError(
+      f"init images must be (1 or {plan.batch}, H, W, {' or '.join(map(str, channels))}) in "
+      f"[0, 1]; got shape {np.shape(images)}"
+    )
+  if not np.all(np.isfinite(x)) or x.min() < 0 or x.max() > 1:
+    raise ConfigError("init images must be finite values in [0, 1]")
+  if x.shape[1:3] != plan.size:
+    x = np.asarray(jax.image.resize(x, (x.shape[0], *plan.size, x.shape[-1]), "linear"))
+  try:  # a cppn has no inverse: say so before anything compiles
+    jax.eval_shape(plan.param(plan.size, 1, plan.channels).from_image, x[:1])
+  except param_lib.ParamError as e:
+    raise ConfigError(f"init: {e}") from None
+  return np.ascontiguousarray(np.broadcast_to(x, (plan.batch, *x.shape[1:])))
+
+
 def _run(init, chunks, finish, k_init, args, lengths: Sequence[int], bar) -> tuple:
-  """Runs the compiled programs: ``(images, history, bad_step)`` as NumPy values.
+  """Runs the compiled programs: ``(images, history, bad_step, transparency)`` as NumPy
+  values (``transparency`` None unless the plan accumulates it). ``k_init`` is the per-image
+  keys, or the start images when ``init`` is the ``from_image`` program.
 
   Chunk ``i + 1`` is dispatched before Python waits for chunk ``i``'s first bad step (a
   scalar), so the device always has the next chunk queued while the bar advances and the
@@ -312,8 +366,10 @@ def _run(init, chunks, finish, k_init, args, lengths: Sequence[int], bar) -> tup
   if bad_step < 0:
     for entry in pending:
       bad_step = wait(entry)
-  images, history = jax.device_get((finish(state[0]), history))
-  return np.asarray(images), np.concatenate([np.asarray(h) for h in history]), bad_step
+  images, history, transparency = jax.device_get((finish(state[0]), history, state[3]))
+  history = np.concatenate([np.asarray(h) for h in history])
+  transparency = None if transparency is None else np.asarray(transparency)
+  return np.asarray(images), history, bad_step, transparency
 
 
 def score_images(model: Model, objective: obj_lib.Objective, images: Any) -> np.ndarray:

@@ -16,15 +16,17 @@ from collections.abc import Callable
 from typing import Any
 
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from featviz import nonlin
 from featviz import param as param_lib
 from featviz import transforms as tf_lib
 from featviz.nonlin import LUCID_REDIRECT_STEPS
+from featviz.param.maco import MacoCrops
 
 # Named transforms (names, not objects, so that a manifest can record them).
-TRANSFORMS = ("standard", "shared", "none")
+TRANSFORMS = ("standard", "shared", "maco", "none")
 KERNELS = ("auto", "xla", "pallas")
 REWRITES = ("auto", "all", "none")
 
@@ -44,17 +46,24 @@ class RenderConfig:
   """Every setting of a render. :meth:`lucid` is the default.
 
   Attributes:
-    param: the image parameterization, ``"fourier"`` (Lucid's) or ``"pixel"``, or a factory
-      ``f(size, batch, channels) -> featviz.param.Param`` whose parameters have a leading
-      batch axis.
+    param: the image parameterization, a name of ``featviz.param.PARAMETERIZATIONS``
+      (``"fourier"``, Lucid's; ``"pixel"``, ``"maco"``, ``"cppn"``, ``"laplacian"``,
+      ``"lowres"``), or a factory ``f(size, batch, channels) -> featviz.param.Param`` whose
+      parameters have a leading batch axis. With ``"maco"`` the result also has the paper's
+      transparency map (``RenderResult.transparency``).
+    alpha: optimize RGBA images: the parameterization gets a fourth channel, each step
+      composites the image onto a random background and weights the objective by how
+      transparent the image is (Lucid's transparency recipe, ``featviz.param.alpha``); images
+      come back ``(B, H, W, 4)``.
     steps: optimization steps.
     size: side of the rendered images in pixels.
     learning_rate: Adam's learning rate (used when ``optimizer`` is None).
     optimizer: an optax optimizer instead of Adam; compiled programs are shared only between
       renders that pass the same object.
     transforms: ``"standard"`` (Lucid's five, a draw per image), ``"shared"`` (one draw for
-      the whole batch, as Lucid), ``"none"``, or a transform ``(key, images) -> images``
-      (``featviz.transforms``).
+      the whole batch, as Lucid), ``"maco"`` (MACO's random crop and noise, one resample per
+      image: ``featviz.param.maco.MacoCrops``), ``"none"``, or a transform
+      ``(key, images) -> images`` (``featviz.transforms``).
     redirect_relu_steps: Lucid's redirected ReLU gradient for this many first steps; 0: off.
     compute_dtype: ``"bfloat16"`` multiplies in bf16 inside the network's dense convolutions
       (float32 accumulation); parameters, gradients and activations stay float32. ``None``:
@@ -82,6 +91,7 @@ class RenderConfig:
   chunk: int | None = None
   kernels: str = "auto"
   rewrites: str | frozenset[str] = "auto"
+  alpha: bool = False
 
   def __post_init__(self):
     for name, low, top in (
@@ -102,6 +112,15 @@ class RenderConfig:
       raise ConfigError(
         f"param {self.param!r}: choose one of "
         f"{', '.join(param_lib.PARAMETERIZATIONS)} or pass a factory"
+      )
+    if not isinstance(self.alpha, (bool, np.bool_)):
+      raise ConfigError(f"alpha must be True or False, got {self.alpha!r}")
+    object.__setattr__(self, "alpha", bool(self.alpha))
+    if self.alpha and self.param == "maco":
+      others = ", ".join(p for p in param_lib.PARAMETERIZATIONS if p != "maco")
+      raise ConfigError(
+        "alpha: maco has no alpha channel (its transparency map is result.transparency); "
+        f"choose alpha with one of {others}"
       )
     if isinstance(self.transforms, str) and self.transforms not in TRANSFORMS:
       raise ConfigError(
@@ -133,6 +152,15 @@ class RenderConfig:
   def lucid(cls, **overrides) -> RenderConfig:
     """Lucid's ``render_vis`` defaults (the class defaults), with ``overrides``."""
     return cls().replace(**overrides)
+
+  @classmethod
+  def maco(cls, **overrides) -> RenderConfig:
+    """MACO (Fel et al. 2023) in this loop: the ``"maco"`` parameterization (fixed natural
+    magnitude, optimized phase) with its crops and noise (``transforms="maco"``), 256 steps
+    (Xplique's default), Adam at Lucid's learning rate, no redirected ReLU."""
+    return cls(param="maco", transforms="maco", steps=256, redirect_relu_steps=0).replace(
+      **overrides
+    )
 
   @classmethod
   def lucent(cls, **overrides) -> RenderConfig:
@@ -186,13 +214,14 @@ class RenderConfig:
     return None if self.kernels == "auto" else self.kernels
 
   def param_factory(self) -> Callable[..., param_lib.Param]:
-    if not isinstance(self.param, str):
-      return self.param
-    factory = param_lib.factory(self.param)
-    impl = self.kernel_implementation()
-    if self.param == "fourier" and impl is not None:
-      return _FourierWith(impl)
-    return factory
+    factory = self.param
+    if isinstance(factory, str):
+      impl = self.kernel_implementation()
+      if self.param == "fourier" and impl is not None:
+        factory = _FourierWith(impl)
+      else:
+        factory = param_lib.factory(self.param)
+    return param_lib.alpha.WithAlpha(factory) if self.alpha else factory
 
   def transform(self) -> Callable:
     if not isinstance(self.transforms, str):
@@ -200,6 +229,7 @@ class RenderConfig:
     return {
       "standard": lambda: tf_lib.standard(implementation=self.kernel_implementation()),
       "shared": lambda: tf_lib.standard(shared=True),
+      "maco": lambda: MacoCrops(implementation=self.kernel_implementation()),
       "none": tf_lib.identity,
     }[self.transforms]()
 

@@ -33,6 +33,7 @@ import numpy as np
 import optax
 
 from featviz import objectives as obj_lib
+from featviz import param as param_lib
 from featviz import transforms as tf_lib
 from featviz.model import Model
 from featviz.nonlin import Ops, redirecting
@@ -100,6 +101,12 @@ class Plan:
   rewrites: frozenset[str]  # featviz.nonlin.CPU_REWRITES the zoo layers use
   # A NamedSharding that splits the batch axis over a mesh's devices; None: one device.
   batch_sharding: Any = None
+  # RGBA images (param has 4 channels): composite onto a random background each step and
+  # weight the objective by transparency (featviz.param.alpha).
+  alpha: bool = False
+  # Accumulate each image's |d objective / d image| over the steps (MACO's transparency map),
+  # carried in the state as a (B, H, W) array; False: the state carries None there.
+  transparency: bool = False
 
   def setup(self) -> Plan:
     """The fields the initial draw and the final images depend on (the rest blanked), so a
@@ -158,13 +165,25 @@ def _on_batch_axis(plan: Plan, params):
   return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, plan.batch_sharding), params)
 
 
+def _start(plan: Plan, params):
+  """The loop state ``(params, opt_state, bad_step = -1, transparency)`` at ``params``."""
+  params = _on_batch_axis(plan, params)
+  accumulated = jnp.zeros((plan.batch, *plan.size), jnp.float32) if plan.transparency else None
+  return params, plan.build_optimizer().init(params), jnp.asarray(-1, jnp.int32), accumulated
+
+
 def _init(plan: Plan, k_init: jax.Array):
-  """The loop's initial state ``(params, opt_state, bad_step = -1)``: each image's
-  parameters drawn from its own key (``k_init (B,)``)."""
+  """The loop's initial state (:func:`_start`): each image's parameters drawn from its own
+  key (``k_init (B,)``)."""
   one = plan.param(plan.size, 1, plan.channels)
   params = jax.vmap(lambda k: jax.tree.map(lambda x: x[0], one.init(k)))(k_init)
-  params = _on_batch_axis(plan, params)
-  return params, plan.build_optimizer().init(params), jnp.asarray(-1, jnp.int32)
+  return _start(plan, params)
+
+
+def _init_from(plan: Plan, images: jax.Array):
+  """The loop's initial state at the parameters of ``images (B, H, W, C)`` in [0, 1] (the
+  parameterization's ``from_image``: its inverse, or its closest fit)."""
+  return _start(plan, plan.param(plan.size, plan.batch, plan.channels).from_image(images))
 
 
 def _images(plan: Plan, params) -> jax.Array:
@@ -182,6 +201,11 @@ def transform(
   return jax.vmap(lambda k, image: plan.transforms(k, image[None])[0])(keys, images)
 
 
+# Folded into a step's per-image key for the alpha background, so that it is not the
+# transforms' draw (the bytes of "back").
+_BACKGROUND_SALT = 0x6261636B
+
+
 def loss(
   plan: Plan,
   model: Model,
@@ -197,8 +221,35 @@ def loss(
   param = plan.param(plan.size, plan.batch, plan.channels)
   with jax.named_scope("param"):
     image = param.to_image(params)
+  return loss_of_image(plan, model, objective, k_steps, k_shared, image, step)
+
+
+def loss_of_image(
+  plan: Plan,
+  model: Model,
+  objective: obj_lib.Objective,
+  k_steps: jax.Array,
+  k_shared: jax.Array,
+  image: jax.Array,
+  step: jax.Array,
+) -> tuple[jax.Array, jax.Array]:
+  """:func:`loss` from the decoded images on. With ``plan.alpha`` the RGBA images are
+  composited onto a random background per image and step, the transforms move colour and
+  alpha together, and the loss weights each score by Lucid's transparency term."""
+  if plan.alpha:
+    with jax.named_scope("alpha"):
+      keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(k_steps, step)
+      keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, _BACKGROUND_SALT)
+      back = jax.vmap(lambda k: param_lib.alpha.background(k, 1, plan.size)[0])(keys)
+      rgb = param_lib.alpha.composite(image, back)
+      alpha_full = image[..., 3:]
+      image = jnp.concatenate([rgb, alpha_full], axis=-1)
   with jax.named_scope("transforms"):
     x = transform(plan, k_steps, k_shared, step, image)
+  weight = 1.0
+  if plan.alpha:
+    weight = param_lib.alpha.objective_weight(x[..., 3:], alpha_full)
+    x, image = x[..., :3], rgb
   ops = Ops(rewrites=plan.rewrites)
   if plan.redirect_relu_steps:
     ops = redirecting(step < plan.redirect_relu_steps, plan.rewrites)
@@ -208,7 +259,7 @@ def loss(
     )
   with jax.named_scope("objective"):
     scores = objective(obj_lib.Context(acts, image))
-  return -jnp.sum(scores), scores
+  return -jnp.sum(scores * weight), scores
 
 
 def _optimize_chunk(
@@ -232,10 +283,26 @@ def _optimize_chunk(
   value_and_grad = jax.value_and_grad(
     functools.partial(loss, plan, model, objective, k_steps, k_shared), has_aux=True
   )
+  param = plan.param(plan.size, plan.batch, plan.channels)
+  image_value_and_grad = jax.value_and_grad(
+    functools.partial(loss_of_image, plan, model, objective, k_steps, k_shared), has_aux=True
+  )
+
+  def gradients(params, step, accumulated):
+    """The step's value, scores and parameter gradient; with ``plan.transparency`` also the
+    gradient with respect to the decoded images (before the transforms), whose absolute
+    value, averaged over the colour channels, joins ``accumulated``."""
+    if not plan.transparency:
+      return value_and_grad(params, step), accumulated
+    with jax.named_scope("param"):
+      image, pullback = jax.vjp(param.to_image, params)
+    (value, scores), image_grad = image_value_and_grad(image, step)
+    (grads,) = pullback(image_grad)
+    return ((value, scores), grads), accumulated + jnp.mean(jnp.abs(image_grad), axis=-1)
 
   def step_fn(carry, step):
-    params, opt_state, bad_step = carry
-    (value, scores), grads = value_and_grad(params, step)
+    params, opt_state, bad_step, accumulated = carry
+    ((value, scores), grads), new_accumulated = gradients(params, step, accumulated)
     with jax.named_scope("optimizer"):
       updates, new_opt_state = optimizer.update(grads, opt_state, params)
       new_params = _on_batch_axis(plan, optax.apply_updates(params, updates))
@@ -244,7 +311,8 @@ def _optimize_chunk(
     keep = bad_step < 0  # once non-finite, freeze: the error names the step afterwards
     params = jax.tree.map(lambda n, o: jnp.where(keep, n, o), new_params, params)
     opt_state = jax.tree.map(lambda n, o: jnp.where(keep, n, o), new_opt_state, opt_state)
-    return (params, opt_state, bad_step), scores
+    accumulated = jax.tree.map(lambda n, o: jnp.where(keep, n, o), new_accumulated, accumulated)
+    return (params, opt_state, bad_step, accumulated), scores
 
   steps = start + jnp.arange(plan.chunk, dtype=jnp.int32)
   return jax.lax.scan(step_fn, state, steps)
@@ -366,14 +434,19 @@ def compiled_chunk(plan: Plan, model: Model, objective):
   return _remember(key, lambda: lower_chunk(plan, model, objective).compile())
 
 
-def compiled_setup(plan: Plan, kind: str):
-  """The compiled ``"init"`` (``k_init -> state``) or ``"images"`` (``params -> images``)
-  program of ``plan.setup()``, and its compile time (0 when compiled before)."""
+def compiled_setup(plan: Plan, kind: str, images_shape: tuple[int, ...] | None = None):
+  """The compiled ``"init"`` (``k_init -> state``), ``"from_image"`` (``images -> state``, for
+  images of ``images_shape``) or ``"images"`` (``params -> images``) program of
+  ``plan.setup()``, and its compile time (0 when compiled before)."""
   setup = plan.setup()
 
   def make():
     layout = {}
-    if kind == "init":
+    if kind == "from_image":
+      fn, arg = _init_from, jax.ShapeDtypeStruct(images_shape, jnp.float32)
+      if setup.batch_sharding is not None:
+        layout = {"in_shardings": (setup.batch_sharding,), "out_shardings": _state_shardings(setup)}
+    elif kind == "init":
       fn, arg = _init, _key_struct((setup.batch,))
       if setup.batch_sharding is not None:
         layout = {"in_shardings": (setup.batch_sharding,), "out_shardings": _state_shardings(setup)}
@@ -385,7 +458,7 @@ def compiled_setup(plan: Plan, kind: str):
           "out_shardings": setup.batch_sharding,
         }
     else:
-      raise ValueError(f"kind must be 'init' or 'images', got {kind!r}")
+      raise ValueError(f"kind must be 'init', 'from_image' or 'images', got {kind!r}")
     return jax.jit(fn, static_argnums=0, **layout).lower(setup, arg).compile()
 
-  return _remember((kind, setup), make)
+  return _remember((kind, setup, images_shape), make)
