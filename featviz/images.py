@@ -58,7 +58,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[io.IOBas
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
-  """``[0, 1]`` float ``(H, W, C)`` -> uint8 ``(H, W)`` or ``(H, W, 3)``, rounded."""
+  """``[0, 1]`` float ``(H, W, C)`` -> uint8 ``(H, W)``, ``(H, W, 3)`` or ``(H, W, 4)`` (RGBA,
+  which PIL writes as an RGBA PNG), rounded."""
   image = np.asarray(image, np.float32)
   if image.ndim == 3 and image.shape[-1] == 1:
     image = image[..., 0]
@@ -72,11 +73,58 @@ def encode_png(image: np.ndarray) -> bytes:
 
 
 def save_png(image: np.ndarray | Image.Image, path: str | os.PathLike) -> pathlib.Path:
-  """Writes one image (``[0, 1]`` float array or PIL image) as PNG, atomically."""
+  """Writes one image (``[0, 1]`` float array or PIL image) as PNG, atomically: grey, RGB, or
+  RGBA for a 4-channel image (``RenderConfig(alpha=True)``)."""
   data = image if isinstance(image, Image.Image) else Image.fromarray(to_uint8(image))
   with atomic_write(path) as f:
     data.save(f, format="PNG")
   return pathlib.Path(path)
+
+
+# The checkerboard behind transparent images: 8 px squares of light and mid grey (the usual
+# editor's pattern), in [0, 1].
+CHECKER_SQUARE = 8
+CHECKER_SHADES = (0.8, 0.6)
+
+
+def checkerboard(h: int, w: int, square: int = CHECKER_SQUARE) -> np.ndarray:
+  """``(H, W, 3)`` float32 grey checkerboard, the background that shows transparency."""
+  yy, xx = np.meshgrid(np.arange(h) // square, np.arange(w) // square, indexing="ij")
+  light, dark = CHECKER_SHADES
+  board = np.where((yy + xx) % 2 == 0, light, dark).astype(np.float32)
+  return np.repeat(board[..., None], 3, axis=-1)
+
+
+def on_checkerboard(image: np.ndarray) -> np.ndarray:
+  """An RGBA image ``(H, W, 4)`` composited over :func:`checkerboard` -> ``(H, W, 3)``; other
+  images unchanged."""
+  image = np.asarray(image, np.float32)
+  if image.ndim != 3 or image.shape[-1] != 4:
+    return image
+  alpha = image[..., 3:]
+  return image[..., :3] * alpha + checkerboard(*image.shape[:2]) * (1 - alpha)
+
+
+def normalized_transparency(transparency: np.ndarray, percentile: float = 99.0) -> np.ndarray:
+  """MACO's transparency map ``(H, W)`` scaled to ``[0, 1]``: divided by its ``percentile``
+  (99: a few hot pixels do not wash out the rest), clipped. All zeros stay zeros."""
+  t = np.abs(np.asarray(transparency, np.float32))
+  top = float(np.percentile(t, percentile)) if t.size else 0.0
+  return np.clip(t / top, 0, 1) if top > 0 else np.zeros_like(t)
+
+
+def overlay_transparency(image: np.ndarray, transparency: np.ndarray) -> np.ndarray:
+  """The figure of Fel et al. (2023) and Xplique's ``plot_maco``: the image ``(H, W, 3)`` with
+  its transparency map ``(H, W)`` (:func:`normalized_transparency`) as alpha, ``(H, W, 4)``
+  in [0, 1]: where the objective's gradient was small the image fades out (:func:`grid`
+  and the gallery show it on a checkerboard; :func:`save_png` writes it as RGBA)."""
+  image = np.asarray(image, np.float32)[..., :3]
+  if np.shape(transparency) != image.shape[:2]:
+    raise ValueError(
+      f"transparency {np.shape(transparency)} does not match the image {image.shape[:2]}"
+    )
+  alpha = normalized_transparency(transparency)[..., None]
+  return np.concatenate([image, alpha], axis=-1)
 
 
 def _font(size: int) -> ImageFont.ImageFont:
@@ -132,7 +180,8 @@ def grid(
   note: str | None = None,
   font_size: int | None = None,
 ) -> Image.Image:
-  """Tiles images ``(N, H, W, C)`` in ``[0, 1]`` into one labelled RGB picture.
+  """Tiles images ``(N, H, W, C)`` in ``[0, 1]`` into one labelled RGB picture; RGBA images
+  are shown over a checkerboard (:func:`on_checkerboard`).
 
   No text is ever cut: each caption wraps to its tile's width (see :func:`wrap`) and every row
   of captions is as tall as its longest one; the title and the note widen a narrow grid up to
@@ -187,7 +236,7 @@ def grid(
   left = (width - grid_w) // 2
   for i, image in enumerate(images):
     r, c = divmod(i, cols)
-    tile = Image.fromarray(to_uint8(image)).convert("RGB")
+    tile = Image.fromarray(to_uint8(on_checkerboard(image))).convert("RGB")
     if scale != 1:
       tile = tile.resize((tw, th), Image.NEAREST)
     x0 = left + pad + c * (tw + pad)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from featviz import objectives as O
+from featviz import photo_objectives as P
 from featviz import regularizers as R
 from featviz import transforms
 from featviz._loop import api as render
@@ -41,6 +42,8 @@ CASES = {
   "product": (O.channel("conv1", 0) * O.channel("conv1", 1), 1),
   "scaled_div": (O.channel("conv2", 3) / 4.0, 1),
   "stack": (O.stack([O.channel("conv2", [0, 1]), O.deepdream("conv3")]), 1),
+  "caricature": (P.Caricature("conv1", TARGET, 1.0), 1),
+  "photo_distance": (P.PhotoDistance(np.full((1, 16, 16, 3), 0.2, np.float32)), -1),
 }
 
 

@@ -14,6 +14,9 @@ Examples:
   featviz render efficientnet_lite0 block10:0-7 --out block10.png
   featviz render mnist_cnn logit:0-9 --size 28 --tv 0.05 --out digits.png
   featviz render efficientnet_lite0 "0.5*block5:3+0.5*block5:9" logit:goldfish
+  featviz render efficientnet_lite0 block10:0-7 --param maco --out maco.png
+  featviz render efficientnet_lite0 block10:3 --alpha --out alpha.png
+  featviz render efficientnet_lite0 block10:3 --init photo.jpg --steps 64
 """
 
 
@@ -49,7 +52,17 @@ def register(sub) -> None:
     help="weight of Lucid's diversity term on the first SPEC's layer",
   )
   p.add_argument(
-    "--out", default="render.png", help="grid PNG; one PNG per image goes to <out stem>_images/"
+    "--init",
+    metavar="PHOTO",
+    default=None,
+    help="start every image from this photo (resized and centre-cropped to --size) instead "
+    "of a random draw; every --param but cppn",
+  )
+  p.add_argument(
+    "--out",
+    default="render.png",
+    help="grid PNG; one PNG per image goes to <out stem>_images/ (with --param maco also "
+    "NAME_transparency.png, the transparency map, and NAME_overlay.png, the image faded by it)",
   )
   p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
   p.set_defaults(func=run)
@@ -90,16 +103,36 @@ def run(args) -> int:
   model = load_model(args)
   api.check_positions(model, objective, config)  # before --out is touched
   objective.bind(model.spec, api.resolve_batch(objective, args.batch))  # units, labels, layers
+  start = None
+  if args.init is not None:
+    from featviz import photos
+
+    start = photos.load_image(args.init, config.size, model.spec.channels)
+    if config.param == "cppn":
+      raise UsageError("--init: a cppn cannot start from a photo; choose another --param")
   out = writable_output(args.out)  # only now: a refused input leaves no folder behind
   result = api.render(
-    model, objective, config, seed=args.seed, batch=args.batch, progress_bar=not args.no_progress
+    model,
+    objective,
+    config,
+    seed=args.seed,
+    batch=args.batch,
+    progress_bar=not args.no_progress,
+    init=start,
   )
   labels = specs.labels(len(result.labels))  # the SPECs alone, without the penalties
   captions = [f"{label} ({value:.3g})" for label, value in zip(labels, result.history[-1])]
   folder = out.with_name(out.stem + "_images")
   folder.mkdir(exist_ok=True)
   for i, (image, label) in enumerate(zip(result.images, labels)):
-    images.save_png(image, folder / f"{i:04d}_{images.safe_name(label)}.png")
+    name = f"{i:04d}_{images.safe_name(label)}"
+    images.save_png(image, folder / f"{name}.png")
+    if result.transparency is not None:
+      t = result.transparency[i]
+      images.save_png(
+        images.normalized_transparency(t)[..., None], folder / f"{name}_transparency.png"
+      )
+      images.save_png(images.overlay_transparency(image, t), folder / f"{name}_overlay.png")
   scale = max(1, 96 // args.size)  # small renders (MNIST: 28 px) upscaled to a 96 px tile, so
   # a caption fits under each
   penalties = "".join(
@@ -108,14 +141,17 @@ def run(args) -> int:
     if getattr(args, name)
   )
   dtype = f", {config.compute_dtype}" if config.compute_dtype else ""
+  param = f", {config.param}" + (" + alpha" if config.alpha else "")
   title = (
-    f"{model.spec.name}, {args.steps} steps, {args.size} px, seed {args.seed}{dtype}{penalties}"
+    f"{model.spec.name}, {args.steps} steps, {args.size} px, seed {args.seed}"
+    f"{param}{dtype}{penalties}"
   )
   note = "(n): each image's objective at the last step, on its transformed image"
   images.save_png(images.grid(result.images, captions, scale=scale, title=title, note=note), out)
   units_per_s = len(result.labels) / max(result.run_seconds, 1e-9)
+  maps = " and their transparency maps" if result.transparency is not None else ""
   print(
-    f"wrote {out} and {plural(len(result.labels), 'image')} in {folder}/ "
+    f"wrote {out} and {plural(len(result.labels), 'image')}{maps} in {folder}/ "
     f"({result.run_seconds:.1f} s run, {result.compile_seconds:.1f} s compile, "
     f"{units_per_s:.2f} images/s)"
   )

@@ -28,7 +28,10 @@ _FLAGS = {  # flag -> config field
   "redirect_relu_steps": "redirect_relu_steps",
   "chunk": "chunk",
   "rewrites": "rewrites",
+  "alpha": "alpha",
 }
+# --transforms' default: MACO's crops and noise for --param maco, Lucid's five otherwise.
+_DEFAULT_TRANSFORMS = {"maco": "maco"}
 
 
 def finite_float(text: str) -> float:
@@ -73,14 +76,24 @@ def add_render_arguments(parser: argparse.ArgumentParser) -> None:
     "--param",
     choices=sorted(param_lib.PARAMETERIZATIONS),
     default=d.param,
-    help="image parameterization: fourier (Lucid's, decorrelated colour) or pixel",
+    help="image parameterization: fourier (Lucid's, decorrelated colour), pixel, lowres "
+    "(1/4 side, upsampled), laplacian (Lucid's 4-level pyramid), cppn (Lucid's, a network "
+    "per image; try --lr 0.005), maco (Fel et al. 2023: natural magnitude, optimized phase; "
+    "writes each image's transparency map too)",
+  )
+  g.add_argument(
+    "--alpha",
+    action="store_true",
+    help="RGBA images: composited onto a random background each step, the objective "
+    "weighted by transparency (Lucid's recipe); PNGs are written with their alpha",
   )
   g.add_argument(
     "--transforms",
     choices=config_lib.TRANSFORMS,
-    default=d.transforms,
+    default=None,
     help="standard: Lucid's five with a draw per image; shared: one draw for the "
-    "whole batch, as Lucid; none",
+    "whole batch, as Lucid; maco: MACO's random crop and noise; none. Default: maco for "
+    f"--param maco, else {d.transforms}",
   )
   g.add_argument(
     "--kernels",
@@ -129,6 +142,8 @@ def config_from(args: argparse.Namespace) -> config_lib.RenderConfig:
   """The :class:`featviz.RenderConfig` of the parsed flags; bad values are a UsageError that
   names the flag."""
   values = {field: getattr(args, flag) for flag, field in _FLAGS.items()}
+  if values["transforms"] is None:
+    values["transforms"] = _DEFAULT_TRANSFORMS.get(values["param"], _DEFAULTS.transforms)
   if values["compute_dtype"] == "float32":
     values["compute_dtype"] = None
   try:

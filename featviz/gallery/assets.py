@@ -83,6 +83,13 @@ details summary { cursor: pointer; color: var(--muted); margin: 4px 0; }
 .examples figure img { display: block; width: 124px; height: 124px; border-radius: 4px;
   background: #e9ecf1; }
 .examples figcaption { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+/* RGBA renders (RenderConfig(alpha=True)) show over a checkerboard; opaque ones cover it. */
+.grid > a img, .unit figure img.big, table.layers .strip img { background-color: #ccc;
+  background-image: linear-gradient(45deg, #999 25%, transparent 25%),
+    linear-gradient(-45deg, #999 25%, transparent 25%),
+    linear-gradient(45deg, transparent 75%, #999 75%),
+    linear-gradient(-45deg, transparent 75%, #999 75%);
+  background-size: 16px 16px; background-position: 0 0, 0 8px, 8px -8px, -8px 0; }
 footer { max-width: 1240px; margin: 0 auto; padding: 0 20px 30px; color: var(--muted);
   font-size: 13px; }
 kbd { padding: 1px 5px; border: 1px solid var(--line); border-radius: 3px; background: #fff;
