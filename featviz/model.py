@@ -13,7 +13,10 @@ stop after the deepest of them. ``ops`` (:class:`featviz.nonlin.Ops`) carries th
 and the CPU rewrites the architecture must use, so that the render loop can swap in
 gradient-redirecting versions (Lucid's trick) without the model knowing about optimisation.
 
-Activations are NHWC for spatial layers and ``(B, C)`` for flat ones (logits).
+Activations are NHWC maps for spatial layers, ``(B, T, C)`` for token sequences (a ViT's
+blocks) and ``(B, C)`` for flat ones (logits); :func:`as_map` is how every objective and
+analysis reads "a channel" and "a position" of each. Your own network (any flax module, any JAX
+function) becomes a Model with :meth:`Model.from_flax` and :meth:`Model.from_function`.
 """
 
 from __future__ import annotations
@@ -153,6 +156,34 @@ class ImageShapeError(ValueError):
   pass
 
 
+def as_map(acts: jax.Array) -> jax.Array:
+  """An activation as a map ``(B, h, w, C)``: the one view of "channel" and "position".
+
+  * NHWC ``(B, H, W, C)``: as it is. A channel is the mean over ``H, W``; a neuron one
+    ``(row, column)``, the centre by default.
+  * tokens ``(B, T, C)``: ``(B, 1, T, C)``. A channel is the mean over the ``T`` tokens; a
+    neuron one token, column ``t`` (a ViT's CLS token is token 0); the default is token
+    ``T // 2``.
+  * vectors ``(B, C)``: ``(B, 1, 1, C)``, a channel is the value itself; a neuron has no
+    position to choose.
+  """
+  if acts.ndim == 4:
+    return acts
+  if acts.ndim == 3:
+    return acts[:, None]
+  if acts.ndim == 2:
+    return acts[:, None, None]
+  raise ImageShapeError(
+    f"activations of shape {tuple(acts.shape)}: featviz reads (B, C) vectors, (B, T, C) "
+    "tokens and (B, H, W, C) maps"
+  )
+
+
+def layer_kind(shape: Sequence[int]) -> str:
+  """``"map"``, ``"tokens"`` or ``"vector"`` for an activation shape of rank 4, 3 or 2."""
+  return {4: "map", 3: "tokens", 2: "vector"}.get(len(shape), f"rank {len(shape)}")
+
+
 class ActivationRecorder:
   """Collects the activations a forward pass was asked for, and says when it may stop.
 
@@ -252,6 +283,23 @@ class Model:
   def tree_unflatten(cls, aux, children):
     spec, forward, metadata = aux
     return cls(spec=spec, weights=children[0], forward=forward, metadata=metadata.mapping)
+
+  @classmethod
+  def from_flax(cls, module: Any, variables: Any = None, **options) -> Model:
+    """Your own ``flax.linen`` module (with its variables) or ``flax.nnx`` module as a Model:
+    its layers are its submodules' outputs, named by module path, channel counts found
+    abstractly. Options and what it cannot do: :func:`featviz.flax_models.from_flax`."""
+    from featviz import flax_models  # it imports this module
+
+    return flax_models.from_flax(module, variables, **options)
+
+  @classmethod
+  def from_function(cls, apply: Callable, params: Any, **options) -> Model:
+    """Your own JAX function ``apply(params, x) -> {name: activations}`` as a Model
+    (:func:`featviz.function_models.from_function`)."""
+    from featviz import function_models  # it imports this module
+
+    return function_models.from_function(apply, params, **options)
 
   def replace(self, **changes) -> Model:
     """This model with some fields replaced (e.g. ``weights=`` placed on other devices)."""

@@ -15,7 +15,10 @@ the batch; since every image has its own parameters, image ``b``'s gradient is
 that of its own score, except for terms that couple the batch
 (:func:`featviz.regularizers.diversity`, flagged ``couples_batch``).
 
-Spatial activations are NHWC; flat ones ``(B, C)`` are treated as ``1 x 1``.
+Activations of every rank read through one view, :func:`featviz.model.as_map`: NHWC maps as
+they are, ``(B, T, C)`` tokens as a ``1 x T`` map (a channel is the mean over tokens, a neuron
+one token: ``neuron(layer, unit, token=0)`` is a ViT's CLS token) and ``(B, C)`` vectors as
+``1 x 1`` (a channel is the value; a neuron takes no position).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from featviz.model import UnitOutOfRangeError
+from featviz.model import UnitOutOfRangeError, as_map, layer_kind
 from featviz.objective_algebra import (
   Constant,
   Context,
@@ -68,8 +71,8 @@ __all__ = [
 
 
 def _spatial(acts: Array) -> Array:
-  """``(B, C)`` -> ``(B, 1, 1, C)``; NHWC unchanged."""
-  return acts[:, None, None, :] if acts.ndim == 2 else acts
+  """Any activation as a ``(B, h, w, C)`` map (:func:`featviz.model.as_map`)."""
+  return as_map(acts)
 
 
 def _per_image(units: Array | None, batch: int) -> Array:
@@ -157,10 +160,12 @@ class Channel(_UnitsOfLayer):
 
 @register(data=["units", "x", "y"], meta=["layer"])
 class Neuron(_UnitsOfLayer):
-  """Activation of channel ``units[b]`` at one position ``(x, y)`` (default: the centre).
+  """Activation of channel ``units[b]`` at one position (default: the centre).
 
-  ``x`` is the column and ``y`` the row, as in Lucid's ``neuron``; the default
-  centre is ``(W // 2, H // 2)`` of the layer.
+  On a map, ``x`` is the column and ``y`` the row, as in Lucid's ``neuron``; the default centre
+  is ``(W // 2, H // 2)`` of the layer. On tokens ``(B, T, C)``, ``x`` is the token and ``y`` is
+  None (:func:`neuron`'s ``token=``); the default is token ``T // 2``. A ``(B, C)`` vector has
+  no position: the neuron is the channel's value.
   """
 
   layer: str
@@ -194,12 +199,37 @@ class Neuron(_UnitsOfLayer):
     return Neuron(self.layer, bcast(self.units), bcast(self.x), bcast(self.y))
 
   def check_shapes(self, shapes):
-    """Refuses a position outside the layer's map: ``shapes[layer]`` is ``(B, H, W, C)`` (flat
-    ``(B, C)``: 1 x 1) at the render's size, after the transforms and any input resize."""
+    """Refuses a position outside the layer's map, or of the wrong kind: ``shapes[layer]`` is
+    ``(B, H, W, C)`` (a row and a column), ``(B, T, C)`` (a token) or ``(B, C)`` (none), at the
+    render's size, after the transforms and any input resize."""
     if self.x is None or self.layer not in shapes:
       return
     shape = tuple(shapes[self.layer])
-    h, w = shape[1:3] if len(shape) == 4 else (1, 1)
+    kind = layer_kind(shape)
+    if kind == "vector":
+      raise UnitOutOfRangeError(
+        f"layer {self.layer!r} is a (B, C) vector {shape}: a neuron of it has no position; "
+        f"write {self.layer}:UNIT (no @)"
+      )
+    if kind == "tokens" and self.y is not None:
+      raise UnitOutOfRangeError(
+        f"layer {self.layer!r} is a sequence of {shape[1]} tokens {shape}: give a token, "
+        f"{self.layer}:UNIT@T with T in 0-{shape[1] - 1} (0 is a ViT's CLS token), not @X,Y"
+      )
+    if kind == "map" and self.y is None:
+      raise UnitOutOfRangeError(
+        f"layer {self.layer!r} is a {shape[1]}x{shape[2]} map {shape}: give a position "
+        "@X,Y (column, row), not a token"
+      )
+    if kind == "tokens":
+      bad = [int(i) for i in np.ravel(self.x) if not 0 <= int(i) < shape[1]]
+      if bad and not isinstance(self.x, jax.core.Tracer):
+        raise UnitOutOfRangeError(
+          f"neuron token {bad[0]} is outside layer {self.layer!r}, which has {shape[1]} "
+          f"tokens: give tokens 0-{shape[1] - 1}"
+        )
+      return
+    h, w = shape[1:3]
     for what, v, n in (("column", self.x, w), ("row", self.y, h)):
       if isinstance(v, jax.core.Tracer):
         continue
@@ -212,9 +242,10 @@ class Neuron(_UnitsOfLayer):
 
   def labels(self, batch):
     u = np.broadcast_to(np.asarray(self.units), (batch,))
-    where = (
-      "" if self.x is None else "@" + ",".join(str(int(np.ravel(v)[0])) for v in (self.x, self.y))
-    )
+    where = ""
+    if self.x is not None:
+      coords = (self.x,) if self.y is None else (self.x, self.y)
+      where = "@" + ",".join(str(int(np.ravel(v)[0])) for v in coords)
     return [f"{self.layer}:{int(i)}{where}" for i in u]
 
 
@@ -378,8 +409,13 @@ def channel(layer: str, unit: Any) -> Channel:
   return Channel(layer, _units_array(unit))
 
 
-def neuron(layer: str, unit: Any, x: Any = None, y: Any = None) -> Neuron:
-  """Activation of channel ``unit`` at column ``x``, row ``y`` (default: the centre)."""
+def neuron(layer: str, unit: Any, x: Any = None, y: Any = None, *, token: Any = None) -> Neuron:
+  """Activation of channel ``unit`` at column ``x``, row ``y`` of a map (default: the centre),
+  or at ``token`` of a ``(B, T, C)`` sequence (0 is a ViT's CLS token; default ``T // 2``)."""
+  if token is not None:
+    if x is not None or y is not None:
+      raise ValueError("give a neuron a token or a position x, y, not both")
+    return Neuron(layer, _units_array(unit), _units_array(token, "token"), None)
   if (x is None) != (y is None):
     raise ValueError("give both x and y of a neuron, or neither (the centre)")
   if x is not None:

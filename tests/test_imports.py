@@ -12,7 +12,16 @@ ALLOWED = {
   "featviz.home": set(),
   "featviz.nonlin": set(),
   "featviz.kernels": set(),
-  "featviz.model": {"featviz.nonlin", "featviz.class_names"},
+  # model's from_flax / from_function import their adapters lazily (they import model).
+  "featviz.model": {
+    "featviz.nonlin",
+    "featviz.class_names",
+    "featviz.flax_models",
+    "featviz.function_models",
+  },
+  "featviz.relu_swap": {"featviz.nonlin"},
+  "featviz.function_models": {"featviz.model", "featviz.nonlin", "featviz.relu_swap"},
+  "featviz.flax_models": {"featviz.function_models", "featviz.model"},
   "featviz.class_names": {"featviz.model"},
   "featviz.param": {"featviz.kernels"},
   "featviz.transforms": {"featviz.kernels"},

@@ -92,6 +92,7 @@ def manifest(
   return {
     "format": store_lib.FORMAT,
     "model": model.spec.name,
+    "model_source": store_lib.model_source(model),
     "weights_sha256": digest,
     "weights_hashed": hashed,
     "featviz_version": home.VERSION,

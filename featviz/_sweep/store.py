@@ -70,7 +70,15 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 
 # Manifest fields that must match for a store to be resumed (the rest is record only).
-COMPARED = ("format", "model", "weights_sha256", "featviz_version", "settings", "dataset")
+COMPARED = (
+  "format",
+  "model",
+  "model_source",
+  "weights_sha256",
+  "featviz_version",
+  "settings",
+  "dataset",
+)
 
 
 class SettingsMismatchError(ValueError):
@@ -154,6 +162,16 @@ def weights_sha256(model) -> tuple[str, str]:
     h.update(f"{jax.tree_util.keystr(path)}|{arr.dtype}|{arr.shape}|".encode())
     h.update(np.ascontiguousarray(arr).tobytes())
   return h.hexdigest(), "weight arrays"
+
+
+def model_source(model) -> str:
+  """Where the model came from, as the manifest records it: ``metadata["source"]`` (the CLI
+  sets ``zoo:NAME``, ``file:/abs/path.py:FUNCTION`` or ``module:pkg.mod:FUNCTION``), else
+  ``zoo:NAME`` for a zoo model (it carries its weight file's sha256), else ``python:NAME``."""
+  metadata = dict(model.metadata)
+  if metadata.get("source"):
+    return str(metadata["source"])
+  return f"{'zoo' if metadata.get('sha256') else 'python'}:{model.spec.name}"
 
 
 def _json_bytes(obj: Any) -> bytes:
@@ -276,7 +294,9 @@ class Store:
       raise CorruptStoreError(
         f"{path}: the sweep manifest is a {type(stored).__name__}, not a JSON object; {fix}"
       )
-    diff = differences({k: stored.get(k) for k in COMPARED}, {k: manifest.get(k) for k in COMPARED})
+    # A store made before the manifest had model_source is compared without it.
+    compared = [k for k in COMPARED if k in stored or k != "model_source"]
+    diff = differences({k: stored.get(k) for k in compared}, {k: manifest.get(k) for k in compared})
     if diff:
       raise SettingsMismatchError(
         f"{self.root} holds a sweep made with other settings:\n  "

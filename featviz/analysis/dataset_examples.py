@@ -30,7 +30,7 @@ from PIL import Image
 
 from featviz.analysis import figures
 from featviz.analysis import receptive_field as rf_lib
-from featviz.model import Model
+from featviz.model import Model, as_map
 
 # Images per compiled batch: 16 photos of 224 px keep EfficientNet-Lite0's largest
 # activations (16 x 112 x 112 x 96 floats, 77 MB) small on a laptop; the last batch is
@@ -86,9 +86,7 @@ class UnitExamples:
 @functools.partial(jax.jit, static_argnums=2)
 def _summaries(model: Model, images, layer: str):
   """``(B, H, W, C)`` in [0, 1] -> mean, peak, flat arg-max, each ``(B, C)``."""
-  acts = model.activations(images, (layer,))[layer]
-  if acts.ndim == 2:
-    acts = acts[:, None, None, :]
+  acts = as_map(model.activations(images, (layer,))[layer])  # tokens: a 1 x T map
   flat = acts.reshape(acts.shape[0], -1, acts.shape[-1])  # (B, h * w, C)
   return flat.mean(axis=1), flat.max(axis=1), jnp.argmax(flat, axis=1), acts.shape[1:3]
 

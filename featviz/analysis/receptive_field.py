@@ -35,7 +35,9 @@ the arg-max of each window.
 
 Different channels can have different fields: in InceptionV1's ``mixed3a`` the 1x1 branch
 sees less than the 5x5 branch. Pass a unit to get its own field, or ``-1`` for the union
-over the layer's channels. Flat layers (``logits``, ``(B, C)``) see the whole image.
+over the layer's channels. Flat layers (``logits``, ``(B, C)``) see the whole image; a token
+of a ``(B, T, C)`` layer (a ViT) is position ``(0, t)``: its patch alone after the patch
+embedding, usually the whole image after an attention block.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ import numpy as np
 from jax import lax
 from jax.extend import core as jcore
 
-from featviz.model import Model
+from featviz.model import Model, as_map
 from featviz.nonlin import STANDARD_OPS
 
 # Element-wise primitives: output element i depends on element i of each operand (scalar
@@ -242,7 +244,8 @@ def dependency_masks(
     layer: a layer name of ``model.spec``.
     queries: ``(N, 3)`` integers ``(row, col, unit)``: a position of the layer's activation
       map and a channel, or ``unit = -1`` for every channel at that position. Flat layers
-      ignore ``row`` and ``col``.
+      ignore ``row`` and ``col``; token layers ``(B, T, C)`` take ``(0, t, unit)``, token ``t``
+      (:func:`featviz.model.as_map`'s ``1 x T`` map).
     size: the input side ``S`` or ``(H, W)`` in pixels the fields are computed for;
       defaults to ``model.spec.image_size``. Fields near the border depend on it.
     chunk: queries per pull-back (the batch of the compiled program; one compile per
@@ -258,6 +261,13 @@ def dependency_masks(
   out_shape = _out_shape(model, layer, shape)
   queries = np.asarray(queries, np.int64).reshape(-1, 3)
   spatial = out_shape[1:-1]
+  if len(spatial) == 1 and queries.size:  # tokens (B, T, C): row 0, column the token
+    bad = (queries[:, 0] != 0) | (queries[:, 1] < 0) | (queries[:, 1] >= spatial[0])
+    if bad.any():
+      raise ValueError(
+        f"position {tuple(queries[bad][0, :2])} is not a token of layer {layer!r}: its "
+        f"{spatial[0]} tokens are positions (0, t), t in 0-{spatial[0] - 1} (as_map's 1 x T map)"
+      )
   if len(spatial) == 2 and queries.size:
     bad = (
       (queries[:, 0] < 0)
@@ -276,7 +286,7 @@ def dependency_masks(
     part = queries[start : start + chunk]
     seed = np.zeros((chunk,) + tuple(out_shape[1:]), np.float32)
     for b, (row, col, unit) in enumerate(part):
-      where = (b,) if len(spatial) == 0 else (b, row, col)
+      where = {0: (b,), 1: (b, col)}.get(len(spatial), (b, row, col))
       units = slice(None) if unit < 0 else int(unit)
       seed[where + (units,)] = 1.0
     out[start : start + len(part)] = np.asarray(_pull(model, seed, layer, shape))[: len(part)]
@@ -320,6 +330,6 @@ def centre_field(
   hw = (size, size) if np.ndim(size) == 0 else tuple(size)
   model.spec.check_layer(layer)
   shape = _out_shape(model, layer, (1, *hw, model.spec.channels))
-  h, w = (shape[1], shape[2]) if len(shape) == 4 else (1, 1)
+  h, w = as_map(jax.ShapeDtypeStruct(shape, jnp.float32)).shape[1:3]
   box = receptive_fields(model, layer, [(h // 2, w // 2, unit)], size, chunk=1)[0]
   return (h, w), tuple(int(v) for v in box)

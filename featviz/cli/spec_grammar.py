@@ -5,11 +5,13 @@ A SPEC is a weighted sum of terms::
   SPEC  := TERM (("+" | "-") TERM)*
   TERM  := [NUMBER "*"] ATOM
   ATOM  := LAYER ":" UNITS ["@" X "," Y]     channel, or neuron at column X, row Y
+         | LAYER ":" UNITS "@" T               neuron at token T of a (B, T, C) layer
          | "logit:" (UNITS | NAME | "QUOTED NAME")     class logits by index or class name
          | "deepdream:" LAYER
   UNITS := N | A "-" B                         one unit, or units A..B inclusive
 
-Examples: ``mixed4a:476``, ``block10:0-63`` (64 images), ``conv2:5@3,4``,
+Examples: ``mixed4a:476``, ``block10:0-63`` (64 images), ``conv2:5@3,4``, ``block1:5@0``
+(a ViT block's channel 5 at token 0, the CLS token),
 ``logit:207``, ``logit:0-9`` (ten images), ``logit:goldfish``, ``deepdream:block5``,
 ``0.5*block3:1+0.5*block3:2``, ``logit:1-0.2*logit:7``.
 
@@ -49,14 +51,16 @@ _NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
 # A class name's words: joined by spaces or "-", never across the start of another "LAYER:" term.
 _WORD = r"[A-Za-z_][\w']*"
 _NAME = rf"{_WORD}(?:(?:[ \t]+|-)(?![A-Za-z_]\w*:){_WORD})*"
+# A layer: a name, or a module path of names joined by "/" (flax: ``Block_2/Conv_1``).
+_LAYER = r"[A-Za-z_]\w*(?:/\w+)*"
 _TERM = re.compile(
   rf"""\s*(?P<sign>[+-])?\s*
     (?:(?P<weight>{_NUMBER})\s*\*\s*)?
     (?:
       logit:(?:(?P<lstart>\d+)(?:-(?P<lstop>\d+)(?![\d.*eE]))?
              |(?P<logit>"[^"]+"|'[^']+'|{_NAME}))
-     |deepdream:(?P<dream>[A-Za-z_][\w]*)
-     |(?P<layer>[A-Za-z_][\w]*):(?P<start>\d+)(?:-(?P<stop>\d+)(?![\d.*eE]))?(?:@(?P<x>\d+),(?P<y>\d+))?
+     |deepdream:(?P<dream>{_LAYER})
+     |(?P<layer>{_LAYER}):(?P<start>\d+)(?:-(?P<stop>\d+)(?![\d.*eE]))?(?:@(?P<x>\d+)(?:,(?P<y>\d+))?)?
     )\s*""",
   re.VERBOSE,
 )
@@ -64,7 +68,7 @@ _TERM = re.compile(
 
 # How far a term that does not parse got: the error points past its sign, weight and "LAYER:".
 _HEAD = re.compile(
-  rf"\s*[+-]?\s*(?:{_NUMBER}\s*\*\s*)?(?:(?:logit|deepdream|[A-Za-z_]\w*):(?:\d+-?)?)?"
+  rf"\s*[+-]?\s*(?:{_NUMBER}\s*\*\s*)?(?:(?:logit|deepdream|{_LAYER}):(?:\d+-?)?)?"
 )
 
 
@@ -147,6 +151,8 @@ def _atom(m: re.Match) -> obj_lib.Objective:
   if m.group("dream") is not None:
     return obj_lib.deepdream(m.group("dream"))
   units = _units(m.group("start"), m.group("stop"))
+  if m.group("x") is not None and m.group("y") is None:
+    return obj_lib.neuron(m.group("layer"), units, token=int(m.group("x")))
   if m.group("x") is not None:
     return obj_lib.neuron(m.group("layer"), units, int(m.group("x")), int(m.group("y")))
   return obj_lib.channel(m.group("layer"), units)
