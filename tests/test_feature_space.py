@@ -53,6 +53,22 @@ def test_pca_matches_numpy_svd(n, d):
   np.testing.assert_allclose(fit.transform(x), xc @ fit.components.T, atol=1e-9)
 
 
+def test_tsne_separates_two_far_clusters_deterministically():
+  rng = np.random.default_rng(0)
+  x = np.concatenate([rng.normal(size=(30, 40)), rng.normal(size=(30, 40)) + 10.0])
+  labels = np.repeat([0, 1], 30)
+  result = fs.tsne(x, perplexity=10.0, seed=0)  # 40-D: PCA to 30 first
+  y = result.embedding
+  assert y.shape == (60, 2) and np.isfinite(y).all() and result.kl > 0
+  d = np.sum((y[:, None] - y[None]) ** 2, axis=-1)
+  np.fill_diagonal(d, np.inf)
+  nearest = np.argsort(d, axis=1)[:, :5]
+  assert (labels[nearest] == labels[:, None]).mean() == 1.0  # 5-NN purity
+  np.testing.assert_array_equal(fs.tsne(x, perplexity=10.0, seed=0).embedding, y)
+  with pytest.raises(ValueError, match="below N = 60"):
+    fs.tsne(x, perplexity=60.0)
+
+
 def test_scatter_draws_every_thumbnail():
   images = np.zeros((3, 8, 8, 3), np.float32)
   images[:, :, :, 0] = 1.0  # red thumbnails on a white canvas
@@ -104,7 +120,7 @@ def test_cli_neighbors_and_embed(shared, tmp_path, capsys):
           "--method",
           method,
           "--iterations",
-          "100",
+          "250",
           "--out",
           str(out),
         ]

@@ -6,7 +6,8 @@ Neural Networks", section 6.1 and figure 4, which showed the nearest neighbours 
 hidden layer) and the embedding figures that followed:
 
 * which photos does the layer put next to a query photo (L2 nearest neighbours), and
-* what are the directions of largest variance (PCA), as a 2-D map of thumbnails.
+* what are the directions of largest variance (PCA), or which photos are neighbours (t-SNE,
+  scikit-learn's), as a 2-D map of thumbnails.
 
 **The feature vector** is, by default, the **spatial mean** of the layer's activations, one
 number per channel, ``(C,)``: it does not depend on where in the photo a thing is, nor on
@@ -154,6 +155,70 @@ def pca(x: np.ndarray, n_components: int = 2) -> PCA:
   total = np.sum(xc**2) / (n - 1)
   var = lam / (n - 1)
   return PCA(mean, comps, var, var / total if total > 0 else np.zeros_like(var))
+
+
+# van der Maaten and Hinton (2008), section 4.2: PCA to 30 dimensions first, 1000 iterations,
+# perplexity 30 (they suggest 5 to 50).
+TSNE_PCA_DIMS = 30
+TSNE_ITERATIONS = 1000
+TSNE_PERPLEXITY = 30.0
+
+
+def default_perplexity(n: int) -> float:
+  """30, or ``(n - 1) / 3`` for fewer than 91 points (scikit-learn looks at ``3 * perplexity``
+  neighbours of each point, and there are only ``n - 1``)."""
+  return min(TSNE_PERPLEXITY, (n - 1) / 3)
+
+
+@dataclasses.dataclass
+class TSNEResult:
+  """``embedding (N, 2)``, the final ``kl`` divergence KL(P || Q), the ``perplexity``."""
+
+  embedding: np.ndarray
+  kl: float
+  perplexity: float
+
+
+def tsne(
+  x: np.ndarray,
+  perplexity: float | None = None,
+  iterations: int = TSNE_ITERATIONS,
+  seed: int = 0,
+  pca_dims: int | None = TSNE_PCA_DIMS,
+) -> TSNEResult:
+  """t-SNE of ``x (N, D)`` in 2-D: scikit-learn's (Barnes-Hut, PCA initialization).
+
+  Args:
+    x: N points, N at least 4.
+    perplexity: the effective number of neighbours, ``1 <= perplexity < N``; None:
+      :func:`default_perplexity`.
+    iterations: gradient steps (scikit-learn's ``max_iter``, at least 250).
+    seed: seeds the optimization.
+    pca_dims: reduce to this many principal components first when ``D`` is larger (the
+      paper's section 4.2); None keeps ``x``.
+  """
+  from sklearn.manifold import TSNE  # scikit-learn is slow to import; only here
+
+  x = np.asarray(x, np.float64)
+  if x.ndim != 2 or len(x) < 4:
+    raise ValueError(f"t-SNE needs at least 4 points as (N, D); got shape {x.shape}")
+  perplexity = default_perplexity(len(x)) if perplexity is None else float(perplexity)
+  if not 1.0 <= perplexity < len(x):
+    raise ValueError(f"perplexity must be at least 1 and below N = {len(x)}; got {perplexity}")
+  if iterations < 250:
+    raise ValueError(f"t-SNE needs at least 250 iterations (scikit-learn); got {iterations}")
+  if pca_dims and x.shape[1] > pca_dims:
+    x = pca(x, pca_dims).transform(x)
+  fit = TSNE(
+    2,
+    perplexity=perplexity,
+    max_iter=int(iterations),
+    init="pca",
+    learning_rate="auto",
+    random_state=seed,
+  )
+  y = fit.fit_transform(x)
+  return TSNEResult(y, float(fit.kl_divergence_), perplexity)
 
 
 def scatter(

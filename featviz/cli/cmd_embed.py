@@ -10,8 +10,9 @@ _EPILOG = """Examples:
   featviz embed efficientnet_lite0 --dataset photos/ --layer head --out pca.png
   featviz embed efficientnet_lite0 --dataset photos/ --layer head --method tsne --out tsne.png
 
-Each photo is placed at its first two principal components (pca), or at its exact t-SNE
-coordinates (van der Maaten and Hinton, 2008; PCA to 30 dimensions first, 1000 iterations).
+Each photo is placed at its first two principal components (pca), or at its t-SNE
+coordinates (van der Maaten and Hinton, 2008; scikit-learn's Barnes-Hut t-SNE, after PCA to 30
+dimensions as the paper, 1000 iterations).
 """
 
 
@@ -43,7 +44,9 @@ def register(sub) -> None:
     default=None,
     help="t-SNE perplexity (default: 30, the paper's, or (N - 1) / 3 if smaller)",
   )
-  p.add_argument("--iterations", type=int, default=1000, help="t-SNE iterations (paper: 1000)")
+  p.add_argument(
+    "--iterations", type=int, default=1000, help="t-SNE iterations (paper: 1000; at least 250)"
+  )
   p.add_argument("--seed", type=int, default=0, help="seed of t-SNE's initial map")
   p.add_argument("--thumb", type=int, default=48, help="thumbnail side in pixels")
   p.add_argument("--out", default="embed.png", help="the figure, a PNG file")
@@ -54,20 +57,24 @@ def run(args) -> int:
   import time
 
   from featviz import images, photos
-  from featviz.analysis import feature_space, tsne
+  from featviz.analysis import feature_space
 
   out = writable_output(args.out)
-  if args.iterations < 1 or args.thumb < 1:
-    raise UsageError("--iterations and --thumb must be positive integers")
+  if args.iterations < 250 or args.thumb < 1:
+    raise UsageError(
+      "--iterations must be at least 250 (scikit-learn's t-SNE) and --thumb positive"
+    )
   model = load_model(args)
   model.spec.check_layer(args.layer)
   data, paths = photos.load_folder(args.dataset, model.spec.image_size, model.spec.channels)
   n = len(data)
-  if n < 3:
-    raise UsageError(f"embedding needs at least 3 photos; {args.dataset!r} has {n}")
-  perplexity = args.perplexity if args.perplexity is not None else min(30.0, (n - 1) / 3)
-  if args.method == "tsne" and not 1.0 <= perplexity < n - 1:
-    raise UsageError(f"--perplexity must be at least 1 and below N - 1 = {n - 1} for {n} photos")
+  if n < 4:
+    raise UsageError(f"embedding needs at least 4 photos; {args.dataset!r} has {n}")
+  perplexity = args.perplexity
+  if perplexity is None:
+    perplexity = feature_space.default_perplexity(n)
+  if args.method == "tsne" and not 1.0 <= perplexity < n:
+    raise UsageError(f"--perplexity must be at least 1 and below N = {n} photos")
   start = time.perf_counter()
   feats = feature_space.features(model, data, args.layer, args.pool)
   featured = time.perf_counter()
@@ -80,7 +87,9 @@ def run(args) -> int:
     summary = f"PCA: PC1 explains {ratio[0]:.1%}, PC2 {ratio[1]:.1%} of the variance"
     title = f"PCA of {name}"
   else:
-    result = tsne.tsne(feats, perplexity=perplexity, iterations=args.iterations, seed=args.seed)
+    result = feature_space.tsne(
+      feats, perplexity=perplexity, iterations=args.iterations, seed=args.seed
+    )
     coords = result.embedding
     axes = ("t-SNE 1", "t-SNE 2")
     summary = f"t-SNE: perplexity {perplexity:.3g}, KL(P||Q) {result.kl:.4f}"
