@@ -21,6 +21,8 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
+import sys
+import warnings
 from collections.abc import Iterator
 
 import jax
@@ -113,17 +115,83 @@ _OPTIONS = (
 )
 
 
+# The start of the warning JAX 0.10 gives when an entry does not load (jax/_src/compiler.py,
+# _cache_read); it then compiles again, but never replaces the entry (LRUCache.put keeps an
+# existing file), so every later run would warn and recompile (red team, issue 17).
+_READ_ERROR = "Error reading persistent compilation cache entry"
+_ENTRY_SUFFIX = "-cache"  # jax/_src/lru_cache.py: _CACHE_SUFFIX; "-atime" files sit beside
+_ATIME_SUFFIX = "-atime"
+
+
+def unreadable_entries(folder: str | os.PathLike) -> list[pathlib.Path]:
+  """The entries of a JAX cache folder that do not decompress (cut short or corrupted).
+
+  Uses JAX's own ``decompress_executable`` (zstd or zlib, as JAX wrote them; both check their
+  data), so an entry this passes is one JAX can at least unpack.
+  """
+  from jax._src import compilation_cache as jax_internal  # no public API for this
+
+  bad = []
+  for entry in sorted(pathlib.Path(folder).glob(f"*{_ENTRY_SUFFIX}")):
+    try:
+      jax_internal.decompress_executable(entry.read_bytes())
+    except Exception:  # noqa: BLE001 - any failure to unpack makes the entry useless
+      bad.append(entry)
+  return bad
+
+
+def prune_unreadable(folder: str | os.PathLike) -> list[pathlib.Path]:
+  """Deletes :func:`unreadable_entries` (and their access-time files) so that JAX stores the
+  programs again at their next compile; returns what was deleted."""
+  bad = unreadable_entries(folder)
+  for entry in bad:
+    for path in (entry, entry.with_name(entry.name[: -len(_ENTRY_SUFFIX)] + _ATIME_SUFFIX)):
+      with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+  return bad
+
+
+@contextlib.contextmanager
+def _pruning_on_read_errors(folder: pathlib.Path | None) -> Iterator[None]:
+  """Shows warnings as usual; when one says a cache entry did not load, deletes the folder's
+  :func:`unreadable_entries` there and then. JAX warns before it compiles the program again and
+  writes it after, so the fresh entry then takes the broken one's place."""
+  show = warnings.showwarning
+
+  def note(message, category, filename, lineno, file=None, line=None):
+    show(message, category, filename, lineno, file, line)
+    if folder is not None and str(message).startswith(_READ_ERROR):
+      removed = prune_unreadable(folder)
+      if removed:
+        print(
+          f"featviz: removed {len(removed)} unreadable "
+          f"entr{'y' if len(removed) == 1 else 'ies'} of the compilation cache {folder}; "
+          "this run stores them again",
+          file=sys.stderr,
+        )
+
+  warnings.showwarning = note
+  try:
+    yield
+  finally:
+    warnings.showwarning = show
+
+
 @contextlib.contextmanager
 def enabled(path: str | os.PathLike | None = None, **options) -> Iterator[pathlib.Path | None]:
   """:func:`enable` for the ``with`` block only; yields what :func:`enable` returns.
 
   On exit the options :func:`enable` set get their old values back, and when it
   set the folder JAX's cache is reset (``reset_cache``), so that later compiles in
-  this process neither read nor write it.
+  this process neither read nor write it. When JAX warns inside the block that an entry
+  did not load, the entries of the folder that do not decompress are deleted
+  (:func:`prune_unreadable`), so JAX stores them again instead of warning on every run.
   """
   before = {name: getattr(jax.config, name) for name in _OPTIONS}
   try:
-    yield enable(path, **options)
+    folder = enable(path, **options)
+    with _pruning_on_read_errors(folder):
+      yield folder
   finally:
     changed = {name: value for name, value in before.items() if getattr(jax.config, name) != value}
     for name, value in changed.items():
@@ -140,4 +208,6 @@ __all__ = [
   "enable",
   "enabled",
   "enabled_by_env",
+  "prune_unreadable",
+  "unreadable_entries",
 ]

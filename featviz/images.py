@@ -51,6 +51,12 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[io.IOBas
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp, path)
+  except OSError as e:
+    with contextlib.suppress(FileNotFoundError):
+      os.unlink(tmp)
+    if e.filename is None:  # a write's ENOSPC names no file: name the one being written
+      raise OSError(e.errno, e.strerror, str(path)) from e
+    raise
   except BaseException:
     with contextlib.suppress(FileNotFoundError):
       os.unlink(tmp)

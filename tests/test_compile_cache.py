@@ -178,3 +178,31 @@ def test_the_command_line_caches_its_programs(tmp_path):
   names = [p.name for p in (home / compile_cache.SUBDIR).iterdir()]
   assert any(n.startswith("jit__optimize_chunk-") for n in names), names
   assert (tmp_path / "out0.png").read_bytes() == (tmp_path / "out1.png").read_bytes()
+
+
+def test_broken_entries_are_replaced_not_warned_about_forever(tmp_path):
+  """Red team (issue 17): every entry cut to half made each later run warn and recompile, as
+  JAX never replaces an existing entry. Run 2 warns, prunes and stores them again; run 3 loads
+  every program."""
+  home = tmp_path / "home"
+  args = ["render", "mnist_cnn", "logit:0", "--size", "28", "--steps", "4", "--transforms", "none"]
+  env = {"JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+  runs = [_run([CLI, *args, "--out", str(tmp_path / "out0.png")], home, tmp_path, env)]
+  folder = home / compile_cache.SUBDIR
+  entries = sorted(folder.glob("*-cache"))
+  assert entries and compile_cache.unreadable_entries(folder) == []
+  for entry in entries:
+    data = entry.read_bytes()
+    entry.write_bytes(data[: len(data) // 2])
+  assert compile_cache.unreadable_entries(folder) == entries
+  for i in (1, 2):
+    runs.append(_run([CLI, *args, "--out", str(tmp_path / f"out{i}.png")], home, tmp_path, env))
+  broken, clean = (json.loads(r.stdout.strip().splitlines()[-1]) for r in runs[1:])
+  assert "Error reading persistent compilation cache entry" in runs[1].stderr
+  assert "unreadable entries of the compilation cache" in runs[1].stderr
+  assert broken["writes"] >= 3 and compile_cache.unreadable_entries(folder) == []
+  assert "Error reading" not in runs[2].stderr
+  assert clean["writes"] == 0 and clean["hits"] >= 3
+  assert broken["code"] == clean["code"] == 0
+  outs = [(tmp_path / f"out{i}.png").read_bytes() for i in range(3)]
+  assert outs[0] == outs[1] == outs[2]

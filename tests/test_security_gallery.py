@@ -167,3 +167,26 @@ def test_an_empty_folder_is_claimed_and_a_failed_run_can_be_repeated(tmp_path, m
     gallery.build(store, site)
   monkeypatch.setattr(gallery_files.Writer, "copy", copy)
   assert gallery.build(store, site).units == 2  # the folder is the gallery's: no refusal
+
+
+@pytest.mark.parametrize(
+  "field, value",
+  [("ratio", "<script>x</script>"), ("final", None), ("final", [1]), ("ratio", True)],
+)
+def test_an_index_row_with_a_number_that_is_not_one_is_refused_by_the_cli(
+  tmp_path, capsys, field, value
+):
+  """Red team, section 5: a row's ``ratio`` as a string crashed the page writer (exit 1,
+  ``ValueError: Unknown format code 'f'``)."""
+  store = make_store(tmp_path / "store", {"conv1": 2})
+  index = store / "_index/conv1/00000.json"
+  data = json.loads(index.read_text())
+  data["rows"][0][field] = value
+  index.write_text(json.dumps(data))
+  code = cli.main(["gallery", str(store), "--out", str(tmp_path / "site")])
+  err = capsys.readouterr().err
+  if value is None:  # null is a number not measured: the site is built
+    assert code == 0
+    return
+  assert code == 2 and f"has {field} = " in err and "not a finite number or null" in err
+  assert "Traceback" not in err and not (tmp_path / "site/index.html").exists()

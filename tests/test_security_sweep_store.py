@@ -224,3 +224,16 @@ def test_remove_temporaries_cleans_manifest_leftovers(tmp_path):
   images.save_png(_image(0.5), tmp_path / "x.png")
   store.remove_temporaries()
   assert not (tmp_path / f".{S.MANIFEST}.12345.new").exists()
+
+
+@pytest.mark.parametrize("folder", [S.INDEX, "conv1"])
+def test_a_file_where_a_store_folder_belongs_is_a_store_error(tmp_path, folder):
+  """Red team, section 4: ``_index`` replaced by a file gave ``FileExistsError`` and a
+  traceback; a layer folder replaced by a file the same on the next commit."""
+  root = tmp_path / "S"
+  root.mkdir()
+  (root / folder).write_text("not a folder")
+  with pytest.raises(S.StoreError, match=f"{folder} should be a folder of the sweep store") as e:
+    sweep.sweep(tiny_cnn.make(), ["conv1"], out=root, units=(0, 2), **FAST)
+  assert isinstance(e.value, cli_errors.USAGE_ERRORS)
+  assert (root / folder).read_text() == "not a folder"  # nothing of the user's is touched

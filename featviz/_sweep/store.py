@@ -93,6 +93,17 @@ class StoreError(ValueError):
   """A store folder that cannot be used as it is; the message names the file and the fix."""
 
 
+def make_folder(path: pathlib.Path, parents: bool = False) -> None:
+  """``mkdir`` for a folder of the store; :class:`StoreError` when a file is in its place (the
+  red team replaced ``_index/`` by a file: ``FileExistsError`` and a traceback)."""
+  if path.exists() and not path.is_dir():
+    raise StoreError(
+      f"{path} should be a folder of the sweep store, but it is a file; move it away, or give "
+      "the sweep another --out folder"
+    )
+  path.mkdir(parents=parents, exist_ok=True)
+
+
 class CorruptStoreError(StoreError):
   """A ``manifest.json`` or index file of the store does not parse as what it should be."""
 
@@ -271,9 +282,9 @@ class Store:
       CorruptStoreError: ``manifest.json`` does not parse as a JSON object.
       StoreLockedError: another sweep is writing the store (:meth:`lock`).
     """
-    self.root.mkdir(parents=True, exist_ok=True)
+    make_folder(self.root, parents=True)
     self.lock()
-    (self.root / INDEX).mkdir(exist_ok=True)
+    make_folder(self.root / INDEX)
     path = self.root / MANIFEST
     if not path.exists():
       self._refuse_orphan_rows(manifest)
@@ -407,11 +418,11 @@ class Store:
     self, layer: str, chunk: int, pictures: Mapping[int, np.ndarray], rows: Iterable[dict[str, Any]]
   ) -> None:
     """Writes the chunk's PNGs, then its index file (old rows plus ``rows``), atomically."""
-    self.layer_dir(layer).mkdir(exist_ok=True)
+    make_folder(self.layer_dir(layer))
     for unit, picture in pictures.items():
       images.save_png(picture, self.png(layer, unit))
     file = self._index_file(layer, chunk)
-    file.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(file.parent, parents=True)
     merged = {}
     if file.exists():
       merged = {int(r["unit"]): r for r in self._index_rows(file)}

@@ -13,7 +13,9 @@ Every command runs with JAX's persistent compilation cache on
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import pkgutil
 import sys
 
@@ -28,6 +30,31 @@ Start with:
   featviz zoo labels efficientnet_lite0 --grep fish
   featviz render efficientnet_lite0 logit:goldfish --steps 256 --out goldfish.png
 """
+
+
+# Failures of the machine rather than of featviz or the input: reported in one line, exit 1.
+_MACHINE_ERRNOS = {
+  errno.ENOSPC: "the disk is full",
+  errno.EDQUOT: "the disk quota is used up",
+  errno.EROFS: "the file system is read-only",
+  errno.EACCES: "permission denied",
+  errno.EPERM: "operation not permitted",
+}
+
+
+def _machine_failure(e: OSError) -> str:
+  """One line for a full disk or an unwritable folder, naming the path and what to do."""
+  what = _MACHINE_ERRNOS[e.errno]
+  where = f" writing {e.filename}" if e.filename else ""
+  from featviz import home
+
+  cache = str(home.root())
+  hint = "free some space and run again (a sweep resumes where it stopped)"
+  if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+    hint = "give an output folder you can write"
+  if e.filename and os.path.abspath(str(e.filename)).startswith(os.path.abspath(cache)):
+    hint = f"featviz caches models and programs in {cache}: set FEATVIZ_HOME to a writable folder"
+  return f"{what}{where}; {hint}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,6 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_USAGE
   except FloatingPointError as e:
     print(f"featviz {args.command}: failed: {e}", file=sys.stderr)
+    return EXIT_FAILED
+  except OSError as e:
+    if e.errno not in _MACHINE_ERRNOS:
+      raise
+    print(f"featviz {args.command}: failed: {_machine_failure(e)}", file=sys.stderr)
     return EXIT_FAILED
   except KeyboardInterrupt:
     print("featviz: interrupted", file=sys.stderr)

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 import os
 import pathlib
 import re
@@ -73,6 +75,25 @@ def unit_png(root: pathlib.Path, row: Any) -> pathlib.Path | None:
   return path if path.is_file() else None
 
 
+# The numbers of an index row that pages format (``featviz._sweep.run`` and ``quality`` write
+# them): each must be a finite number or null. The store checks a row's layer, unit and png.
+NUMERIC_FIELDS = ("final", "start", "last_step", "dataset_max", "ratio", "chunk_seconds")
+
+
+def check_row_numbers(root: pathlib.Path, row: dict[str, Any]) -> None:
+  """Raises :class:`NotASweepError` naming the row and field when a number is not a number."""
+  for key in NUMERIC_FIELDS:
+    value = row.get(key)
+    ok = value is None or (
+      isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    )
+    if not ok:
+      raise NotASweepError(
+        f"{str(root)!r}: the index row of {row.get('layer')}:{row.get('unit')} has "
+        f"{key} = {value!r:.80}, not a finite number or null (is the store hand-edited?)"
+      )
+
+
 @dataclasses.dataclass
 class Layer:
   """One swept layer: ``dir`` is its folder name (the store's and the site's)."""
@@ -113,6 +134,7 @@ def read_sweep(path: str | os.PathLike) -> Sweep:
     NotASweepError: ``path`` is missing, or lacks ``manifest.json``, the ``_index/``
       folder or any index row; the message names what is missing.
     UnsafeSweepPathError: a row's ``png`` leaves the folder (:func:`unit_png`).
+    NotASweepError: a row's number is not a number (:func:`check_row_numbers`).
   """
   root = pathlib.Path(path)
   if not root.exists():
@@ -156,6 +178,7 @@ def read_sweep(path: str | os.PathLike) -> Sweep:
   by_layer: dict[str, dict[int, dict[str, Any]]] = {name: {} for name in channels}
   missing = []
   for (layer, unit), row in rows.items():
+    check_row_numbers(root, row)
     if unit_png(root, row) is not None:
       by_layer.setdefault(layer, {})[unit] = row
     else:
