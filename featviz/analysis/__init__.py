@@ -18,11 +18,17 @@ nothing):
   adversarial      FGSM and PGD (L-inf), targeted and untargeted
   dataset_examples the photos, and patches of photos, that excite a unit most
   receptive_field  which input pixels a unit depends on, read off the architecture
-  feature_space    photos as points in a layer's activation space; neighbours and PCA
-  tsne             exact t-SNE for a few hundred points
+  feature_space    photos as points in a layer's activation space; neighbours, PCA, t-SNE
+                   (scikit-learn's)
   dream            DeepDream on a photo, at several scales
   inversion        an image with the same activations as a photo at some layers
+  neuron_groups    NMF of a photo's activations into groups, each direction rendered (Olah
+                   et al. 2018, "The Building Blocks of Interpretability")
+  atlas            activation atlas: many photos' activations laid out, a grid of cells each
+                   rendered, all in one batch; class activation atlas (Carter et al. 2019)
+  attribution      gradient x activation of one layer for a class or a later unit: spatial,
+                   per channel, per neuron group (the Building Blocks)
 
 The CLI wraps them as ``featviz activations | filters | cam | adversarial | examples |
-neighbors | embed | dream | invert``.
+neighbors | embed | dream | invert | groups | atlas | attribution``.
 """
