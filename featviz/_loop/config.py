@@ -23,7 +23,7 @@ from featviz import nonlin
 from featviz import param as param_lib
 from featviz import transforms as tf_lib
 from featviz.nonlin import LUCID_REDIRECT_STEPS
-from featviz.param.maco import MacoCrops
+from featviz.param.maco_image import MacoCrops
 
 # Named transforms (names, not objects, so that a manifest can record them).
 TRANSFORMS = ("standard", "shared", "maco", "none")
@@ -62,7 +62,7 @@ class RenderConfig:
       renders that pass the same object.
     transforms: ``"standard"`` (Lucid's five, a draw per image), ``"shared"`` (one draw for
       the whole batch, as Lucid), ``"maco"`` (MACO's random crop and noise, one resample per
-      image: ``featviz.param.maco.MacoCrops``), ``"none"``, or a transform
+      image: ``featviz.param.maco_image.MacoCrops``), ``"none"``, or a transform
       ``(key, images) -> images`` (``featviz.transforms``).
     redirect_relu_steps: Lucid's redirected ReLU gradient for this many first steps; 0: off.
     compute_dtype: ``"bfloat16"`` multiplies in bf16 inside the network's dense convolutions

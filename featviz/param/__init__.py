@@ -14,6 +14,9 @@ batch), so a batch of B images optimizes B independent problems; Adam is element
 ``alpha.WithAlpha``     any of them with a fourth (alpha) channel (``RenderConfig(alpha=True)``)
 ======================  ==================================================================
 
+The modules are ``<name>_image.py`` (Lucid's ``fft_image``, ``pixel_image``), so that
+``featviz.param.fourier`` etc. stay the functions.
+
 Defaults and sources are in each module (``shared/design/anchors.md`` has Lucid's).
 """
 
@@ -44,11 +47,11 @@ from featviz.param.core import (  # noqa: F401
   normal,
   to_valid_rgb,
 )
-from featviz.param.cppn import cppn
-from featviz.param.fourier import fourier
-from featviz.param.lowres import laplacian, lowres
-from featviz.param.maco import maco
-from featviz.param.pixel import pixel
+from featviz.param.cppn_image import cppn
+from featviz.param.fourier_image import fourier
+from featviz.param.lowres_image import laplacian, lowres
+from featviz.param.maco_image import MacoCrops, maco  # noqa: F401
+from featviz.param.pixel_image import pixel
 
 PARAMETERIZATIONS = {
   "fourier": fourier,

@@ -20,7 +20,8 @@ import jax
 import jax.numpy as jnp
 
 from featviz.param.core import EPS, Param, ParamError
-from featviz.param.fourier import fourier
+from featviz.param.fourier_image import fourier
+from featviz.param.maco_image import maco
 
 # Lucid's transparency notebook: the background is image_sample([1, h, w, 3], sd=0.2,
 # decay_power=1.5), and the full image's mean alpha is weighted by 0.5 against the crop's 1.
@@ -39,9 +40,9 @@ class WithAlpha:
   def __call__(self, size, batch=1, channels=3) -> Param:
     if channels != 3:
       raise ParamError(f"alpha renders RGBA images for RGB networks; this one has {channels}")
-    p = self.base(size, batch, channels + 1)
-    if p.name == "maco":
+    if self.base is maco:
       raise ParamError("maco has no alpha channel; its transparency is result.transparency")
+    p = self.base(size, batch, channels + 1)
 
     def from_image(images):
       images = jnp.asarray(images, jnp.float32)

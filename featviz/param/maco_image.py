@@ -42,7 +42,7 @@ from featviz.param.core import (
   normal,
   side,
 )
-from featviz.param.lowres import resize_matrix
+from featviz.param.lowres_image import resize_matrix
 
 SPECTRUM_FILE = pathlib.Path(__file__).with_name("maco_spectrum.npz")
 # Xplique and Horama: the phase starts from N(0, 1); the standardized image's epsilon is 1e-5.
@@ -63,7 +63,7 @@ def magnitude(h: int, w: int) -> np.ndarray:
   m, _ = stored_spectrum()
   uy = resize_matrix(h, m.shape[1], half_pixel=True)
   ux = resize_matrix(w // 2 + 1, m.shape[2], half_pixel=True)
-  return np.einsum("yi,cij,xj->cyx", uy, m, ux).astype(np.float32)
+  return (uy @ m @ ux.T).astype(np.float32)  # two matmuls per channel
 
 
 def decode(phase: jax.Array, mag: jax.Array, h: int, w: int) -> jax.Array:
