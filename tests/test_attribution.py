@@ -107,3 +107,11 @@ def test_real_weights_total_matches_the_finite_difference(shared, tmp_path, caps
   assert '<img src="data:image/png;base64,' in (tmp_path / "a.html").read_text()
   assert main(argv + ["--unit", "conv1:0"]) == 2
   assert "must come after 'conv2'" in capsys.readouterr().err
+
+
+def test_recipe_page_escapes_its_text():
+  from featviz.cli import recipe_page
+
+  html = recipe_page.page("<b>t</b>", np.zeros((2, 2, 3), np.float32), [("a<", "b&c")])
+  assert "<b>t</b>" not in html and "&lt;b&gt;t&lt;/b&gt;" in html
+  assert "<th>a&lt;</th><td>b&amp;c</td>" in html and "data:image/png;base64," in html
