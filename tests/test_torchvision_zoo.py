@@ -284,12 +284,12 @@ def test_forward_stops_after_the_deepest_layer(resnet18_file):
 def test_render_and_sweep_run_on_resnet18(resnet18_file, tmp_path, featviz_home, capsys):
   tiny = ["--steps", "4", "--size", "48", "--no-progress", "--weights", str(resnet18_file)]
   out = tmp_path / "render.png"
-  # Early layers: the forward stops there, so the programs compiled stay small. (The SPEC
-  # grammar does not take a "." in a layer name yet, so render names layer1, not layer1.1.)
-  assert main(["render", "resnet18", "layer1:0-1", *tiny, "--out", str(out)]) == 0
+  # The SPEC grammar does not take a "." in a layer name yet: render names layer2, the sweep
+  # (whose --layers is a plain list) a block, layer1.0.
+  assert main(["render", "resnet18", "layer2:0-1", *tiny, "--out", str(out)]) == 0
   store = tmp_path / "sweep"
   sweep = ["sweep", "resnet18", "--layers", "layer1.0", "--units", "0-1", "--batch", "2"]
   assert main([*sweep, *tiny, "--out", str(store)]) == 0
   singles = sorted(p.name for p in (tmp_path / "render_images").glob("*.png"))
-  assert singles == ["0000_layer1_0.png", "0001_layer1_1.png"]
+  assert singles == ["0000_layer2_0.png", "0001_layer2_1.png"]
   assert sorted(p.name for p in (store / "layer1.0").glob("*.png")) == ["0000.png", "0001.png"]
