@@ -107,6 +107,8 @@ def test_real_weights_total_matches_the_finite_difference(shared, tmp_path, caps
   assert '<img src="data:image/png;base64,' in (tmp_path / "a.html").read_text()
   assert main(argv + ["--unit", "conv1:0"]) == 2
   assert "must come after 'conv2'" in capsys.readouterr().err
+  assert main(argv[:4] + ["fc", "--out", str(tmp_path / "no" / "a.png")]) == 2
+  assert "give a spatial layer" in capsys.readouterr().err and not (tmp_path / "no").exists()
 
 
 def test_recipe_page_escapes_its_text():

@@ -70,9 +70,12 @@ def run(args) -> int:
       index = spec.label_index(int(args.label) if args.label.strip().isdigit() else args.label)
     target = attribution.Target("logits", index)
   shape = layer_grad.layer_shapes(model)[args.layer]
+  if len(shape) != 4:
+    raise UsageError(
+      f"the figure maps attribution over positions: give a spatial layer; {args.layer!r} is "
+      f"flat {shape[1:]} (featviz.analysis.attribution.attribute takes it in Python)"
+    )
   if args.groups:
-    if len(shape) != 4:
-      raise UsageError(f"--groups needs a spatial layer; {args.layer!r} is flat {shape[1:]}")
     most = min(shape[1] * shape[2], shape[3])
     if args.groups > most:
       raise UsageError(f"--groups must be at most {most} for {args.layer}; got {args.groups}")
