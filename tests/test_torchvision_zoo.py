@@ -12,6 +12,7 @@ normalisation is torchvision's ``Normalize`` on the reference side and ``ModelSp
 1e-6).
 """
 
+import functools
 import importlib
 import urllib.error
 
@@ -293,3 +294,34 @@ def test_render_and_sweep_run_on_resnet18(resnet18_file, tmp_path, featviz_home,
   singles = sorted(p.name for p in (tmp_path / "render_images").glob("*.png"))
   assert singles == ["0000_layer2_0.png", "0001_layer2_1.png"]
   assert sorted(p.name for p in (store / "layer1.0").glob("*.png")) == ["0000.png", "0001.png"]
+
+
+def test_min_size_is_the_smallest_input_torchvision_takes():
+  """GoogLeNet's 15 px and VGG's 32 px: torchvision runs at min_size and refuses one less;
+  featviz's forward at min_size keeps every map at least one pixel wide."""
+  vgg_features = torchvision.models.vgg.make_layers(torchvision.models.vgg.cfgs["D"])
+  nets = {
+    "googlenet": torchvision.models.googlenet(aux_logits=False, init_weights=False).eval(),
+    "vgg16": vgg_features,  # The classifier's shapes do not depend on the input size.
+  }
+  for name, net in nets.items():
+    arch = catalogue.architecture(name)
+    size = arch.spec().min_size
+    with torch.no_grad():
+      net(torch.zeros(1, 3, size, size))
+      with pytest.raises(RuntimeError):
+        net(torch.zeros(1, 3, size - 1, size - 1))
+    layers = tuple(arch.spec().layers)
+    if name == "vgg16":  # The forward stops at the last pool: the classifier is not needed.
+      layers = tuple(layer for layer in layers if layer.startswith("features."))
+      features = {}
+      for key, value in net.state_dict().items():
+        index, leaf = key.split(".")
+        convert = sd.conv_kernel if leaf == "weight" else sd.vector
+        features.setdefault(index, {})["kernel" if leaf == "weight" else "bias"] = convert(value)
+      weights = {"features": features}
+    else:
+      weights = arch.convert({k: v.numpy() for k, v in net.state_dict().items()})
+    x = jax.ShapeDtypeStruct((1, size, size, 3), np.float32)
+    out = jax.eval_shape(functools.partial(arch.forward, layers=layers), weights, x)
+    assert min(min(a.shape[1:3]) for a in out.values() if a.ndim == 4) >= 1, name
