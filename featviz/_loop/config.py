@@ -26,7 +26,7 @@ from featviz.nonlin import LUCID_REDIRECT_STEPS
 from featviz.param.maco_image import MacoCrops
 
 # Named transforms (names, not objects, so that a manifest can record them).
-TRANSFORMS = ("standard", "shared", "maco", "none")
+TRANSFORMS = ("standard", "shared", "none", "maco")
 KERNELS = ("auto", "xla", "pallas")
 REWRITES = ("auto", "all", "none")
 
