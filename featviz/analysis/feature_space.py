@@ -162,6 +162,10 @@ def pca(x: np.ndarray, n_components: int = 2) -> PCA:
 TSNE_PCA_DIMS = 30
 TSNE_ITERATIONS = 1000
 TSNE_PERPLEXITY = 30.0
+# Up to this many points scikit-learn's exact t-SNE (every pair, each iteration) is used: it was
+# 4 s against Barnes-Hut's 39 s for 36 points on this project's 2-core CI machine under load
+# (Barnes-Hut's tree and OpenMP threads cost more than the N^2 pairs when N is small).
+TSNE_EXACT_MAX = 100
 
 
 def default_perplexity(n: int) -> float:
@@ -186,7 +190,8 @@ def tsne(
   seed: int = 0,
   pca_dims: int | None = TSNE_PCA_DIMS,
 ) -> TSNEResult:
-  """t-SNE of ``x (N, D)`` in 2-D: scikit-learn's (Barnes-Hut, PCA initialization).
+  """t-SNE of ``x (N, D)`` in 2-D: scikit-learn's, PCA initialization; Barnes-Hut, or exact
+  up to :data:`TSNE_EXACT_MAX` points.
 
   Args:
     x: N points, N at least 4.
@@ -215,6 +220,7 @@ def tsne(
     max_iter=int(iterations),
     init="pca",
     learning_rate="auto",
+    method="exact" if len(x) <= TSNE_EXACT_MAX else "barnes_hut",
     random_state=seed,
   )
   y = fit.fit_transform(x)
