@@ -140,8 +140,25 @@ def test_public_api_is_pinned():
     assert hasattr(zoo, name), name
 
 
-def test_catalogue_lists_the_three_models():
-  assert zoo.list_models() == ["mnist_cnn", "inceptionv1", "efficientnet_lite0"]
+ZOO = [
+  "mnist_cnn",
+  "inceptionv1",
+  "efficientnet_lite0",
+  "efficientnet_lite1",
+  "efficientnet_lite2",
+  "vit_b_16",
+  "resnet18",
+  "resnet50",
+  "vgg16",
+  "vgg19",
+  "googlenet",
+  "mobilenet_v2",
+  "mobilenet_v3_large",
+]
+
+
+def test_catalogue_lists_every_model_with_its_licence():
+  assert sorted(zoo.list_models()) == sorted(ZOO)  # issue 14: at least 11
   for name in zoo.list_models():
     e = zoo.entry(name)
     assert e.name == name and e.licence and e.description
@@ -149,7 +166,7 @@ def test_catalogue_lists_the_three_models():
 
 def test_unknown_model_lists_the_valid_ones():
   with pytest.raises(zoo.UnknownModelError, match="mnist_cnn, inceptionv1, efficientnet_lite0"):
-    zoo.load("resnet50")
+    zoo.load("resnet1000")
   assert issubclass(zoo.UnknownModelError, ValueError)
 
 
