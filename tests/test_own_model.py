@@ -324,6 +324,18 @@ def test_cli_weights_needs_a_factory_that_takes_them(capsys, tmp_path, model_fil
   assert code == 2 and "takes no weights parameter" in err
 
 
+def test_a_module_factory_loads_and_records_its_source(tmp_path, monkeypatch):
+  from featviz.cli.common import load_source
+
+  (tmp_path / "own_net_pkg").mkdir()
+  (tmp_path / "own_net_pkg" / "__init__.py").write_text("")
+  (tmp_path / "own_net_pkg" / "nets.py").write_text(textwrap.dedent(MODEL_FILE))
+  monkeypatch.syspath_prepend(str(tmp_path))
+  model = load_source("own_net_pkg.nets:build")
+  assert model.metadata["source"] == "module:own_net_pkg.nets:build"
+  assert dict(model.spec.layers) == {"conv1": 4, "Dense_0": 3, "logits": 3}
+
+
 def test_sweep_manifest_records_the_source_and_a_resume_from_another_is_refused(
   tmp_path, model_file
 ):
