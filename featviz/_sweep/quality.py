@@ -31,7 +31,7 @@ import jax
 import numpy as np
 
 from featviz import photos
-from featviz.model import Model
+from featviz.model import Model, as_map
 from featviz.nonlin import STANDARD_OPS
 
 # Images per call of the scorer: a fixed batch (the last one padded) so that it compiles once;
@@ -70,7 +70,7 @@ def _channel_means(model: Model, images, layers: tuple[str, ...]):
   out = {}
   for layer in layers:
     a = acts[layer]
-    out[layer] = a if a.ndim == 2 else a.mean(axis=(1, 2))
+    out[layer] = as_map(a).mean(axis=(1, 2))  # maps, tokens (B, T, C) and vectors alike
   return out
 
 

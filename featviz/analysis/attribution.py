@@ -31,7 +31,7 @@ from PIL import Image
 
 from featviz.analysis import figures
 from featviz.analysis.layer_grad import tapped_activations
-from featviz.model import Model
+from featviz.model import Model, as_map
 
 
 class TargetError(ValueError):
@@ -61,10 +61,7 @@ def parse_unit(text: str) -> Target:
 
 
 def _score(out, layer: str, index):
-  y = out[layer]
-  if y.ndim == 4:
-    y = y.mean(axis=(1, 2))
-  return y[:, index]
+  return as_map(out[layer]).mean(axis=(1, 2))[:, index]  # a map's, tokens' or vector's channel
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3))

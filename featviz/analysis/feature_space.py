@@ -30,7 +30,7 @@ from PIL import Image, ImageDraw
 
 from featviz.analysis import figures
 from featviz.analysis.dataset_examples import fit_text
-from featviz.model import Model
+from featviz.model import Model, as_map
 
 POOLS = ("mean", "flat")
 # Images per compiled batch (the last is padded): see dataset_examples.BATCH.
@@ -44,8 +44,8 @@ class UnknownPoolError(ValueError):
 @functools.partial(jax.jit, static_argnums=(2, 3))
 def _features(model: Model, images, layer: str, pool: str):
   acts = model.activations(images, (layer,))[layer]
-  if acts.ndim == 4 and pool == "mean":
-    return acts.mean(axis=(1, 2))
+  if acts.ndim in (3, 4) and pool == "mean":  # a map's positions or a ViT's tokens
+    return as_map(acts).mean(axis=(1, 2))
   return acts.reshape(acts.shape[0], -1)
 
 
