@@ -15,6 +15,13 @@ layer that is and where its linear layer's weights sit in the converted weights.
   ``softmax2_pre_activation`` (``kernel (1024, 1008)``). At 224 px the final map is
   exactly 7 x 7, so the pool is global; larger inputs make it a local pool and CAM
   is then only an approximation.
+- ``efficientnet_lite1``, ``efficientnet_lite2``: as Lite0 (the family's head, ``head`` -> ``fc``).
+- torchvision's ``resnet18``, ``resnet50`` (``layer4`` -> ``avgpool`` -> ``fc``), ``googlenet``
+  (``inception5b`` -> ``avgpool`` -> dropout, the identity at inference -> ``fc``) and
+  ``mobilenet_v2`` (``features.18`` -> mean over y, x -> dropout -> ``classifier.1``): their
+  ``AdaptiveAvgPool2d((1, 1))`` is global at every input size, so CAM is exact at any size.
+  VGG (flatten of a 7 x 7 pool into three dense layers), MobileNetV3 (a hidden dense layer)
+  and ViT have no entry.
 - ``mnist_cnn`` has no entry: it flattens a 4 x 4 map into a dense layer, not a
   pool (use Grad-CAM there).
 
@@ -38,9 +45,28 @@ def _inceptionv1(weights: Any) -> tuple[str, jax.Array, jax.Array]:
   return "mixed5b", fc["kernel"], fc["bias"]
 
 
+def _torchvision(layer: str, *path: str) -> Callable[[Any], tuple[str, jax.Array, jax.Array]]:
+  """The head of a torchvision-layout model: ``layer`` pooled into the linear layer at ``path``
+  of the converted weights (nested by module path, ``classifier.1`` -> ``["classifier"]["1"]``)."""
+
+  def head(weights: Any) -> tuple[str, jax.Array, jax.Array]:
+    fc = weights
+    for key in path:
+      fc = fc[key]
+    return layer, fc["kernel"], fc["bias"]
+
+  return head
+
+
 HEADS: dict[str, Callable[[Any], tuple[str, jax.Array, jax.Array]]] = {
   "efficientnet_lite0": _efficientnet_lite0,
+  "efficientnet_lite1": _efficientnet_lite0,
+  "efficientnet_lite2": _efficientnet_lite0,
   "inceptionv1": _inceptionv1,
+  "resnet18": _torchvision("layer4", "fc"),
+  "resnet50": _torchvision("layer4", "fc"),
+  "googlenet": _torchvision("inception5b", "fc"),
+  "mobilenet_v2": _torchvision("features.18", "classifier", "1"),
 }
 
 
