@@ -184,3 +184,17 @@ def test_written_files_get_normal_permissions(tmp_path):
   finally:
     os.umask(mask)
   assert (path.stat().st_mode & 0o777) == 0o644
+
+
+@pytest.mark.parametrize(
+  "text,layer",
+  [
+    ("layer3.5:2", "layer3.5"),
+    ("features.29:0", "features.29"),
+    ("Block_0/Conv_1:3", "Block_0/Conv_1"),
+    ("encoder.layers.encoder_layer_5:1@0", "encoder.layers.encoder_layer_5"),
+  ],
+)
+def test_spec_layers_are_module_paths(text, layer):
+  """torchvision names its layers by module path with "." and flax with "/" (issues 13, 14)."""
+  assert spec_grammar.parse(text).layers == frozenset([layer])

@@ -356,6 +356,22 @@ def test_sweep_manifest_records_the_source_and_a_resume_from_another_is_refused(
     store.Store(tmp_path / "sweep").open(other)
 
 
+def test_the_gallery_loads_a_sweeps_model_from_its_recorded_source(model_file):
+  """``featviz gallery --dataset`` rebuilds the model a sweep recorded (it loaded only zoo names)."""
+  from featviz._sweep import run, store
+  from featviz.cli import cmd_gallery
+  from featviz.cli.common import load_source
+  from featviz.cli.errors import UsageError
+
+  model = load_source(f"{model_file}:build")
+  source = run.manifest(model, {"seed": 0}, {"conv1": (0, 1)}, None)["model_source"]
+  again = cmd_gallery.load_model(source, None)
+  assert store.weights_sha256(again) == store.weights_sha256(model)
+  assert cmd_gallery.load_model("zoo:mnist_cnn", None).spec.name == "mnist_cnn"
+  with pytest.raises(UsageError, match="built in Python"):
+    cmd_gallery.load_model("python:my_net", None)
+
+
 # ----------------------------------------------------------------------------- the example
 
 

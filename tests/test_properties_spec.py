@@ -25,7 +25,8 @@ SETTINGS = settings(
 
 # Layer names as the grammar reads them ([A-Za-z_]\w*), but not "logit" or "deepdream", whose
 # "NAME:" starts the other two kinds of atom.
-LAYERS = st.from_regex(r"\A[A-Za-z_][A-Za-z0-9_]{0,11}\Z").filter(
+# Names, flax module paths (Block_0/Conv_1) and torchvision module paths (layer3.5, features.29).
+LAYERS = st.from_regex(r"\A[A-Za-z_][A-Za-z0-9_]{0,11}([./][A-Za-z0-9_]{1,4}){0,2}\Z").filter(
   lambda s: s not in ("logit", "deepdream")
 )
 UNIT = st.integers(0, 2**31 - 1)

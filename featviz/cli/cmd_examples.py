@@ -15,7 +15,8 @@ One pass over the folder records every unit of the layer; the patches are croppe
 unit's receptive field, computed from the architecture (featviz.analysis.receptive_field).
 """
 
-_UNIT = re.compile(r"^(?P<layer>[A-Za-z_]\w*):(?P<start>\d+)(?:-(?P<stop>\d+))?$")
+# LAYER as in a SPEC (featviz.cli.spec_grammar): module paths joined by "/" or ".".
+_UNIT = re.compile(r"^(?P<layer>[A-Za-z_]\w*(?:[./]\w+)*):(?P<start>\d+)(?:-(?P<stop>\d+))?$")
 
 
 def register(sub) -> None:

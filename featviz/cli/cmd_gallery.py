@@ -53,11 +53,21 @@ def register(sub) -> None:
   p.set_defaults(func=run)
 
 
-def load_model(name: str, weights: str | None):
-  """The sweep's model, for its dataset examples (tests replace this)."""
-  from featviz import zoo
+def load_model(source: str, weights: str | None):
+  """The sweep's model, for its dataset examples, from its manifest's ``model_source``
+  (``zoo:NAME``, ``file:PATH.py:FUNCTION``, ``module:MODULE:FUNCTION``) or, for a store made
+  before sources were recorded, its zoo name (tests replace this)."""
+  from featviz.cli import common
 
-  return zoo.load(name, weights=weights)
+  kind, _, rest = source.partition(":")
+  if kind in ("zoo", "file", "module"):
+    return common.load_source(rest, weights)
+  if kind == "python":
+    raise UsageError(
+      f"the sweep's model was built in Python ({source}), so the command line cannot load it "
+      "again: build the gallery from Python, featviz.gallery.build(..., load_model=...)"
+    )
+  return common.load_source(source, weights)
 
 
 def run(args) -> int:

@@ -9,6 +9,7 @@ A SPEC is a weighted sum of terms::
          | "logit:" (UNITS | NAME | "QUOTED NAME")     class logits by index or class name
          | "deepdream:" LAYER
   UNITS := N | A "-" B                         one unit, or units A..B inclusive
+  LAYER := NAME (("/" | ".") NAME)*            block10, Block_2/Conv_1 (flax), layer3.5
 
 Examples: ``mixed4a:476``, ``block10:0-63`` (64 images), ``conv2:5@3,4``, ``block1:5@0``
 (a ViT block's channel 5 at token 0, the CLS token),
@@ -48,11 +49,12 @@ MAX_TERMS = 64
 MAX_RANGE = 4096
 
 _NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
+# A layer: a name, or a module path of names joined by "/" (flax: ``Block_2/Conv_1``) or "."
+# (torchvision: ``layer3.5``, ``features.29``, ``encoder.layers.encoder_layer_5``).
+_LAYER = r"[A-Za-z_]\w*(?:[./]\w+)*"
 # A class name's words: joined by spaces or "-", never across the start of another "LAYER:" term.
 _WORD = r"[A-Za-z_][\w']*"
-_NAME = rf"{_WORD}(?:(?:[ \t]+|-)(?![A-Za-z_]\w*:){_WORD})*"
-# A layer: a name, or a module path of names joined by "/" (flax: ``Block_2/Conv_1``).
-_LAYER = r"[A-Za-z_]\w*(?:/\w+)*"
+_NAME = rf"{_WORD}(?:(?:[ \t]+|-)(?!{_LAYER}:){_WORD})*"
 _TERM = re.compile(
   rf"""\s*(?P<sign>[+-])?\s*
     (?:(?P<weight>{_NUMBER})\s*\*\s*)?

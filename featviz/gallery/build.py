@@ -100,8 +100,11 @@ def build(
       ``site.json``). Re-running updates it incrementally.
     dataset: a folder of photos: adds each unit's top photos and patches. Without it, the
       examples of an earlier run are kept.
-    load_model: ``name -> Model`` for the sweeps' models; needed only when a layer must be
-      scanned (``featviz.zoo.load`` on the command line). Its weights must be the sweep's.
+    load_model: ``source -> Model`` for the sweeps' models, called with a manifest's
+      ``model_source`` (``"zoo:efficientnet_lite0"``, ``"file:/abs/net.py:build"``; a store
+      made before sources were recorded: its model name); needed only when a layer must be
+      scanned (the command line loads the zoo model or calls the factory). Its weights must
+      be the sweep's.
     top: dataset examples per unit.
     link: ignored: unit PNGs are always copied (a hard link would publish the store
       file itself, with its owner and mode).

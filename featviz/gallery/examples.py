@@ -146,7 +146,8 @@ class Examples:
           "dataset examples need load_model, a function from the sweep's "
           "model name to its featviz.model.Model"
         )
-      model = self.load_model(self.sweep.model)
+      # The manifest's model_source (zoo:NAME, file:PATH:FUNCTION, ...); older stores: the name.
+      model = self.load_model(self.sweep.manifest.get("model_source") or self.sweep.model)
       digest, _ = store_lib.weights_sha256(model)
       wanted = self.sweep.manifest.get("weights_sha256")
       if digest != wanted:
