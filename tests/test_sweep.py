@@ -124,7 +124,7 @@ def test_cli_resumes_and_refuses_other_settings_with_exit_2(tmp_path, monkeypatc
   "args, message",
   [
     (["--layers", "conv1", "--units", "9-11"], "past the last channel"),
-    (["--layers", "conv1", "--units", "0:3"], "inclusive A-B.*write 0-2"),
+    (["--layers", "conv1", "--units", "0:3"], "for Python's 0:3 write 0-2"),
     (["--layers", "nope"], "unknown layer 'nope'"),
     (["--layers", "conv1", "--share", "2/2"], "need 0 <= I < N"),
     (["--layers", "conv1", "--dataset", "/nonexistent"], "does not exist"),
