@@ -63,3 +63,27 @@ def test_other_os_errors_are_not_hidden(tmp_path, monkeypatch, featviz_home):
   monkeypatch.setattr(images_lib, "save_png", broken)
   with pytest.raises(OSError, match="Bad file descriptor"):
     cli.main([*RENDER, "--out", str(tmp_path / "r.png")])
+
+
+def test_an_images_folder_that_is_a_file_is_refused_before_the_render(tmp_path, capsys):
+  """Red team: ``--out w4/a.png`` with ``w4/a_images`` a file rendered, then failed with a
+  ``FileExistsError`` traceback; the render was lost."""
+  (tmp_path / "a_images").write_text("mine")
+  code = cli.main([*RENDER, "--out", str(tmp_path / "a.png")])
+  err = capsys.readouterr().err
+  assert code == 2 and "a_images is a file" in err and "Traceback" not in err
+  assert (tmp_path / "a_images").read_text() == "mine" and not (tmp_path / "a.png").exists()
+
+
+def test_a_second_render_to_one_out_replaces_the_first_ones_images(tmp_path, capsys):
+  """Red team: 4 units, then 1, to the same ``--out`` left the 4 old PNGs beside the new one."""
+  out = str(tmp_path / "a.png")
+  args = ["render", "mnist_cnn", "--size", "28", "--steps", "2", "--no-progress", "--out", out]
+  assert cli.main([*args[:2], "conv1:0-3", *args[2:]]) == 0
+  (tmp_path / "a_images" / "notes.txt").write_text("mine")  # not a render's: kept
+  assert cli.main([*args[:2], "conv2:1", *args[2:]]) == 0
+  capsys.readouterr()
+  assert sorted(p.name for p in (tmp_path / "a_images").iterdir()) == [
+    "0000_conv2_1.png",
+    "notes.txt",
+  ]

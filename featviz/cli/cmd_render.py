@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from featviz.cli import spec_grammar
 from featviz.cli.common import HelpFormatter, add_model_arguments, load_model, plural
 from featviz.cli.errors import UsageError, writable_output
@@ -61,8 +63,9 @@ def register(sub) -> None:
   p.add_argument(
     "--out",
     default="render.png",
-    help="grid PNG; one PNG per image goes to <out stem>_images/ (with --param maco also "
-    "NAME_transparency.png, the transparency map, and NAME_overlay.png, the image faded by it)",
+    help="grid PNG; one PNG per image goes to <out stem>_images/, replacing an earlier "
+    "render's NNNN_*.png there (with --param maco also NAME_transparency.png, the transparency "
+    "map, and NAME_overlay.png, the image faded by it)",
   )
   p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
   p.set_defaults(func=run)
@@ -111,6 +114,12 @@ def run(args) -> int:
     if config.param == "cppn":
       raise UsageError("--init: a cppn cannot start from a photo; choose another --param")
   out = writable_output(args.out)  # only now: a refused input leaves no folder behind
+  folder = out.with_name(out.stem + "_images")
+  if folder.exists() and not folder.is_dir():  # checked before the render, not after it
+    raise UsageError(
+      f"{folder} is a file, but --out {args.out} writes one PNG per image into that folder: "
+      "move the file, or give another --out"
+    )
   result = api.render(
     model,
     objective,
@@ -122,17 +131,14 @@ def run(args) -> int:
   )
   labels = specs.labels(len(result.labels))  # the SPECs alone, without the penalties
   captions = [f"{label} ({value:.3g})" for label, value in zip(labels, result.history[-1])]
-  folder = out.with_name(out.stem + "_images")
+  made = not folder.exists()
   folder.mkdir(exist_ok=True)
-  for i, (image, label) in enumerate(zip(result.images, labels)):
-    name = f"{i:04d}_{images.safe_name(label)}"
-    images.save_png(image, folder / f"{name}.png")
-    if result.transparency is not None:
-      t = result.transparency[i]
-      images.save_png(
-        images.normalized_transparency(t)[..., None], folder / f"{name}_transparency.png"
-      )
-      images.save_png(images.overlay_transparency(image, t), folder / f"{name}_overlay.png")
+  try:
+    _write_images(folder, result, labels)
+  except BaseException:
+    if made and not any(folder.iterdir()):  # no empty folder left by a full disk
+      folder.rmdir()
+    raise
   scale = max(1, 96 // args.size)  # small renders (MNIST: 28 px) upscaled to a 96 px tile, so
   # a caption fits under each
   penalties = "".join(
@@ -156,3 +162,26 @@ def run(args) -> int:
     f"{units_per_s:.2f} images/s)"
   )
   return 0
+
+
+# The per-image PNGs a render writes: NNNN_<label>.png (and _transparency, _overlay with maco).
+_OWN_PNG = re.compile(r"\d{4}_.+\.png")
+
+
+def _write_images(folder, result, labels) -> None:
+  """One PNG per image into ``folder``, after deleting an earlier render's (``NNNN_*.png``), so
+  that a render of 1 unit after one of 4 does not leave 3 stale images beside its own."""
+  from featviz import images
+
+  for old in folder.iterdir():
+    if _OWN_PNG.fullmatch(old.name) and old.is_file() and not old.is_symlink():
+      old.unlink()
+  for i, (image, label) in enumerate(zip(result.images, labels)):
+    name = f"{i:04d}_{images.safe_name(label)}"
+    images.save_png(image, folder / f"{name}.png")
+    if result.transparency is not None:
+      t = result.transparency[i]
+      images.save_png(
+        images.normalized_transparency(t)[..., None], folder / f"{name}_transparency.png"
+      )
+      images.save_png(images.overlay_transparency(image, t), folder / f"{name}_overlay.png")
