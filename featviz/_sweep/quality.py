@@ -59,6 +59,9 @@ def fingerprint(files: Sequence[pathlib.Path]) -> str:
   return h.hexdigest()
 
 
+GREY = 0.5  # the background RGBA renders are scored on (channel_means)
+
+
 @functools.partial(jax.jit, static_argnums=2)
 def _channel_means(model: Model, images, layers: tuple[str, ...]):
   """``{layer: (B, C)}``: every channel's mean over positions, as ``objectives.Channel``.
@@ -85,10 +88,15 @@ def channel_means(
 
   Runs in batches of ``batch`` (the last padded), one compile per image shape
   and layer set. ``sharding`` (``render.batch_sharding(mesh)``) splits each batch
-  over devices; ``batch`` must then be a multiple of the device count.
+  over devices; ``batch`` must then be a multiple of the device count. RGBA renders
+  (``RenderConfig(alpha=True)``) are scored composited on grey 0.5, as
+  ``benchmarks/params_compare.py`` scores them: a fixed background, not the loop's random one.
   """
   layers = model.layers_in_order(layers)
   images = np.asarray(images, np.float32)
+  if images.shape[-1] == model.spec.channels + 1:
+    alpha = images[..., -1:]
+    images = images[..., :-1] * alpha + GREY * (1.0 - alpha)
   n = images.shape[0]
   parts: dict[str, list[np.ndarray]] = {layer: [] for layer in layers}
   for start in range(0, n, batch):

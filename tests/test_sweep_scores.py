@@ -1,6 +1,7 @@
-"""A sweep of a token layer ``(B, T, C)`` scores its renders against photos as its objective
-does: a channel is the mean over tokens (it used to average over tokens and channels, then fail
-with an IndexError; found sweeping vit_b_16)."""
+"""How a sweep scores renders against photos, for layers and images beyond NHWC and RGB: a token
+layer ``(B, T, C)``'s channel is the mean over tokens, as its objective (it used to average over
+tokens and channels, then fail with an IndexError; found sweeping vit_b_16), and RGBA renders are
+scored on grey."""
 
 import jax
 import jax.numpy as jnp
@@ -39,3 +40,15 @@ def test_channel_means_of_tokens_match_numpy_and_a_sweep_scores_them(tmp_path):
   rows = featviz._sweep.store.Store(tmp_path / "S").rows()
   assert sorted(rows) == [("EncoderBlock_0", 0), ("EncoderBlock_0", 1)]
   assert all(row["dataset_max"] is not None for row in rows.values())
+
+
+def test_rgba_renders_are_scored_on_grey():
+  """A sweep with alpha=True scores its (B, H, W, 4) renders composited on grey 0.5."""
+  import tiny_cnn
+
+  model = tiny_cnn.make()
+  rgba = np.random.default_rng(2).uniform(0, 1, (3, 20, 20, 4)).astype(np.float32)
+  grey = rgba[..., :3] * rgba[..., 3:] + 0.5 * (1 - rgba[..., 3:])
+  got = quality.channel_means(model, ["conv2"], rgba)["conv2"]
+  want = quality.channel_means(model, ["conv2"], grey)["conv2"]
+  np.testing.assert_allclose(got, want, rtol=1e-6)
