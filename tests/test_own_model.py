@@ -357,7 +357,7 @@ def test_sweep_manifest_records_the_source_and_a_resume_from_another_is_refused(
 
 
 def test_the_gallery_loads_a_sweeps_model_from_its_recorded_source(model_file):
-  """``featviz gallery --dataset`` rebuilds the model a sweep recorded (it loaded only zoo names)."""
+  """``featviz gallery --dataset`` rebuilds the model a sweep recorded (it took zoo names only)."""
   from featviz._sweep import run, store
   from featviz.cli import cmd_gallery
   from featviz.cli.common import load_source
