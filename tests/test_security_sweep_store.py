@@ -237,3 +237,16 @@ def test_a_file_where_a_store_folder_belongs_is_a_store_error(tmp_path, folder):
     sweep.sweep(tiny_cnn.make(), ["conv1"], out=root, units=(0, 2), **FAST)
   assert isinstance(e.value, cli_errors.USAGE_ERRORS)
   assert (root / folder).read_text() == "not a folder"  # nothing of the user's is touched
+
+
+def test_a_photo_that_does_not_decode_leaves_no_store(tmp_path):
+  """Red team, section 4: a truncated photo in --dataset exited 2 naming the file, but left
+  ``manifest.json`` and ``_index/`` behind; the photos are now read before the store."""
+  photos = tmp_path / "photos"
+  photos.mkdir()
+  images.save_png(_image(0.3, 24), photos / "good.png")
+  (photos / "cut.png").write_bytes((photos / "good.png").read_bytes()[:60])
+  root = tmp_path / "S"
+  with pytest.raises(ValueError, match="cut.png"):
+    sweep.sweep(tiny_cnn.make(), ["conv1"], out=root, units=(0, 2), dataset=photos, **FAST)
+  assert not root.exists()

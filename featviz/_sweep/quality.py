@@ -112,6 +112,15 @@ def channel_means(
   return {layer: np.concatenate(p) for layer, p in parts.items()}
 
 
+def load_dataset(
+  folder: str | pathlib.Path, size: int, channels: int
+) -> tuple[list[pathlib.Path], np.ndarray]:
+  """The folder's photos and their ``(N, size, size, channels)`` images, as the scores see
+  them; raises (naming the file) for a photo that does not decode."""
+  files = dataset_files(folder)
+  return files, np.stack([photos.load_image(f, size, channels) for f in files])
+
+
 def dataset_best(
   model: Model,
   layers: Sequence[str],
@@ -119,14 +128,17 @@ def dataset_best(
   size: int,
   sharding: jax.sharding.Sharding | None = None,
   batch: int = SCORE_BATCH,
+  loaded: tuple[list[pathlib.Path], np.ndarray] | None = None,
 ) -> dict[str, tuple[np.ndarray, list[str]]]:
   """Per layer, each channel's highest mean over the photos, and the photo that gave it.
+
+  ``loaded``: what :func:`load_dataset` returned for ``folder`` (a sweep reads the photos
+  before it writes anything, so that a photo that does not decode leaves no store behind).
 
   Returns:
     ``{layer: (max (C,), file name of the argmax for each channel)}``.
   """
-  files = dataset_files(folder)
-  images = np.stack([photos.load_image(f, size, model.spec.channels) for f in files])
+  files, images = loaded if loaded is not None else load_dataset(folder, size, model.spec.channels)
   means = channel_means(model, layers, images, sharding, batch)
   out = {}
   for layer, m in means.items():

@@ -243,6 +243,10 @@ def sweep(
 
   store = store_lib.Store(out)
   info = _dataset_info(dataset, config.size) if dataset is not None else None
+  # The photos are read before the store is: one that does not decode leaves no folder behind.
+  loaded = None
+  if dataset is not None:
+    loaded = sweep_quality.load_dataset(dataset, config.size, model.spec.channels)
   store.open(manifest(model, recorded, wanted, info), writer=index == 0)
   if count == 1:  # alone on the store: what a killed run left half-written can go
     store.remove_temporaries()
@@ -253,7 +257,7 @@ def sweep(
   if dataset is not None:
     score_batch = partition.padded_batch(sweep_quality.SCORE_BATCH, mesh.size)
     best = sweep_quality.dataset_best(
-      model, layers, dataset, config.size, program.batch_sharding(mesh), score_batch
+      model, layers, dataset, config.size, program.batch_sharding(mesh), score_batch, loaded
     )
 
   done = store.rows(layers)
