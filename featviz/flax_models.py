@@ -229,11 +229,7 @@ def from_flax(
   if output in found and len(found[output]) != 2:  # the output is a layer only when (B, K)
     skipped[output] = f"the module's output is {found.pop(output)}, not (B, K) logits"
   found = {k: found[k] for k in order if k in found}
-  if isinstance(layers, Mapping) or (layers is not None and not isinstance(layers, str)):
-    for key in layers.values() if isinstance(layers, Mapping) else layers:
-      if key in skipped:
-        raise fm.OwnModelError(f"{what}'s {key!r} cannot be a layer: {skipped[key]}")
-  names = fm.choose_layers(found, layers, what)
+  names = fm.choose_layers(found, layers, what, skipped)
   return fm.make_model(
     apply,
     weights,

@@ -62,16 +62,23 @@ def abstract_input(image_size: int, channels: int, batch: int = 1) -> jax.ShapeD
 
 
 def choose_layers(
-  found: Mapping[str, tuple[int, ...]], layers: Sequence[str] | Mapping[str, str] | None, what: str
+  found: Mapping[str, tuple[int, ...]],
+  layers: Sequence[str] | Mapping[str, str] | None,
+  what: str,
+  skipped: Mapping[str, str] | None = None,
 ) -> tuple[tuple[str, str], ...]:
   """``(name, key)`` pairs: every found key (``layers=None``), the keys of a sequence (narrows),
   or a mapping ``new name -> key`` (renames), in the order given. Raises
-  ``UnknownLayerError`` naming the choices."""
+  :class:`OwnModelError` for a key in ``skipped`` (an output that cannot be a layer, with the
+  reason) and ``UnknownLayerError`` naming the choices."""
   if layers is None:
     return tuple((k, k) for k in found)
   if isinstance(layers, str):
     raise TypeError(f"layers must be a sequence or a mapping of names, not the string {layers!r}")
   pairs = tuple(layers.items()) if isinstance(layers, Mapping) else tuple((k, k) for k in layers)
+  for _, key in pairs:
+    if skipped and key in skipped:
+      raise OwnModelError(f"{what}'s {key!r} cannot be a layer: {skipped[key]}")
   for _, key in pairs:
     if key not in found:
       raise UnknownLayerError(f"{what} has no layer {key!r}; its layers: {', '.join(found)}")
@@ -200,10 +207,7 @@ def from_function(
       f"{what} returns a {type(out).__name__}; from_function needs a dict of named activations"
     )
   found, skipped = layer_shapes(out, what)
-  for key in layers.values() if isinstance(layers, Mapping) else layers:
-    if key in skipped:
-      raise OwnModelError(f"{what}'s {key!r} cannot be a layer: {skipped[key]}")
-  names = choose_layers(found, layers, what)
+  names = choose_layers(found, layers, what, skipped)
   return make_model(
     apply,
     params,
