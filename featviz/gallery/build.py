@@ -15,6 +15,8 @@ site folder::
   <model>/<layer>/examples.json   the layer's dataset examples (with ``dataset=``)
   <model>/<layer>/ex/<unit>-<i>.jpg  the unit's top patches
   <model>/photos/<photo>.jpg      the dataset photos shown as top images
+  sweep/                          ``featviz microscope`` only: its sweep store (STORE_DIR),
+                                  which the site never writes into (:func:`claim`)
 
 This module is the entry point; the work is in topic modules:
 
@@ -30,6 +32,7 @@ This module is the entry point; the work is in topic modules:
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import pathlib
 from collections.abc import Callable, Sequence
@@ -37,7 +40,7 @@ from collections.abc import Callable, Sequence
 from featviz import images
 from featviz.gallery import assets as gallery_assets
 from featviz.gallery.examples import Examples, WeightsMismatchError
-from featviz.gallery.files import FORMAT, SiteFolderError, Writer
+from featviz.gallery.files import FORMAT, SITE_MANIFEST, SiteFolderError, Writer
 from featviz.gallery.pages import index_html, layer_html, layer_page, unit_html, unit_page, units_js
 from featviz.gallery.read import (
   Layer,
@@ -51,6 +54,9 @@ from featviz.gallery.read import (
 from featviz.model import Model
 
 TOP = 8  # dataset examples per unit
+# The folder inside a site where ``featviz microscope`` keeps the sweep store it builds the site
+# from; no model's folder takes this name (``_slugs``), so the site never writes into the store.
+STORE_DIR = "sweep"
 
 
 @dataclasses.dataclass
@@ -71,7 +77,7 @@ def _slugs(sweeps: Sequence[Sweep]) -> None:
   counts: dict[str, int] = {}
   for s in sweeps:
     counts[s.model] = counts.get(s.model, 0) + 1
-  taken: set[str] = {"assets"}
+  taken: set[str] = {"assets", STORE_DIR}
   for s in sweeps:
     base = images.safe_name(s.model if counts[s.model] == 1 else f"{s.model}-{s.root.name}")
     slug, n = base, 2
@@ -79,6 +85,37 @@ def _slugs(sweeps: Sequence[Sweep]) -> None:
       slug, n = f"{base}-{n}", n + 1
     taken.add(slug)
     s.slug = slug
+
+
+def claim(out: str | os.PathLike) -> bool:
+  """Makes folder ``out`` a site before anything else is written into it, so that a sweep
+  store made inside it next (``out/STORE_DIR``, as ``featviz microscope`` does) is not taken
+  for someone else's files by the :func:`build` that follows.
+
+  Returns:
+    True when this call claimed a new or empty folder (it wrote an empty ``site.json``),
+    False when an earlier build or claim had.
+
+  Raises:
+    SiteFolderError: ``out`` holds files but no ``site.json`` (someone else's folder).
+  """
+  out = pathlib.Path(out)
+  out.mkdir(parents=True, exist_ok=True)
+  new = not (out / SITE_MANIFEST).exists()
+  Writer(out)  # refuses a foreign folder; claims an empty one
+  return new
+
+
+def unclaim(out: str | os.PathLike) -> None:
+  """Undoes a :func:`claim` that nothing followed: removes ``site.json`` when it records no
+  files. A site with files recorded is left as it is."""
+  record = pathlib.Path(out) / SITE_MANIFEST
+  try:
+    files = json.loads(record.read_text()).get("files")
+  except (OSError, ValueError, AttributeError):
+    return
+  if files == {}:
+    record.unlink()
 
 
 def build(
@@ -190,6 +227,7 @@ def build(
 
 __all__ = [
   "FORMAT",
+  "STORE_DIR",
   "TOP",
   "Layer",
   "NotASweepError",
@@ -199,6 +237,8 @@ __all__ = [
   "UnsafeSweepPathError",
   "WeightsMismatchError",
   "build",
+  "claim",
   "natural_key",
   "read_sweep",
+  "unclaim",
 ]

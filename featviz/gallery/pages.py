@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from featviz._sweep import quality as sweep_quality
-from featviz.gallery.read import Layer, Sweep
+from featviz.gallery.read import STOP_REASONS, Layer, Sweep
 
 
 def esc(value: Any) -> str:
@@ -119,6 +119,21 @@ def _ratio_summary(layer: Layer) -> dict[str, Any] | None:
   return sweep_quality.ratio_stats([r.get("ratio") for r in layer.rows.values()])
 
 
+def _steps_summary(layer: Layer) -> str | None:
+  """``"steps median 96 (ratio 12, max_steps 4)"`` when the layer's rows say why they stopped
+  (a sweep with a stopping rule); None for older stores, whose units all took ``config.steps``."""
+  rows = [r for r in layer.rows.values() if r.get("stopped") is not None]
+  if not rows:
+    return None
+  steps = [r["steps"] for r in rows if r.get("steps") is not None]
+  counts: dict[str, int] = {}
+  for r in rows:
+    counts[r["stopped"]] = counts.get(r["stopped"], 0) + 1
+  reasons = ", ".join(f"{k} {n}" for k, n in sorted(counts.items()))
+  median = f"steps median {float(np.median(steps)):.0f} " if steps else ""
+  return f"{median}(stopped by {reasons})"
+
+
 def _model_facts(sweep: Sweep) -> list[tuple[str, Any]]:
   """The sweep's record: model, weights, version, and every render setting."""
   m = sweep.manifest
@@ -157,10 +172,13 @@ def index_html(sweeps: Sequence[Sweep]) -> str:
   for sweep in sweeps:
     body = []
     has_ratio = any(_ratio_summary(layer) for layer in sweep.layers)
+    has_stops = any(_steps_summary(layer) for layer in sweep.layers)
     head = (
       "<tr><th>layer</th><th class=num>units</th><th>first units</th>"
       "<th class=num>final median</th>"
     )
+    if has_stops:
+      head += "<th>steps</th>"
     if has_ratio:
       head += (
         "<th class=num>ratio min</th><th class=num>median</th><th class=num>max</th>"
@@ -183,6 +201,8 @@ def index_html(sweeps: Sequence[Sweep]) -> str:
         f"<tr><td>{name}</td><td class=num>{len(units)} / {layer.channels}</td>"
         f'<td class="strip">{strip}</td><td class=num>{final}</td>'
       )
+      if has_stops:
+        row += f"<td>{esc(_steps_summary(layer) or '–')}</td>"
       if has_ratio:
         r = _ratio_summary(layer) or {}
         row += "".join(
@@ -216,6 +236,8 @@ def layer_html(sweep: Sweep, layer: Layer) -> str:
     # Every byte counts here, times the layer's units: no class, one short data attribute.
     # The size attributes let the browser lay out (and so lazily skip) images not yet seen.
     data = "" if ratio is None else f' data-r="{ratio:.4g}"'
+    if row.get("stopped") is not None:  # a sweep with a stopping rule: steps and why, on hover
+      data += f' title="{esc(row.get("steps", "?"))} steps, stopped: {esc(row["stopped"])}"'
     tiles.append(
       f'<a href="{unit:04d}.html"{data}><img src="{unit:04d}.png" loading="lazy" '
       f'width="96" height="96" alt="{unit}">{caption}</a>'
@@ -227,6 +249,9 @@ def layer_html(sweep: Sweep, layer: Layer) -> str:
       f"; ratio rendered / best photo: median {r['median']:.2f} "
       f"(min {r['min']:.2f}, max {r['max']:.2f}), {r['above_1']:.0%} above 1"
     )
+  steps = _steps_summary(layer)
+  if steps:
+    stats += f"; {steps}"
   sort = ""
   if r:
     sort = (
@@ -236,9 +261,8 @@ def layer_html(sweep: Sweep, layer: Layer) -> str:
   main = (
     f'<h1>{esc(layer.name)}</h1>\n<p class="lead">{esc(sweep.model)}: {esc(stats)}.'
     f'</p>\n<div class="tools">{sort}<span>captions: unit'
-    f'{" and ratio" if r else ""}</span></div>\n<div class="grid" id="units">\n'
-    + "\n".join(tiles)
-    + "\n</div>"
+    f"{' and ratio' if r else ''}{'; hover: steps and why it stopped' if steps else ''}"
+    f'</span></div>\n<div class="grid" id="units">\n' + "\n".join(tiles) + "\n</div>"
   )
   return _shell(
     page,
@@ -293,6 +317,12 @@ def unit_html(
     ("objective at step 0", _num(row.get("start"))),
     ("objective at the last step", _num(row.get("last_step"))),
   ]
+  if row.get("steps") is not None:
+    numbers.append(("steps taken", row["steps"]))
+  stopped = row.get("stopped")
+  if stopped is not None:
+    why = STOP_REASONS.get(stopped)
+    numbers.append(("stopped", f"{stopped}: {why}" if why else stopped))
   if "dataset_max" in row:
     numbers += [
       ("best photo's activation", _num(row.get("dataset_max"))),

@@ -77,11 +77,28 @@ def unit_png(root: pathlib.Path, row: Any) -> pathlib.Path | None:
 
 # The numbers of an index row that pages format (``featviz._sweep.run`` and ``quality`` write
 # them): each must be a finite number or null. The store checks a row's layer, unit and png.
-NUMERIC_FIELDS = ("final", "start", "last_step", "dataset_max", "ratio", "chunk_seconds")
+# ``steps`` is the steps the unit took (``config.steps`` unless a stopping rule ended it early).
+NUMERIC_FIELDS = ("final", "start", "last_step", "dataset_max", "ratio", "chunk_seconds", "steps")
+# Why a unit stopped (``featviz.sweep(until_ratio=..., until_plateau=...)``); older stores have no
+# ``stopped``. Pages print the reason as it is, with these words where they know it.
+STOP_REASONS = {
+  "ratio": "its ratio reached --until-ratio",
+  "plateau": "its objective stopped rising (--until-plateau)",
+  "max_steps": "it took the most steps allowed (--max-steps)",
+  "non_finite": "its optimization went non-finite",
+}
 
 
 def check_row_numbers(root: pathlib.Path, row: dict[str, Any]) -> None:
-  """Raises :class:`NotASweepError` naming the row and field when a number is not a number."""
+  """Raises :class:`NotASweepError` naming the row and field when a number is not a number,
+  or when ``stopped`` is there and not a short string."""
+  stopped = row.get("stopped")
+  if stopped is not None and not (isinstance(stopped, str) and 0 < len(stopped) <= 40):
+    raise NotASweepError(
+      f"{str(root)!r}: the index row of {row.get('layer')}:{row.get('unit')} has "
+      f"stopped = {stopped!r:.80}, not a reason such as {', '.join(map(repr, STOP_REASONS))} "
+      "(is the store hand-edited?)"
+    )
   for key in NUMERIC_FIELDS:
     value = row.get(key)
     ok = value is None or (
