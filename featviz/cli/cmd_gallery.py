@@ -99,12 +99,19 @@ def run(args) -> int:
     )
   except (gallery.NotASweepError, gallery.WeightsMismatchError, gallery.SiteFolderError) as e:
     raise UsageError(str(e)) from None
+  print_report(report, len(sweeps))
+  return 0
+
+
+def print_report(report, sweeps: int) -> None:
+  """What a ``gallery.build`` wrote, and the page to open (``featviz microscope`` too)."""
+  import sys
+
   for line in report.missing[:5]:
     print(f"warning: no PNG for {line}", file=sys.stderr)
   print(
-    f"{plural(report.units, 'unit')} of {plural(len(sweeps), 'sweep')}: "
+    f"{plural(report.units, 'unit')} of {plural(sweeps, 'sweep')}: "
     f"wrote {len(report.written)} files, {report.unchanged} unchanged, "
     f"removed {len(report.removed)}"
   )
-  print(f"open {(out / 'index.html').resolve().as_uri()}")
-  return 0
+  print(f"open {(report.out / 'index.html').resolve().as_uri()}")

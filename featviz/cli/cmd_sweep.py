@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
+from featviz._loop.config import RenderConfig
 from featviz.cli.common import HelpFormatter, add_model_arguments, load_model
 from featviz.cli.errors import UsageError, writable_dir
-from featviz.cli.render_flags import add_render_arguments, config_from
+from featviz.cli.render_flags import add_render_arguments, config_from, finite_float
 
 _EPILOG = """Renders one image per channel of each layer into DIR (DIR/<layer>/<unit>.png,
 an index, DIR/<layer>_atlas.png, DIR/summary.json). Re-running the same command renders only
 the missing units; other settings are refused (exit 2) with the list of what differs.
 --all-layers means every layer of the model's spec, in forward order (`featviz zoo info MODEL`),
 the flat logits included (a logit's channel is the logit itself).
+
+Stopping: every unit takes --max-steps steps (the same as --steps) unless a rule stops it
+sooner: --until-ratio R (with --dataset) once its activation reaches R times the best photo's,
+--until-plateau TOL once its objective gained less than TOL (a fraction) over the last
+--plateau-window steps. The index records each unit's steps and why it stopped.
 
 Several hosts: run the same command on each, sharing DIR, with --distributed (jax.distributed;
 add --coordinator/--num-processes/--process-id outside Slurm, Open MPI and Cloud TPU) or with
@@ -22,7 +29,127 @@ Examples:
   featviz sweep efficientnet_lite0 --layers block5,block10 --units 0-15 --out runs/effnet
   featviz sweep efficientnet_lite0 --all-layers --dataset photos/ --steps 256 --out runs/all
   featviz sweep mnist_cnn --all-layers --size 28 --batch 32 --out runs/mnist
+  featviz sweep efficientnet_lite0 --layers block10 --units 0-15 --dataset photos/ \\
+      --until-ratio 4 --max-steps 256 --out runs/until
 """
+
+# featviz._sweep.run.DEFAULT_BATCH, here without importing JAX (for --help).
+DEFAULT_BATCH = 8
+# featviz.sweep's plateau_window default: the objective's gain is measured over this many steps.
+PLATEAU_WINDOW = 64
+
+
+class _Untyped(int):
+  """An int default that argparse hands back as it is (it converts only strings), so that a
+  flag left out can be told from the same number typed: ``--steps 512 --max-steps 256``."""
+
+
+def _positive_int(text: str) -> int:
+  try:
+    value = int(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+  if value < 1:
+    raise argparse.ArgumentTypeError(f"{text!r}: give a positive integer")
+  return value
+
+
+def _positive_float(text: str) -> float:
+  value = finite_float(text)
+  if value <= 0:
+    raise argparse.ArgumentTypeError(f"{text!r}: give a positive number")
+  return value
+
+
+def _ratio_or_off(text: str) -> float | str:
+  return "off" if text == "off" else _positive_float(text)
+
+
+def add_stopping_arguments(parser, dataset_defaults: tuple[float, int] | None = None) -> None:
+  """Adds --max-steps, --until-ratio, --until-plateau and --plateau-window (after the render
+  flags, whose --steps they share). ``dataset_defaults`` is ``(ratio, max steps)`` used when
+  --dataset is given and the flags are not (``featviz microscope``); --until-ratio then also
+  takes ``off``."""
+  g = parser.add_argument_group("stopping rules (each unit renders until it is good enough)")
+  with_data = ""
+  if dataset_defaults is not None:
+    with_data = f" (default with --dataset: {dataset_defaults[1]}; without: --steps)"
+  g.add_argument(
+    "--max-steps",
+    type=_positive_int,
+    default=None,
+    metavar="N",
+    help="the most steps any unit takes: --steps under a name that says so; give one of the "
+    "two" + with_data,
+  )
+  ratio_help = (
+    "needs --dataset: a unit stops once its activation on its un-transformed image reaches R "
+    "times the best photo's (the ratio the sweep reports)"
+  )
+  if dataset_defaults is not None:
+    ratio_help += f" (default with --dataset: {dataset_defaults[0]:g}; off: every unit "
+    ratio_help += "takes --max-steps)"
+  g.add_argument(
+    "--until-ratio",
+    type=_positive_float if dataset_defaults is None else _ratio_or_off,
+    default=None,
+    metavar="R",
+    help=ratio_help,
+  )
+  g.add_argument(
+    "--until-plateau",
+    type=_positive_float,
+    default=None,
+    metavar="TOL",
+    help="a unit stops once its objective gained less than this fraction (0.01 is 1%%) over "
+    "the last --plateau-window steps",
+  )
+  g.add_argument(
+    "--plateau-window",
+    type=_positive_int,
+    default=_Untyped(PLATEAU_WINDOW),
+    metavar="K",
+    help="with --until-plateau: the steps over which the gain is measured",
+  )
+  parser.set_defaults(steps=_Untyped(RenderConfig().steps))
+
+
+def stopping_from(
+  args: argparse.Namespace, dataset_defaults: tuple[float, int] | None = None
+) -> tuple[RenderConfig, dict]:
+  """The render config (its ``steps`` the most steps a unit takes) and the stopping keyword
+  arguments of ``featviz.sweep``, only those given, from flags of
+  :func:`add_stopping_arguments`; UsageError for flags that do not go together."""
+  steps_typed = not isinstance(args.steps, _Untyped)
+  max_steps, until_ratio = args.max_steps, args.until_ratio
+  if max_steps is not None and steps_typed and args.steps != max_steps:
+    raise UsageError(
+      f"--max-steps {max_steps} and --steps {args.steps} both set the most steps a unit "
+      "takes: give one of them"
+    )
+  if dataset_defaults is not None and args.dataset is not None:
+    until_ratio = dataset_defaults[0] if until_ratio is None else until_ratio
+    if max_steps is None and not steps_typed:
+      max_steps = dataset_defaults[1]
+  if until_ratio == "off":
+    until_ratio = None
+  if until_ratio is not None and args.dataset is None:
+    raise UsageError(
+      f"--until-ratio {until_ratio:g} needs --dataset DIR: the ratio is a unit's activation "
+      "over the best photo's"
+    )
+  window_typed = not isinstance(args.plateau_window, _Untyped)
+  if window_typed and args.until_plateau is None:
+    raise UsageError(f"--plateau-window {args.plateau_window} goes with --until-plateau TOL")
+  args.steps = int(max_steps if max_steps is not None else args.steps)
+  stopping: dict = {}
+  if until_ratio is not None:
+    stopping["until_ratio"] = until_ratio
+  if args.until_plateau is not None:
+    stopping["until_plateau"] = args.until_plateau
+    if window_typed:
+      stopping["plateau_window"] = args.plateau_window
+  return config_from(args), stopping
 
 
 def register(sub) -> None:
@@ -46,11 +173,12 @@ def register(sub) -> None:
   p.add_argument(
     "--batch",
     type=int,
-    default=8,
+    default=DEFAULT_BATCH,
     help="units per compiled call (raise it on an accelerator); the images do not "
     "depend on it, and a store may be resumed with another",
   )
   add_render_arguments(p)
+  add_stopping_arguments(p)
   p.add_argument(
     "--dataset", default=None, help="a folder of photos: score each unit against its best photo"
   )
@@ -139,7 +267,7 @@ def run(args) -> int:
   share = _share(args.share)
   if share is not None and args.distributed:
     raise UsageError("--share and --distributed both split the work: give one")
-  config = config_from(args)
+  config, stopping = stopping_from(args)
   if args.batch < 1:
     raise UsageError(f"--batch must be a positive integer, got {args.batch}")
   try:
@@ -170,6 +298,7 @@ def run(args) -> int:
       dataset=args.dataset,
       progress_bar=not args.no_progress,
       process=share,
+      **stopping,  # only the rules given: a sweep without them runs as before
     )
   except sweep_store.SettingsMismatchError as e:
     raise UsageError(str(e)) from None
