@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -65,6 +66,10 @@ class RenderResult:
       objective with respect to the decoded image (before the transforms), averaged over the
       colour channels and summed over the steps. ``featviz.images.overlay_transparency``
       draws it over the image.
+    snapshots: ``{step: (B, H, W, C) float32}``, the images after each of
+      ``config.snapshots`` steps and after the last step (whose entry is ``images``), in
+      increasing order of step: Lucid's ``thresholds``. A snapshot at step ``k`` is bitwise
+      the final images of a render of ``k`` steps with the same key and settings.
   """
 
   images: np.ndarray
@@ -77,6 +82,7 @@ class RenderResult:
   objective: obj_lib.Objective
   config: RenderConfig | None = None
   transparency: np.ndarray | None = None
+  snapshots: dict[int, np.ndarray] = dataclasses.field(default_factory=dict)
 
   def _repr_png_(self) -> bytes:
     """The images as one captioned grid, so a notebook shows a result by itself."""
@@ -189,9 +195,33 @@ def _prepare(model, objective, config, overrides, batch, mesh):
       "pad the batch (featviz._sweep.partition.padded_batch)"
     )
   check_positions(model, bound, config)
-  lengths = program.chunk_lengths(config.steps, config.chunk)
+  lengths = snapshot_chunk_lengths(config.steps, config.snapshots, config.chunk)
   plan = _plan(model, bound, config, batch, mesh, lengths[0])
   return config, batch, jax.tree.map(program.canonical, bound), plan, lengths
+
+
+def snapshot_chunk_lengths(
+  steps: int, snapshots: Sequence[int] = (), chunk: int | None = None
+) -> tuple[int, ...]:
+  """The chunk lengths of a render of ``steps`` steps whose chunks end on every snapshot step.
+
+  ``chunk=None``: one length, the largest divisor of ``gcd(steps, *snapshots)`` up to
+  :data:`program.MAX_CHUNK` (512 steps with snapshots at 16, 64, 256: 32 chunks of 16), so
+  the render compiles one chunk program (each length is a program of its own: 10 to 15 s on a
+  2-core CPU for EfficientNet-Lite0), at the cost of shorter calls when the gcd is small
+  (``program.chunk_lengths`` weighs the two). An explicit ``chunk`` cuts each span between
+  snapshots into calls of ``chunk`` steps and one of the rest. No snapshots: the lengths of
+  :func:`program.chunk_lengths`.
+  """
+  if not snapshots:
+    return program.chunk_lengths(steps, chunk)
+  if chunk is None:
+    return program.chunk_lengths(steps, program.chunk_lengths(math.gcd(steps, *snapshots))[0])
+  lengths, done = [], 0
+  for stop in dict.fromkeys([*snapshots, steps]):
+    lengths += program.chunk_lengths(stop - done, chunk) if stop > done else []
+    done = stop
+  return tuple(lengths)
 
 
 def lower(
@@ -280,8 +310,8 @@ def render(
   desc = f"render {model.spec.name} {labels[0]}" + (f" (+{batch - 1})" if batch > 1 else "")
   with progress.bar(config.steps, desc, enabled=progress_bar, images_per_step=batch) as bar:
     start = time.perf_counter()
-    images, history, bad_step, transparency = _run(
-      first, chunks, finish, k_init, args, lengths, bar
+    images, history, bad_step, transparency, snapshots = _run(
+      first, chunks, finish, k_init, args, lengths, bar, config.snapshots
     )
     run_seconds = time.perf_counter() - start
   if bad_step >= 0:
@@ -308,6 +338,7 @@ def render(
     bound,
     config,
     transparency,
+    snapshots,
   )
 
 
@@ -335,10 +366,14 @@ def start_images_for(plan: program.Plan, images: Any) -> np.ndarray:
   return np.ascontiguousarray(np.broadcast_to(x, (plan.batch, *x.shape[1:])))
 
 
-def _run(init, chunks, finish, k_init, args, lengths: Sequence[int], bar) -> tuple:
-  """Runs the compiled programs: ``(images, history, bad_step, transparency)`` as NumPy
-  values (``transparency`` None unless the plan accumulates it). ``k_init`` is the per-image
-  keys, or the start images when ``init`` is the ``from_image`` program.
+def _run(
+  init, chunks, finish, k_init, args, lengths: Sequence[int], bar, snapshots: Sequence[int] = ()
+) -> tuple:
+  """Runs the compiled programs: ``(images, history, bad_step, transparency, snapshots)`` as
+  NumPy values (``transparency`` None unless the plan accumulates it; ``snapshots`` the
+  images after each chunk that ends on one of the ``snapshots`` steps, and the final images
+  under the last step). ``k_init`` is the per-image keys, or the start images when ``init``
+  is the ``from_image`` program.
 
   Chunk ``i + 1`` is dispatched before Python waits for chunk ``i``'s first bad step (a
   scalar), so the device always has the next chunk queued while the bar advances and the
@@ -347,6 +382,7 @@ def _run(init, chunks, finish, k_init, args, lengths: Sequence[int], bar) -> tup
   """
   state = init(k_init)
   history, pending, bad_step, done = [], [], -1, 0
+  wanted, kept = set(snapshots), {}
 
   def wait(entry):
     bad, steps_done = entry
@@ -358,6 +394,8 @@ def _run(init, chunks, finish, k_init, args, lengths: Sequence[int], bar) -> tup
     state, rows = chunks[n](*args, state, np.int32(done))
     done += n
     history.append(rows)
+    if done in wanted and done < sum(lengths):  # the last step's images are the final ones
+      kept[done] = finish(state[0])  # dispatched, not waited for
     pending.append((state[2], done))
     if len(pending) > 1:
       bad_step = wait(pending.pop(0))
@@ -366,10 +404,13 @@ def _run(init, chunks, finish, k_init, args, lengths: Sequence[int], bar) -> tup
   if bad_step < 0:
     for entry in pending:
       bad_step = wait(entry)
-  images, history, transparency = jax.device_get((finish(state[0]), history, state[3]))
+  images, history, transparency, kept = jax.device_get((finish(state[0]), history, state[3], kept))
   history = np.concatenate([np.asarray(h) for h in history])
   transparency = None if transparency is None else np.asarray(transparency)
-  return np.asarray(images), history, bad_step, transparency
+  images = np.asarray(images)
+  kept = {step: np.asarray(x) for step, x in sorted(kept.items())}
+  kept[done] = images
+  return images, history, bad_step, transparency, kept
 
 
 def score_images(model: Model, objective: obj_lib.Objective, images: Any) -> np.ndarray:

@@ -77,6 +77,11 @@ class RenderConfig:
     rewrites: the zoo layers' CPU rewrites of XLA's convolution and pooling
       (``featviz.nonlin.CPU_REWRITES``): ``"auto"`` (all on a CPU, none elsewhere), ``"all"``,
       ``"none"``, or a set of their names. Part of the compiled program's identity.
+    snapshots: steps after which to keep the images as well (Lucid's ``thresholds``), in
+      increasing order, each from 1 to ``steps``: ``(16, 64, 256)``. The result's
+      ``snapshots`` then maps each of them (and ``steps``) to its images; the chunks are cut
+      to end on them (:func:`featviz._loop.api.snapshot_chunk_lengths`), which never changes
+      the images. ``()``: only the final images.
   """
 
   param: str | Callable[..., param_lib.Param] = "fourier"
@@ -92,6 +97,7 @@ class RenderConfig:
   kernels: str = "auto"
   rewrites: str | frozenset[str] = "auto"
   alpha: bool = False
+  snapshots: tuple[int, ...] = ()
 
   def __post_init__(self):
     for name, low, top in (
@@ -147,6 +153,7 @@ class RenderConfig:
       nonlin.rewrites_for(self.rewrites, "cpu")
     except ValueError as e:
       raise ConfigError(str(e)) from None
+    object.__setattr__(self, "snapshots", _check_snapshots(self.snapshots, self.steps))
 
   @classmethod
   def lucid(cls, **overrides) -> RenderConfig:
@@ -196,6 +203,10 @@ class RenderConfig:
         raise ConfigError(
           f"a sweep records its settings by name: give {f.name} as one of its names, not {value!r}"
         )
+      if f.name == "snapshots":
+        if value:  # left out when empty, so that manifests made before the field still match
+          out[f.name] = list(value)
+        continue
       out[f.name] = sorted(value) if isinstance(value, frozenset) else value
     return out
 
@@ -205,6 +216,8 @@ class RenderConfig:
     values = dict(values)
     if isinstance(values.get("rewrites"), list):
       values["rewrites"] = frozenset(values["rewrites"])
+    if isinstance(values.get("snapshots"), list):
+      values["snapshots"] = tuple(values["snapshots"])
     return cls().replace(**values)
 
   # ---- what the settings mean, resolved for the loop ------------------------------------
@@ -248,3 +261,17 @@ def _check_int(name: str, value: Any, low: int, high: int) -> int:
   if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not low <= value <= high:
     raise ConfigError(f"{name} must be an integer from {low} to {high}, got {value!r}")
   return int(value)
+
+
+def _check_snapshots(value: Any, steps: int) -> tuple[int, ...]:
+  """``value`` as a tuple of increasing steps from 1 to ``steps``, else a ConfigError."""
+  what = f"snapshots must be steps from 1 to {steps} (the render's steps), in increasing order"
+  if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+    raise ConfigError(f"{what}, as a tuple such as (16, 64); got {value!r}")
+  value = tuple(value)
+  for step in value:
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral) or not 1 <= step <= steps:
+      raise ConfigError(f"{what}; got {step!r} in {value!r}")
+  if any(b <= a for a, b in zip(value, value[1:])):
+    raise ConfigError(f"{what}, each once; got {value!r}")
+  return tuple(int(step) for step in value)

@@ -7,7 +7,12 @@ import re
 from featviz.cli import spec_grammar
 from featviz.cli.common import HelpFormatter, add_model_arguments, load_model, plural
 from featviz.cli.errors import UsageError, writable_output
-from featviz.cli.render_flags import add_render_arguments, config_from, finite_float
+from featviz.cli.render_flags import (
+  add_render_arguments,
+  add_snapshot_arguments,
+  config_from,
+  finite_float,
+)
 
 _EPILOG = f"""SPEC grammar:
 {spec_grammar.GRAMMAR}
@@ -19,6 +24,7 @@ Examples:
   featviz render efficientnet_lite0 block10:0-7 --param maco --out maco.png
   featviz render efficientnet_lite0 block10:3 --alpha --out alpha.png
   featviz render efficientnet_lite0 block10:3 --init photo.jpg --steps 64
+  featviz render efficientnet_lite0 block10:3 --snapshots 16,64,256 --gif block10_3.gif
 """
 
 
@@ -32,6 +38,7 @@ def register(sub) -> None:
   add_model_arguments(p)
   p.add_argument("specs", nargs="+", metavar="SPEC", help="objectives (grammar below)")
   add_render_arguments(p)
+  add_snapshot_arguments(p)
   p.add_argument(
     "--batch",
     type=int,
@@ -114,6 +121,7 @@ def run(args) -> int:
     if config.param == "cppn":
       raise UsageError("--init: a cppn cannot start from a photo; choose another --param")
   out = writable_output(args.out)  # only now: a refused input leaves no folder behind
+  gif = writable_output(args.gif, ".gif") if args.gif is not None else None
   folder = out.with_name(out.stem + "_images")
   if folder.exists() and not folder.is_dir():  # checked before the render, not after it
     raise UsageError(
@@ -134,7 +142,7 @@ def run(args) -> int:
   made = not folder.exists()
   folder.mkdir(exist_ok=True)
   try:
-    _write_images(folder, result, labels)
+    _write_images(folder, result, labels, args.snapshots or ())
   except BaseException:
     if made and not any(folder.iterdir()):  # no empty folder left by a full disk
       folder.rmdir()
@@ -154,8 +162,14 @@ def run(args) -> int:
   )
   note = "(n): each image's objective at the last step, on its transformed image"
   images.save_png(images.grid(result.images, captions, scale=scale, title=title, note=note), out)
+  if gif is not None:
+    _write_gif(gif, result, labels, scale, title)
   units_per_s = len(result.labels) / max(result.run_seconds, 1e-9)
   maps = " and their transparency maps" if result.transparency is not None else ""
+  if args.snapshots:
+    maps += f" and their images at {plural(len(args.snapshots), 'snapshot')}"
+  if gif is not None:
+    maps += f", {gif} ({plural(len(result.snapshots), 'frame')})"
   print(
     f"wrote {out} and {plural(len(result.labels), 'image')}{maps} in {folder}/ "
     f"({result.run_seconds:.1f} s run, {result.compile_seconds:.1f} s compile, "
@@ -168,10 +182,13 @@ def run(args) -> int:
 _OWN_PNG = re.compile(r"\d{4}_.+\.png")
 
 
-def _write_images(folder, result, labels) -> None:
+def _write_images(folder, result, labels, snapshots=()) -> None:
   """One PNG per image into ``folder``, after deleting an earlier render's (``NNNN_*.png``), so
-  that a render of 1 unit after one of 4 does not leave 3 stale images beside its own."""
+  that a render of 1 unit after one of 4 does not leave 3 stale images beside its own; with
+  ``snapshots`` (steps) also each image at each of them, ``NNNN_<label>_step<k>.png``."""
   from featviz import images
+
+  digits = len(str(result.steps))  # step numbers padded, so that the files sort by step
 
   for old in folder.iterdir():
     if _OWN_PNG.fullmatch(old.name) and old.is_file() and not old.is_symlink():
@@ -185,3 +202,34 @@ def _write_images(folder, result, labels) -> None:
         images.normalized_transparency(t)[..., None], folder / f"{name}_transparency.png"
       )
       images.save_png(images.overlay_transparency(image, t), folder / f"{name}_overlay.png")
+    for step in snapshots:
+      images.save_png(result.snapshots[step][i], folder / f"{name}_step{step:0{digits}d}.png")
+
+
+# Each GIF frame shows this long, in milliseconds; the last (the final images) holds longer.
+GIF_FRAME_MS = 200
+GIF_LAST_MS = 2000
+
+
+def _write_gif(path, result, labels, scale: int, title: str) -> None:
+  """An animated GIF of the optimization, atomically: one frame per snapshot, each the grid of
+  the batch's images at that step, padded onto one canvas size (the titles' widths differ)."""
+  from PIL import Image
+
+  from featviz import images
+
+  frames = [
+    images.grid(batch, list(labels), scale=scale, title=f"{title}\nstep {step} of {result.steps}")
+    for step, batch in result.snapshots.items()
+  ]
+  size = (max(f.width for f in frames), max(f.height for f in frames))
+  canvases = []
+  for frame in frames:
+    canvas = Image.new("RGB", size, "white")
+    canvas.paste(frame, (0, 0))
+    canvases.append(canvas)
+  durations = [GIF_FRAME_MS] * (len(canvases) - 1) + [GIF_LAST_MS]
+  with images.atomic_write(path) as f:
+    canvases[0].save(
+      f, format="GIF", save_all=True, append_images=canvases[1:], duration=durations, loop=0
+    )

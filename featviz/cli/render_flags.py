@@ -138,10 +138,60 @@ def add_render_arguments(parser: argparse.ArgumentParser) -> None:
   )
 
 
+def step_list(text: str) -> tuple[int, ...]:
+  """argparse type: comma-separated steps such as ``16,64,256`` (RenderConfig checks them)."""
+  try:
+    return tuple(int(part) for part in text.split(","))
+  except ValueError:
+    raise argparse.ArgumentTypeError(
+      f"{text!r} is not a comma-separated list of steps such as 16,64,256"
+    ) from None
+
+
+# --gif without --snapshots: a frame every this many steps (16 frames of Lucid's 512 steps).
+GIF_EVERY = 32
+
+
+def add_snapshot_arguments(parser: argparse.ArgumentParser) -> None:
+  """``--snapshots`` (``RenderConfig.snapshots``) and ``--gif``: for ``render`` only."""
+  g = parser.add_argument_group("snapshots of the optimization")
+  g.add_argument(
+    "--snapshots",
+    type=step_list,
+    default=None,
+    metavar="STEPS",
+    help="also write the images after these steps (comma-separated, increasing, each from 1 "
+    "to --steps, e.g. 16,64,256) as <out stem>_images/NNNN_<label>_step<k>.png; default: "
+    "only the final images",
+  )
+  g.add_argument(
+    "--gif",
+    default=None,
+    metavar="PATH.gif",
+    help="write an animated GIF of the optimization, one frame (the grid) per snapshot and "
+    f"one of the final images; without --snapshots a frame every {GIF_EVERY} steps "
+    f"(every step when --steps is under {GIF_EVERY})",
+  )
+
+
+def snapshots_of(args: argparse.Namespace) -> tuple[int, ...]:
+  """The snapshot steps the flags ask for: ``--snapshots``, or with ``--gif`` alone every
+  :data:`GIF_EVERY` steps (every step below it); ``()`` for neither (or for commands without
+  these flags)."""
+  steps = getattr(args, "snapshots", None)
+  if steps is not None:
+    return steps
+  if getattr(args, "gif", None) is None:
+    return ()
+  every = GIF_EVERY if args.steps >= GIF_EVERY else 1
+  return tuple(range(every, args.steps + 1, every)) if args.steps >= 1 else ()
+
+
 def config_from(args: argparse.Namespace) -> config_lib.RenderConfig:
   """The :class:`featviz.RenderConfig` of the parsed flags; bad values are a UsageError that
   names the flag."""
   values = {field: getattr(args, flag) for flag, field in _FLAGS.items()}
+  values["snapshots"] = snapshots_of(args)
   if values["transforms"] is None:
     values["transforms"] = _DEFAULT_TRANSFORMS.get(values["param"], _DEFAULTS.transforms)
   if values["compute_dtype"] == "float32":
@@ -150,7 +200,7 @@ def config_from(args: argparse.Namespace) -> config_lib.RenderConfig:
     return dataclasses.replace(_DEFAULTS, **values)
   except config_lib.ConfigError as e:
     message = str(e)
-    for flag, field in _FLAGS.items():
+    for flag, field in [*_FLAGS.items(), ("snapshots", "snapshots")]:
       if message.startswith(field):
         message = "--" + flag.replace("_", "-") + message[len(field) :]
         break
