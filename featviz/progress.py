@@ -3,7 +3,9 @@
 The render loop runs its steps as compiled chunks called from Python and calls :func:`advance`
 with its bar after each chunk (never from compiled code: a host callback would keep the program
 out of JAX's persistent compilation cache, and showing a bar or not would be two programs). The
-bar shows image-steps/s beside the steps/s.
+render's bar shows image-steps/s beside the steps/s. The analysis passes over a folder of photos
+(``featviz.analysis.dataset_examples.scan_layer``, ``feature_space.features``, the sweep's
+dataset scores) count photos (``unit="photo"``): tqdm's own rate is then photos/s.
 """
 
 from __future__ import annotations
@@ -17,9 +19,17 @@ from tqdm.auto import tqdm
 
 @contextlib.contextmanager
 def bar(
-  total: int, desc: str, unit: str = "step", enabled: bool = True, images_per_step: int = 1
+  total: int,
+  desc: str,
+  unit: str = "step",
+  enabled: bool = True,
+  images_per_step: int | None = None,
 ) -> Iterator[tqdm | None]:
-  """A tqdm bar on stderr for :func:`advance`; yields None when disabled."""
+  """A tqdm bar on stderr for :func:`advance`; yields None when disabled.
+
+  ``images_per_step``: the render's batch, shown as image-steps/s beside the rate; None: the
+  rate alone (photos/s, octaves/s).
+  """
   if not enabled:
     yield None
     return
@@ -37,5 +47,5 @@ def advance(pbar: tqdm | None, done: int) -> None:
     return
   pbar.update(int(done) - pbar.n)
   rate = pbar.format_dict.get("rate")
-  if rate:
+  if rate and pbar.images_per_step:
     pbar.set_postfix_str(f"{rate * pbar.images_per_step:.1f} image-steps/s", refresh=False)

@@ -31,6 +31,7 @@ import jax
 import numpy as np
 
 from featviz import photos
+from featviz import progress as progress_lib
 from featviz.model import Model, as_map
 from featviz.nonlin import STANDARD_OPS
 
@@ -83,6 +84,7 @@ def channel_means(
   images: Any,
   sharding: jax.sharding.Sharding | None = None,
   batch: int = SCORE_BATCH,
+  progress=None,
 ) -> dict[str, np.ndarray]:
   """Every channel's objective value on ``images (N, H, W, C)``: ``{layer: (N, C)}``.
 
@@ -91,6 +93,7 @@ def channel_means(
   over devices; ``batch`` must then be a multiple of the device count. RGBA renders
   (``RenderConfig(alpha=True)``) are scored composited on grey 0.5, as
   ``benchmarks/params_compare.py`` scores them: a fixed background, not the loop's random one.
+  ``progress``: a :func:`featviz.progress.bar` counting images (None: no bar).
   """
   layers = model.layers_in_order(layers)
   images = np.asarray(images, np.float32)
@@ -109,6 +112,7 @@ def channel_means(
     means = _channel_means(model, x, layers)
     for layer, m in jax.device_get(means).items():
       parts[layer].append(np.asarray(m)[:real])
+    progress_lib.advance(progress, start + real)
   return {layer: np.concatenate(p) for layer, p in parts.items()}
 
 
@@ -129,17 +133,22 @@ def dataset_best(
   sharding: jax.sharding.Sharding | None = None,
   batch: int = SCORE_BATCH,
   loaded: tuple[list[pathlib.Path], np.ndarray] | None = None,
+  progress_bar: bool = False,
 ) -> dict[str, tuple[np.ndarray, list[str]]]:
   """Per layer, each channel's highest mean over the photos, and the photo that gave it.
 
   ``loaded``: what :func:`load_dataset` returned for ``folder`` (a sweep reads the photos
   before it writes anything, so that a photo that does not decode leaves no store behind).
+  ``progress_bar``: a bar of photos scored / N and photos/s on stderr (off by default: the
+  sweep passes its own ``progress_bar``).
 
   Returns:
     ``{layer: (max (C,), file name of the argmax for each channel)}``.
   """
   files, images = loaded if loaded is not None else load_dataset(folder, size, model.spec.channels)
-  means = channel_means(model, layers, images, sharding, batch)
+  desc = f"dataset scores {model.spec.name}"
+  with progress_lib.bar(len(images), desc, "photo", enabled=progress_bar) as pbar:
+    means = channel_means(model, layers, images, sharding, batch, progress=pbar)
   out = {}
   for layer, m in means.items():
     best = m.argmax(axis=0)

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
+from featviz import progress as progress_lib
 from featviz.analysis import figures
 from featviz.analysis import receptive_field as rf_lib
 from featviz.model import Model, as_map
@@ -91,10 +92,13 @@ def _summaries(model: Model, images, layer: str):
   return flat.mean(axis=1), flat.max(axis=1), jnp.argmax(flat, axis=1), acts.shape[1:3]
 
 
-def scan_layer(model: Model, images: np.ndarray, layer: str, batch: int = BATCH) -> LayerScan:
+def scan_layer(
+  model: Model, images: np.ndarray, layer: str, batch: int = BATCH, progress_bar: bool = True
+) -> LayerScan:
   """One pass of ``images (N, H, W, C)`` in [0, 1] through ``model`` up to ``layer``.
 
   Runs in batches of ``batch`` images through one jitted program (the last batch padded).
+  ``progress_bar``: a bar of photos done / N and photos/s on stderr.
   """
   model.spec.check_layer(layer)
   images = np.asarray(images, np.float32)
@@ -102,13 +106,16 @@ def scan_layer(model: Model, images: np.ndarray, layer: str, batch: int = BATCH)
   n = len(images)
   means, peaks, where = [], [], []
   hw = (1, 1)
-  for start in range(0, n, batch):
-    part = images[start : start + batch]
-    padded = np.concatenate([part, np.zeros((batch - len(part),) + part.shape[1:], part.dtype)])
-    mean, peak, arg, hw = _summaries(model, padded, layer)
-    means.append(np.asarray(mean)[: len(part)])
-    peaks.append(np.asarray(peak)[: len(part)])
-    where.append(np.asarray(arg)[: len(part)])
+  desc = f"scan {model.spec.name} {layer}"
+  with progress_lib.bar(n, desc, "photo", enabled=progress_bar) as pbar:
+    for start in range(0, n, batch):
+      part = images[start : start + batch]
+      padded = np.concatenate([part, np.zeros((batch - len(part),) + part.shape[1:], part.dtype)])
+      mean, peak, arg, hw = _summaries(model, padded, layer)
+      means.append(np.asarray(mean)[: len(part)])
+      peaks.append(np.asarray(peak)[: len(part)])
+      where.append(np.asarray(arg)[: len(part)])
+      progress_lib.advance(pbar, start + len(part))
   h, w = int(hw[0]), int(hw[1])
   arg = np.concatenate(where)
   return LayerScan(
@@ -173,10 +180,15 @@ def unit_examples(
 
 
 def dataset_examples(
-  model: Model, images: np.ndarray, layer: str, units: Sequence[int], k: int = 9
+  model: Model,
+  images: np.ndarray,
+  layer: str,
+  units: Sequence[int],
+  k: int = 9,
+  progress_bar: bool = True,
 ) -> tuple[LayerScan, list[UnitExamples]]:
   """:func:`scan_layer` then :func:`unit_examples`: one pass, every unit's examples."""
-  scan = scan_layer(model, images, layer)
+  scan = scan_layer(model, images, layer, progress_bar=progress_bar)
   return scan, unit_examples(model, scan, units, k)
 
 

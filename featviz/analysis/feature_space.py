@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image, ImageDraw
 
+from featviz import progress as progress_lib
 from featviz.analysis import figures
 from featviz.analysis.dataset_examples import fit_text
 from featviz.model import Model, as_map
@@ -50,13 +51,19 @@ def _features(model: Model, images, layer: str, pool: str):
 
 
 def features(
-  model: Model, images: np.ndarray, layer: str, pool: str = "mean", batch: int = BATCH
+  model: Model,
+  images: np.ndarray,
+  layer: str,
+  pool: str = "mean",
+  batch: int = BATCH,
+  progress_bar: bool = True,
 ) -> np.ndarray:
   """Feature vectors ``(N, D)`` of ``images (N, H, W, C)`` in [0, 1] at ``layer``.
 
   ``D = C`` for ``pool="mean"`` (the spatial mean), ``h * w * C`` for ``"flat"``. Every
   image goes through the same compiled program with the same batch shape, so an image
-  gets bit-identical features whichever batch it is in.
+  gets bit-identical features whichever batch it is in. ``progress_bar``: a bar of photos
+  done / N and photos/s on stderr.
   """
   if pool not in POOLS:
     raise UnknownPoolError(f"unknown pooling {pool!r}; valid: {', '.join(POOLS)}")
@@ -64,11 +71,14 @@ def features(
   images = np.asarray(images, np.float32)
   model.check_images(images)
   out = []
-  for start in range(0, len(images), batch):
-    part = images[start : start + batch]
-    padded = np.concatenate([part, np.zeros((batch - len(part),) + part.shape[1:], part.dtype)])
-    feats = _features(model, padded, layer, pool)
-    out.append(np.asarray(feats)[: len(part)])
+  desc = f"features {model.spec.name} {layer}"
+  with progress_lib.bar(len(images), desc, "photo", enabled=progress_bar) as pbar:
+    for start in range(0, len(images), batch):
+      part = images[start : start + batch]
+      padded = np.concatenate([part, np.zeros((batch - len(part),) + part.shape[1:], part.dtype)])
+      feats = _features(model, padded, layer, pool)
+      out.append(np.asarray(feats)[: len(part)])
+      progress_lib.advance(pbar, start + len(part))
   return np.concatenate(out)
 
 

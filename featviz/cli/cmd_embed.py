@@ -50,6 +50,7 @@ def register(sub) -> None:
   p.add_argument("--seed", type=int, default=0, help="seed of t-SNE's initial map")
   p.add_argument("--thumb", type=int, default=48, help="thumbnail side in pixels")
   p.add_argument("--out", default="embed.png", help="the figure, a PNG file")
+  p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
   p.set_defaults(func=run)
 
 
@@ -76,7 +77,9 @@ def run(args) -> int:
   if args.method == "tsne" and not 1.0 <= perplexity < n:
     raise UsageError(f"--perplexity must be at least 1 and below N = {n} photos")
   start = time.perf_counter()
-  feats = feature_space.features(model, data, args.layer, args.pool)
+  feats = feature_space.features(
+    model, data, args.layer, args.pool, progress_bar=not args.no_progress
+  )
   featured = time.perf_counter()
   name = f"{model.spec.name} {args.layer} ({feats.shape[1]}-D {args.pool} features, {n} photos)"
   if args.method == "pca":

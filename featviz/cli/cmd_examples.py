@@ -31,6 +31,7 @@ def register(sub) -> None:
   p.add_argument("--dataset", required=True, metavar="DIR", help="a folder of photos")
   p.add_argument("--top", type=int, default=9, help="examples per unit")
   p.add_argument("--out", default="examples.png", help="the figure, a PNG file")
+  p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
   p.set_defaults(func=run)
 
 
@@ -62,7 +63,7 @@ def run(args) -> int:
   model.spec.check_units(layer, np.asarray(units))
   data, paths = photos.load_folder(args.dataset, model.spec.image_size, model.spec.channels)
   start = time.perf_counter()
-  scan = dataset_examples.scan_layer(model, data, layer)
+  scan = dataset_examples.scan_layer(model, data, layer, progress_bar=not args.no_progress)
   scanned = time.perf_counter()
   examples = dataset_examples.unit_examples(model, scan, units, min(args.top, len(data)))
   names = [p.stem for p in paths]

@@ -33,6 +33,7 @@ def register(sub) -> None:
     help="mean: spatial mean per channel; flat: every position",
   )
   p.add_argument("--out", default="neighbors.png", help="the figure, a PNG file")
+  p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
   p.set_defaults(func=run)
 
 
@@ -54,7 +55,10 @@ def run(args) -> int:
   query = photos.load_image(args.query, size, channels)
   data, paths = photos.load_folder(args.dataset, size, channels)
   start = time.perf_counter()
-  feats = feature_space.features(model, np.concatenate([query[None], data]), args.layer, args.pool)
+  both = np.concatenate([query[None], data])
+  feats = feature_space.features(
+    model, both, args.layer, args.pool, progress_bar=not args.no_progress
+  )
   index, dist = feature_space.nearest_neighbors(feats[:1], feats[1:], min(args.k, len(data)))
   seconds = time.perf_counter() - start
   names = [p.stem for p in paths]
