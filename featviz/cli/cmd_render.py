@@ -167,11 +167,10 @@ def run(args) -> int:
   units_per_s = len(result.labels) / max(result.run_seconds, 1e-9)
   maps = " and their transparency maps" if result.transparency is not None else ""
   if args.snapshots:
-    maps += f" and their images at {plural(len(args.snapshots), 'snapshot')}"
-  if gif is not None:
-    maps += f", {gif} ({plural(len(result.snapshots), 'frame')})"
+    maps += f" and their images after {plural(len(args.snapshots), 'snapshot step')}"
+  animation = f", {gif} ({plural(len(result.snapshots), 'frame')})" if gif is not None else ""
   print(
-    f"wrote {out} and {plural(len(result.labels), 'image')}{maps} in {folder}/ "
+    f"wrote {out}{animation} and {plural(len(result.labels), 'image')}{maps} in {folder}/ "
     f"({result.run_seconds:.1f} s run, {result.compile_seconds:.1f} s compile, "
     f"{units_per_s:.2f} images/s)"
   )
