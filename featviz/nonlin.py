@@ -99,6 +99,25 @@ def _redirect(x, g, relu_grad, blocked):
   return on
 
 
+def _switch(active: jax.Array, on: Callable[[], jax.Array], relu_grad: jax.Array) -> jax.Array:
+  """The redirected gradient ``on()`` where ``active``, else ``relu_grad``.
+
+  ``active`` is one bool for the batch (a render: every image is at the same step), or one per
+  batch item (the sweep's continuous batching, ``featviz._loop.program.Plan.per_slot``: each
+  slot is at its own step). Either way ``on()`` runs only while some item needs it, so the
+  steps after the window cost what a plain ReLU's do. An array whose leading axis is not the
+  batch (a network that folds the batch into another axis) redirects while any item is active.
+  """
+  if active.ndim == 0:
+    return jax.lax.cond(active, on, lambda: relu_grad)
+  if relu_grad.ndim == 0 or relu_grad.shape[0] != active.shape[0]:
+    return jax.lax.cond(jnp.any(active), on, lambda: relu_grad)
+  per_item = active.reshape(active.shape + (1,) * (relu_grad.ndim - 1))
+  return jax.lax.cond(
+    jnp.any(active), lambda: jnp.where(per_item, on(), relu_grad), lambda: relu_grad
+  )
+
+
 def _relu_bwd(res, g):
   x, active = res
   relu_grad = jnp.where(x > 0, g, 0)
@@ -106,7 +125,7 @@ def _relu_bwd(res, g):
   def blocked(x, g):  # Lucid: neg_pushing_lower = x < 0 and grad > 0 (descent lowers x further)
     return (x < 0) & (g > 0)
 
-  return jax.lax.cond(active, _redirect(x, g, relu_grad, blocked), lambda: relu_grad), None
+  return _switch(active, _redirect(x, g, relu_grad, blocked), relu_grad), None
 
 
 redirected_relu.defvjp(_relu_fwd, _relu_bwd)
@@ -128,14 +147,15 @@ def _relu6_bwd(res, g):
   def blocked(x, g):  # Lucid's redirected_relu6_grad: also block pushing x > 6 higher
     return ((x < 0) & (g > 0)) | ((x > 6) & (g < 0))
 
-  return jax.lax.cond(active, _redirect(x, g, relu_grad, blocked), lambda: relu_grad), None
+  return _switch(active, _redirect(x, g, relu_grad, blocked), relu_grad), None
 
 
 redirected_relu6.defvjp(_relu6_fwd, _relu6_bwd)
 
 
 def redirecting(active: jax.Array, rewrites: frozenset[str] = frozenset()) -> Ops:
-  """Ops whose ReLU gradients redirect while ``active`` (a traced bool) is true."""
+  """Ops whose ReLU gradients redirect while ``active`` is true: a traced bool, or one per
+  batch item (``(B,)``, each image at its own step)."""
   return Ops(
     relu=lambda x: redirected_relu(x, active),
     relu6=lambda x: redirected_relu6(x, active),

@@ -50,6 +50,7 @@ def test_one_compile_per_layer_with_a_padded_last_chunk(tmp_path):
     "units": 6,
     "done": 6,
     "final_median": summary["layers"]["conv2"]["final_median"],
+    "steps_median": 5.0,
   }
   assert json.loads((tmp_path / "summary.json").read_text())["layers"] == summary["layers"]
   for layer in ("conv2", "conv3"):

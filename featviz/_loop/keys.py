@@ -73,3 +73,13 @@ def _derive(key: jax.Array, ids: jax.Array) -> tuple[jax.Array, jax.Array, jax.A
 def derive(key: jax.Array, labels: Sequence[str]) -> tuple[jax.Array, jax.Array, jax.Array]:
   """``(k_init (B,), k_steps (B,), shared_key)`` for a batch of images with these labels."""
   return _derive(key, jnp.asarray(image_ids(labels)))
+
+
+def derive_first(key: jax.Array, labels: Sequence[str]) -> tuple[jax.Array, jax.Array]:
+  """``(k_init (B,), k_steps (B,))`` with every image the first of its label (repeat 0), as
+  a sweep's kept unit is in any batch: the keys of the slots of continuous batching
+  (``featviz._sweep.continuous``), where a slot's unit is the same image whatever slot, batch
+  or schedule renders it."""
+  ids = np.asarray([(zlib.crc32(label.encode()), 0) for label in labels], np.uint32)
+  k_init, k_steps, _ = _derive(key, jnp.asarray(ids.reshape(len(labels), 2)))
+  return k_init, k_steps

@@ -107,6 +107,12 @@ class Plan:
   # Accumulate each image's |d objective / d image| over the steps (MACO's transparency map),
   # carried in the state as a (B, H, W) array; False: the state carries None there.
   transparency: bool = False
+  # Each slot of the batch is at its own step (the sweep's continuous batching,
+  # featviz._sweep.continuous): the chunk program's ``start`` is (B,), the optimizer runs per
+  # slot (its state, Adam's step count included, has a leading batch axis), the first bad
+  # step is per slot, and the "refill" program restarts chosen slots. False: one step for the
+  # batch, as a render has.
+  per_slot: bool = False
 
   def setup(self) -> Plan:
     """The fields the initial draw and the final images depend on (the rest blanked), so a
@@ -124,9 +130,12 @@ class Plan:
     )
 
   def build_optimizer(self) -> optax.GradientTransformation:
-    if isinstance(self.optimizer, float):
-      return optax.adam(self.optimizer)
-    return self.optimizer
+    """The optimizer; with ``per_slot``, one per slot (vmapped over the batch axis), so that a
+    slot restarted at step 0 gets Adam's bias correction for step 0 whatever the others'."""
+    optimizer = optax.adam(self.optimizer) if isinstance(self.optimizer, float) else self.optimizer
+    if not self.per_slot:
+      return optimizer
+    return optax.GradientTransformation(jax.vmap(optimizer.init), jax.vmap(optimizer.update))
 
 
 def draws_shared(transform: Callable) -> bool:
@@ -153,6 +162,13 @@ def _all_finite(tree) -> jax.Array:
   return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
+def _finite_per_slot(tree) -> jax.Array:
+  """``(B,)``: whether each slot's leaves (leading batch axis) are all finite."""
+  leaves = jax.tree.leaves(tree)
+  per_leaf = [jnp.all(jnp.isfinite(x.reshape(x.shape[0], -1)), axis=1) for x in leaves]
+  return jnp.all(jnp.stack(per_leaf), axis=0)
+
+
 def _on_batch_axis(plan: Plan, params):
   """Pins every params leaf's leading (batch) axis to the plan's devices (no-op on one).
 
@@ -166,10 +182,12 @@ def _on_batch_axis(plan: Plan, params):
 
 
 def _start(plan: Plan, params):
-  """The loop state ``(params, opt_state, bad_step = -1, transparency)`` at ``params``."""
+  """The loop state ``(params, opt_state, bad_step = -1, transparency)`` at ``params``
+  (``bad_step`` one per slot with ``plan.per_slot``)."""
   params = _on_batch_axis(plan, params)
   accumulated = jnp.zeros((plan.batch, *plan.size), jnp.float32) if plan.transparency else None
-  return params, plan.build_optimizer().init(params), jnp.asarray(-1, jnp.int32), accumulated
+  bad_step = jnp.full((plan.batch,) if plan.per_slot else (), -1, jnp.int32)
+  return params, plan.build_optimizer().init(params), bad_step, accumulated
 
 
 def _init(plan: Plan, k_init: jax.Array):
@@ -191,13 +209,31 @@ def _images(plan: Plan, params) -> jax.Array:
   return plan.param(plan.size, plan.batch, plan.channels).to_image(params)
 
 
+def _refill(plan: Plan, state, k_init: jax.Array, fresh: jax.Array):
+  """``state`` with the slots where ``fresh (B,)`` is true restarted: their parameters drawn
+  anew from their keys ``k_init (B,)``, their optimizer state, first bad step and transparency
+  those of step 0 (:func:`_init`). A ``per_slot`` plan's state has a leading batch axis on
+  every leaf, so this is a select per leaf."""
+  new = _init(plan, k_init)
+
+  def pick(n, o):
+    return jnp.where(fresh.reshape(fresh.shape + (1,) * (n.ndim - 1)), n, o)
+
+  return jax.tree.map(pick, new, state)
+
+
+def _per_image_steps(keys: jax.Array, step: jax.Array) -> jax.Array:
+  """Each image's key folded with its step: ``step`` one for the batch, or one per slot."""
+  return jax.vmap(jax.random.fold_in, in_axes=(0, None if step.ndim == 0 else 0))(keys, step)
+
+
 def transform(
   plan: Plan, k_steps: jax.Array, k_shared: jax.Array, step: jax.Array, images: jax.Array
 ) -> jax.Array:
   """Step ``step``'s random transforms: each image with its own key, or one shared draw."""
   if plan.shared_draws:
     return plan.transforms(jax.random.fold_in(k_shared, step), images)
-  keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(k_steps, step)
+  keys = _per_image_steps(k_steps, step)
   return jax.vmap(lambda k, image: plan.transforms(k, image[None])[0])(keys, images)
 
 
@@ -238,7 +274,7 @@ def loss_of_image(
   alpha together, and the loss weights each score by Lucid's transparency term."""
   if plan.alpha:
     with jax.named_scope("alpha"):
-      keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(k_steps, step)
+      keys = _per_image_steps(k_steps, step)
       keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, _BACKGROUND_SALT)
       back = jax.vmap(lambda k: param_lib.alpha.background(k, 1, plan.size)[0])(keys)
       rgb = param_lib.alpha.composite(image, back)
@@ -275,7 +311,8 @@ def _optimize_chunk(
 
   Returns the new state and the chunk's history rows ``(plan.chunk, B)``. Step ``t`` uses the
   global ``t`` (its transforms' keys, the redirected-ReLU switch), so a run's result does not
-  depend on how its steps are chunked.
+  depend on how its steps are chunked. With ``plan.per_slot``, ``start`` is ``(B,)``: slot ``i``
+  runs its own steps ``start[i] ..`` and freezes at its own first non-finite step.
   """
   _TRACES[0] += 1
   model = model.cast(plan.compute_dtype)  # once per chunk, outside the scan
@@ -306,15 +343,23 @@ def _optimize_chunk(
     with jax.named_scope("optimizer"):
       updates, new_opt_state = optimizer.update(grads, opt_state, params)
       new_params = _on_batch_axis(plan, optax.apply_updates(params, updates))
-    finite = jnp.isfinite(value) & _all_finite(new_params)
+    if plan.per_slot:
+      finite = jnp.isfinite(scores) & _finite_per_slot(new_params)
+    else:
+      finite = jnp.isfinite(value) & _all_finite(new_params)
     bad_step = jnp.where((bad_step < 0) & ~finite, step, bad_step)
     keep = bad_step < 0  # once non-finite, freeze: the error names the step afterwards
-    params = jax.tree.map(lambda n, o: jnp.where(keep, n, o), new_params, params)
-    opt_state = jax.tree.map(lambda n, o: jnp.where(keep, n, o), new_opt_state, opt_state)
-    accumulated = jax.tree.map(lambda n, o: jnp.where(keep, n, o), new_accumulated, accumulated)
+
+    def kept(n, o):
+      return jnp.where(keep.reshape(keep.shape + (1,) * (n.ndim - keep.ndim)), n, o)
+
+    params = jax.tree.map(kept, new_params, params)
+    opt_state = jax.tree.map(kept, new_opt_state, opt_state)
+    accumulated = jax.tree.map(kept, new_accumulated, accumulated)
     return (params, opt_state, bad_step, accumulated), scores
 
-  steps = start + jnp.arange(plan.chunk, dtype=jnp.int32)
+  offsets = jnp.arange(plan.chunk, dtype=jnp.int32)
+  steps = start[None, :] + offsets[:, None] if plan.per_slot else start + offsets
   return jax.lax.scan(step_fn, state, steps)
 
 
@@ -359,6 +404,11 @@ def _state_shardings(setup: Plan):
   )
 
 
+def state_shardings(plan: Plan):
+  """The layout of the loop state of ``plan`` over its devices (``plan.batch_sharding``)."""
+  return _state_shardings(plan.setup())
+
+
 def shardings(plan: Plan, model: Model, objective) -> tuple[tuple, tuple]:
   """``(in_shardings, out_shardings)`` of the chunk program when the plan splits the batch.
 
@@ -382,7 +432,7 @@ def shardings(plan: Plan, model: Model, objective) -> tuple[tuple, tuple]:
     batch,
     replicated,
     state,
-    replicated,
+    batch if plan.per_slot else replicated,
   )
   history = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, axes))
   return in_shardings, (state, history)
@@ -411,7 +461,7 @@ def lower_chunk(plan: Plan, model: Model, objective) -> jax.stages.Lowered:
   layout = {}
   if plan.batch_sharding is not None:
     layout = dict(zip(("in_shardings", "out_shardings"), shardings(plan, model, objective)))
-  index = jax.ShapeDtypeStruct((), jnp.int32)
+  index = jax.ShapeDtypeStruct((plan.batch,) if plan.per_slot else (), jnp.int32)
   return jax.jit(_optimize_chunk, static_argnums=0, **layout).lower(
     plan,
     model,
@@ -436,7 +486,8 @@ def compiled_chunk(plan: Plan, model: Model, objective):
 
 def compiled_setup(plan: Plan, kind: str, images_shape: tuple[int, ...] | None = None):
   """The compiled ``"init"`` (``k_init -> state``), ``"from_image"`` (``images -> state``, for
-  images of ``images_shape``) or ``"images"`` (``params -> images``) program of
+  images of ``images_shape``), ``"images"`` (``params -> images``) or, for a ``per_slot``
+  plan, ``"refill"`` (``(state, k_init, fresh) -> state``, :func:`_refill`) program of
   ``plan.setup()``, and its compile time (0 when compiled before)."""
   setup = plan.setup()
 
@@ -457,8 +508,23 @@ def compiled_setup(plan: Plan, kind: str, images_shape: tuple[int, ...] | None =
           "in_shardings": (_state_shardings(setup)[0],),
           "out_shardings": setup.batch_sharding,
         }
+    elif kind == "refill":
+      if not setup.per_slot:
+        raise ValueError("the refill program restarts slots of a per_slot plan only")
+      args = (
+        _state_shape(setup),
+        _key_struct((setup.batch,)),
+        jax.ShapeDtypeStruct((setup.batch,), jnp.bool_),
+      )
+      if setup.batch_sharding is not None:
+        state = _state_shardings(setup)
+        layout = {
+          "in_shardings": (state, setup.batch_sharding, setup.batch_sharding),
+          "out_shardings": state,
+        }
+      return jax.jit(_refill, static_argnums=0, **layout).lower(setup, *args).compile()
     else:
-      raise ValueError(f"kind must be 'init', 'from_image' or 'images', got {kind!r}")
+      raise ValueError(f"kind must be 'init', 'from_image', 'images' or 'refill', got {kind!r}")
     return jax.jit(fn, static_argnums=0, **layout).lower(setup, arg).compile()
 
   return _remember((kind, setup, images_shape), make)

@@ -60,7 +60,7 @@ from featviz._loop import api as render_api
 from featviz._loop import keys as keys_lib
 from featviz._loop import program
 from featviz._loop.config import RenderConfig
-from featviz._sweep import partition
+from featviz._sweep import continuous, partition, stopping
 from featviz._sweep import quality as sweep_quality
 from featviz._sweep import store as store_lib
 from featviz.model import Model
@@ -194,6 +194,9 @@ def sweep(
   progress_bar: bool = True,
   devices: Sequence[jax.Device] | None = None,
   process: tuple[int, int] | None = None,
+  until_ratio: float | None = None,
+  until_plateau: float | None = None,
+  plateau_window: int = stopping.PLATEAU_WINDOW,
   **overrides,
 ) -> dict[str, Any]:
   """Renders every unit of ``layers`` into the store ``out``; resumes what is there.
@@ -214,6 +217,13 @@ def sweep(
     devices: the devices to split each batch over; ``jax.local_devices()``.
     process: ``(index, count)`` of this process among those sharing the sweep;
       ``(jax.process_index(), jax.process_count())``.
+    until_ratio: stop each unit once its activation on its un-transformed image reaches this
+      many times the best photo's (needs ``dataset``); ``config.steps`` is then every unit's
+      step limit. Units render by continuous batching (``featviz._sweep.continuous``): a
+      finished unit's slot takes the next unit at once.
+    until_plateau: stop each unit once its activation gained less than this fraction over the
+      last ``plateau_window`` steps (continuous batching too).
+    plateau_window: the steps ``until_plateau`` measures over.
     **overrides: fields of :class:`featviz.RenderConfig` to replace.
 
   Returns:
@@ -226,7 +236,22 @@ def sweep(
     featviz.SettingsMismatchError: ``out`` holds a sweep with other settings.
   """
   config = (config if config is not None else RenderConfig()).replace(**overrides)
+  rule = stopping.StopRule(
+    max_steps=config.steps,
+    every=stopping.check_interval(config.steps, config.chunk or continuous.CHECK_EVERY),
+    until_ratio=None if until_ratio is None else float(until_ratio),
+    until_plateau=None if until_plateau is None else float(until_plateau),
+    plateau_window=int(plateau_window),
+  )
+  if rule.until_ratio is not None and dataset is None:
+    raise stopping.StopRuleError(
+      "until_ratio compares each unit with the best photo: give dataset= (a folder of photos)"
+    )
+  if rule.active:
+    continuous.check_transforms(config)
   recorded = settings(config, keys_lib.as_key(key, seed), seed if key is None else None)
+  if rule.active:  # a resume must stop units the same way; fixed-step stores have no "stop"
+    recorded["stop"] = rule.to_dict()
   key = keys_lib.as_key(key, seed)  # (settings() refuses settings given as objects)
   if isinstance(units, str):
     units = partition.parse_units(units)
@@ -257,7 +282,14 @@ def sweep(
   if dataset is not None:
     score_batch = partition.padded_batch(sweep_quality.SCORE_BATCH, mesh.size)
     best = sweep_quality.dataset_best(
-      model, layers, dataset, config.size, program.batch_sharding(mesh), score_batch, loaded
+      model,
+      layers,
+      dataset,
+      config.size,
+      program.batch_sharding(mesh),
+      score_batch,
+      loaded,
+      progress_bar=progress_bar,
     )
 
   done = store.rows(layers)
@@ -277,7 +309,15 @@ def sweep(
     disable=not progress_bar,
   )
   with bar:
-    for i, chunk in enumerate(work):
+    for layer in dict.fromkeys(c.layer for c in work) if rule.active else ():
+      todo = [u for c in work if c.layer == layer for u in c.units if (layer, u) not in done]
+      if todo:
+        failed += _render_continuous(
+          model, layer, todo, config, key, mesh, batch, rule, store, best, layers, index, bar
+        )
+        touched.add(layer)
+        atlas_rows[layer] = _write_atlas(store, layer, config.size)
+    for i, chunk in enumerate(work if not rule.active else ()):
       todo = [u for u in chunk.units if (chunk.layer, u) not in done]
       if todo:
         bar.set_postfix_str(f"{chunk.layer} units {todo[0]}-{todo[-1]}", refresh=True)
@@ -311,6 +351,46 @@ def sweep(
   return summary
 
 
+def _render_continuous(
+  model, layer, todo, config, key, mesh, batch, rule, store, best, layers, process, bar
+) -> list[dict[str, Any]]:
+  """One layer by continuous batching: each group of units that finish together is committed
+  (PNGs, then an index file named by the group's first unit, unique in the layer) before
+  their slots take the next units."""
+
+  def commit(finished):
+    pictures = {unit: image for unit, image, _ in finished}
+    rows = [row for _, _, row in finished]
+    first = min(pictures)
+    for row in rows:
+      row["chunk"] = first
+      row["chunk_units"] = len(rows)
+      row["png"] = str(store.png(layer, row["unit"]).relative_to(store.root))
+      row["process"] = process
+    if best is not None:
+      _add_quality(rows, best)
+    store.commit(layer, first, pictures, rows)
+
+  def progress(finished, status):
+    bar.set_postfix_str(status, refresh=False)
+    bar.update(finished)
+
+  return continuous.render_layer(
+    model,
+    layer,
+    todo,
+    config,
+    key,
+    mesh,
+    batch,
+    rule,
+    commit,
+    best=best[layer] if best is not None else None,
+    score_layers=layers,
+    progress=progress,
+  )
+
+
 def _write_atlas(store: store_lib.Store, layer: str, size: int) -> int:
   rows = store.rows([layer])
   store.write_atlas(layer, rows.values(), size)
@@ -328,6 +408,7 @@ def summarize(
     entry: dict[str, Any] = {"units": len(units), "done": len(got)}
     if got:
       entry["final_median"] = float(np.median([r["final"] for r in got]))
+      entry["steps_median"] = float(np.median([r["steps"] for r in got]))
     if got and "ratio" in got[0]:
       entry["ratio"] = sweep_quality.ratio_stats([r["ratio"] for r in got])
     per_layer[layer] = entry

@@ -1,0 +1,255 @@
+"""Continuous batching: each slot of the batch renders one unit until it is done, then the next.
+
+A fixed-step sweep runs every unit of a batch for ``steps`` steps. Units differ: some reach a
+good image in 32 steps, others need hundreds. Here, as an inference server schedules requests,
+every slot of the compiled loop holds one unit with its own step counter, optimizer state
+(Adam's bias correction per slot), redirected-ReLU window and transform draws, all keyed by
+(seed, layer, unit, the unit's own step) (``featviz._loop.program.Plan.per_slot``). After each
+chunk of ``every`` steps the host scores every slot's un-transformed image with the sweep's own
+scorer (``featviz._sweep.quality``), asks the :class:`~featviz._sweep.stopping.StopRule`
+whether its unit is done, hands the done units' images and rows to ``commit``, and refills
+their slots with the next units (``program._refill``): unit indices, keys and step counters are
+data, so nothing recompiles.
+
+**A unit's image does not depend on the schedule.** Its keys are those of the first image of its
+label (``keys.derive_first``), its steps count from its own 0, and its stop depends on its own
+scores only, so the same unit gives the same image whatever batch, order, device count or
+neighbours rendered it (``tests/test_continuous.py`` checks this bitwise on PNGs), up to the
+rounding of batch-size-dependent kernels, as for the fixed-step sweep.
+
+**The tail.** When the queue is empty, finished slots fall idle. Once at most half the slots
+are busy, the busy ones move to a batch half as large (their state is gathered; each slot is
+independent, so nothing changes but the cost): the last, slowest units of a layer do not pay
+for a full batch. Each smaller batch compiles its own programs once (seconds; cached like every
+program, and in JAX's persistent cache across runs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+from featviz import objectives
+from featviz import transforms as tf_lib
+from featviz._loop import api as render_api
+from featviz._loop import keys as keys_lib
+from featviz._loop import program
+from featviz._loop.config import ConfigError, RenderConfig
+from featviz._sweep import partition, stopping
+from featviz._sweep import quality as sweep_quality
+from featviz._sweep import store as store_lib
+from featviz.model import Model
+
+# Steps between checks, at most (stopping.check_interval picks a divisor of the step limit):
+# Lucid's redirected-ReLU window is 16 steps, and a check costs one forward pass per slot
+# against 16 forward-and-backward steps (about 2%).
+CHECK_EVERY = 16
+
+
+@dataclasses.dataclass
+class _Slots:
+  """The compiled programs and device state of one batch size of a layer's loop."""
+
+  n: int
+  plan: program.Plan
+  chunk: Any
+  images: Any
+  refill: Any
+  init: Any
+  compile_seconds: float
+
+
+@dataclasses.dataclass
+class _Unit:
+  """A unit in a slot: what the host tracks between chunks."""
+
+  unit: int
+  steps: int = 0
+  scores: list[float] = dataclasses.field(default_factory=list)
+  start: float | None = None
+  last: float | None = None
+  seconds: float = 0.0
+
+
+def check_transforms(config: RenderConfig) -> None:
+  """Refuses transforms that draw once for the whole batch: slots at different steps cannot
+  share a draw (a ConfigError, before a sweep writes anything)."""
+  transform = config.transform()
+  draws_nothing = isinstance(transform, tf_lib.Compose) and not transform.transforms
+  if program.draws_shared(transform) and not draws_nothing:
+    raise ConfigError(
+      "a sweep that stops units early gives every unit its own transform draws; "
+      "choose transforms 'standard' (a draw per image), not 'shared'"
+    )
+
+
+def _programs(
+  model: Model, layer: str, config: RenderConfig, mesh: jax.sharding.Mesh, n: int, units
+) -> _Slots:
+  """The per-slot programs for a batch of ``n`` slots of ``layer`` (compiled once each)."""
+  objective = objectives.channel(layer, np.asarray(units, np.int32))
+  check_transforms(config)
+  _, _, bound, plan, _ = render_api._prepare(model, objective, config, {}, n, mesh)
+  # (no transforms count as shared draws; they draw nothing, so per image is the same)
+  plan = dataclasses.replace(plan, per_slot=True, shared_draws=False)
+  init, seconds = program.compiled_setup(plan, "init")
+  chunk, s = program.compiled_chunk(plan, model, bound)
+  seconds += s
+  images, s = program.compiled_setup(plan, "images")
+  seconds += s
+  refill, s = program.compiled_setup(plan, "refill")
+  return _Slots(n, plan, chunk, images, refill, init, seconds + s)
+
+
+def render_layer(
+  model: Model,
+  layer: str,
+  units: Sequence[int],
+  config: RenderConfig,
+  key: jax.Array,
+  mesh: jax.sharding.Mesh,
+  batch: int,
+  rule: stopping.StopRule,
+  commit: Callable[[list[tuple[int, np.ndarray, dict[str, Any]]]], None],
+  best: tuple[np.ndarray, list[str]] | None = None,
+  score_layers: Sequence[str] | None = None,
+  progress: Callable[[int, str], None] | None = None,
+) -> list[dict[str, Any]]:
+  """Renders ``units`` of ``layer`` in ``batch`` slots until each is done.
+
+  Args:
+    config: the render settings; ``config.steps`` is every unit's step limit and must be a
+      multiple of ``rule.every``.
+    key: the sweep's key: unit ``u`` draws from it folded with ``"layer:u"``.
+    mesh: the devices each batch is split over.
+    batch: slots (rounded up to a multiple of the devices; fewer when there are fewer units).
+    rule: when a unit stops.
+    commit: called with ``[(unit, image (H, W, C), row)]`` each time units finish, before
+      their slots are refilled.
+    best: ``(dataset max (C,), argmax photos)`` of the layer, for ``rule.until_ratio``.
+    score_layers: the layers the scorer computes (default: ``layer``); a sweep passes all of
+      its layers so that one compiled scorer serves every layer.
+    progress: called with (units just finished, a status line) after each chunk.
+
+  Returns:
+    The failures: ``[{"layer", "units": [u], "step", "error"}]`` for units whose render went
+    non-finite (they stay missing; a re-run tries them again).
+  """
+  if not units:
+    return []
+  if config.steps % rule.every:
+    raise stopping.StopRuleError(
+      f"steps {config.steps} must be a multiple of the check interval {rule.every}"
+    )
+  config = config.replace(chunk=rule.every)
+  score_layers = list(score_layers or [layer])
+  queue = deque(int(u) for u in units)
+  n = partition.padded_batch(min(batch, len(queue)), mesh.size)
+  slots: list[_Unit | None] = [_Unit(queue.popleft()) if queue else None for _ in range(n)]
+  progs = _programs(model, layer, config, mesh, n, [units[0]] * n)
+  compile_seconds = progs.compile_seconds
+  k_shared = jax.random.fold_in(key, 0xFFFFFFFF)
+  top = best[0] if best is not None else None
+  failures: list[dict[str, Any]] = []
+
+  def arguments(slots):
+    """The chunk program's data for these slots: objective, keys (idle slots repeat unit 0's)."""
+    held = [s.unit if s is not None else units[0] for s in slots]
+    objective = objectives.channel(layer, np.asarray(held, np.int32)).bind(model.spec, len(held))
+    objective = jax.tree.map(program.canonical, objective)
+    k_init, k_steps = keys_lib.derive_first(key, [f"{layer}:{u}" for u in held])
+    return objective, k_init, k_steps
+
+  objective, k_init, k_steps = arguments(slots)
+  state = progs.init(jax.device_put(k_init, progs.plan.batch_sharding))
+  while any(s is not None for s in slots):
+    start = time.perf_counter()
+    layout = program.shardings(progs.plan, model, objective)[0]
+    args = jax.device_put((model, objective, k_steps, k_shared), layout[:4])
+    steps = np.asarray([s.steps if s is not None else 0 for s in slots], np.int32)
+    state, rows = progs.chunk(*args, state, jax.device_put(steps, layout[5]))
+    images = np.asarray(progs.images(state[0]))
+    means = sweep_quality.channel_means(
+      model, score_layers, images, progs.plan.batch_sharding, batch=progs.n
+    )[layer]
+    bad = np.asarray(state[2])
+    rows = np.asarray(rows)
+    elapsed = time.perf_counter() - start
+    done, fresh = [], np.zeros(progs.n, bool)
+    for i, s in enumerate(slots):
+      if s is None:
+        continue
+      if s.steps == 0:
+        s.start = float(rows[0, i])
+      s.steps += rule.every
+      s.last = float(rows[-1, i])
+      s.seconds += elapsed
+      s.scores.append(float(means[i, s.unit]))
+      if bad[i] >= 0:
+        failures.append(
+          {
+            "layer": layer,
+            "units": [s.unit],
+            "step": int(bad[i]),
+            "error": f"{layer}:{s.unit} became non-finite at step {int(bad[i])}",
+          }
+        )
+        reason = stopping.NON_FINITE
+      else:
+        dataset_max = float(top[s.unit]) if top is not None else None
+        reason = rule.reason(s.steps, s.scores, dataset_max)
+      if reason is None:
+        continue
+      if reason != stopping.NON_FINITE:
+        done.append((s.unit, images[i], _row(layer, i, s, reason, config, progs, mesh)))
+      slots[i] = _Unit(queue.popleft()) if queue else None
+      fresh[i] = slots[i] is not None
+    if done:
+      for _, _, row in done:
+        row["compile_seconds"] = round(compile_seconds, 3)
+      commit(done)
+    busy = [i for i, s in enumerate(slots) if s is not None]
+    if progress is not None:
+      progress(int(np.sum(bad >= 0)) + len(done), f"{layer}: {len(busy)} busy, {len(queue)} queued")
+    if not busy:
+      break
+    if fresh.any():
+      objective, k_init, k_steps = arguments(slots)
+      sharding = progs.plan.batch_sharding
+      state = progs.refill(state, jax.device_put(k_init, sharding), jax.device_put(fresh, sharding))
+    smaller = partition.padded_batch(max(1, progs.n // 2), mesh.size)
+    if not queue and len(busy) <= smaller < progs.n:  # the tail: move to a smaller batch
+      gather = np.asarray(busy + [busy[0]] * (smaller - len(busy)))  # padding: idle copies
+      slots = [slots[i] for i in busy] + [None] * (smaller - len(busy))
+      progs = _programs(model, layer, config, mesh, smaller, [units[0]] * smaller)
+      compile_seconds += progs.compile_seconds
+      objective, _, k_steps = arguments(slots)
+      state = jax.device_put(
+        jax.tree.map(lambda x, g=gather: np.asarray(x)[g], state),
+        program.state_shardings(progs.plan),
+      )
+  return failures
+
+
+def _row(layer: str, slot: int, s: _Unit, reason: str, config, progs: _Slots, mesh) -> dict:
+  return {
+    "layer": layer,
+    "unit": s.unit,
+    "slot": slot,
+    "steps": s.steps,
+    "stopped": reason,
+    "size": config.size,
+    "start": s.start,
+    "last_step": s.last,
+    "final": s.scores[-1],
+    "chunk_seconds": round(s.seconds, 3),
+    "devices": mesh.size,
+    "batch": progs.n,
+    "finished": store_lib.now(),
+  }
