@@ -1,0 +1,132 @@
+"""Continuous batching against fixed-step batches: the same sweep, wall time and quality.
+
+    python -m benchmarks.continuous_batching --photos ../shared/images/imagenet-sample \\
+        [--layer block10] [--units 0-15] [--batch 8] [--max-steps 256] [--until-ratio 4]
+
+Runs ``featviz.sweep`` twice on the same units of EfficientNet-Lite0 (the real weights of the pip
+package), Lucid's settings, the same batch and seed, into fresh folders:
+
+* **fixed**: every unit ``--max-steps`` steps (today's sweep);
+* **continuous**: ``until_ratio=R``: each unit stops at its first check (every 16 steps) where
+  its activation on its un-transformed image reaches R times the best photo's, or at
+  ``--max-steps`` (``featviz._sweep.continuous``).
+
+Each sweep runs in its own fresh process with JAX's persistent compilation cache off, so both
+pay their compiles cold; the wall time is the whole ``featviz.sweep`` call (compiles, the photo
+scores, the renders, the PNGs). A third figure, ``continuous_warm``, reruns the continuous sweep
+with the programs compiled (same process), which is what a user's second layer or second run
+sees. Figures: wall seconds, the speedup, every unit's steps and stop reason, and the ratio's
+min and median on both sides (quality at equal settings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import statistics
+import subprocess
+import sys
+import tempfile
+
+from benchmarks import common
+
+_CHILD = r"""
+import json, sys, time
+import featviz
+from featviz._sweep import store
+args = json.loads(sys.argv[1])
+model = featviz.zoo.load("efficientnet_lite0")
+runs = []
+for out, rule in args["runs"]:
+  start = time.perf_counter()
+  summary = featviz.sweep(model, [args["layer"]], out=out, units=args["units"],
+                          batch=args["batch"], steps=args["steps"], dataset=args["photos"],
+                          progress_bar=False, **rule)
+  seconds = time.perf_counter() - start
+  rows = store.Store(out).rows()
+  units = [rows[k] for k in sorted(rows)]
+  runs.append({"seconds": seconds, "summary": summary["layers"][args["layer"]],
+               "steps": [r["steps"] for r in units], "ratio": [r.get("ratio") for r in units],
+               "stopped": [r.get("stopped", "max_steps") for r in units]})
+print("RESULT " + json.dumps(runs))
+"""
+
+
+def _run(payload: dict, env: dict) -> list[dict]:
+  out = subprocess.run(
+    [sys.executable, "-c", _CHILD, json.dumps(payload)],
+    env=env,
+    capture_output=True,
+    text=True,
+    check=False,
+  )
+  if out.returncode:
+    raise SystemExit(f"the timed sweep failed:\n{out.stderr[-3000:]}")
+  line = next(x for x in out.stdout.splitlines() if x.startswith("RESULT "))
+  return json.loads(line[len("RESULT ") :])
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--photos", required=True, help="a folder of photos (the ratio's best photo)")
+  p.add_argument("--layer", default="block10", help="default: block10")
+  p.add_argument("--units", default="0-15", help="inclusive range; default: 0-15 (16 units)")
+  p.add_argument("--batch", type=int, default=8, help="units per compiled call; default: 8")
+  p.add_argument("--max-steps", type=int, default=256, help="default: 256")
+  p.add_argument("--until-ratio", type=float, default=4.0, help="default: 4")
+  p.add_argument("--no-record", action="store_true", help="print, do not append to RESULTS.md")
+  args = p.parse_args(argv)
+  env = dict(os.environ, FEATVIZ_COMPILE_CACHE="0")
+  environment = common.environment()
+  with tempfile.TemporaryDirectory() as tmp:
+    payload = {
+      "layer": args.layer,
+      "units": args.units,
+      "batch": args.batch,
+      "steps": args.max_steps,
+      "photos": str(pathlib.Path(args.photos).resolve()),
+    }
+    rule = {"until_ratio": args.until_ratio}
+    fixed = _run(dict(payload, runs=[[f"{tmp}/fixed", {}]]), env)[0]
+    cont, warm = _run(dict(payload, runs=[[f"{tmp}/cont", rule], [f"{tmp}/cont_warm", rule]]), env)
+  assert cont["steps"] == warm["steps"], "a unit's steps must not depend on the run"
+  reached = sum(s == "ratio" or n == args.max_steps for s, n in zip(cont["stopped"], cont["steps"]))
+  settings = {
+    "model": "efficientnet_lite0",
+    "units": f"{args.layer}:{args.units}",
+    "batch": args.batch,
+    "max_steps": args.max_steps,
+    "until_ratio": args.until_ratio,
+    "size": 128,
+    "how": "two fresh processes, compile cache off; wall = the whole featviz.sweep call",
+    "photos": f"{pathlib.Path(args.photos).name} ({len(os.listdir(args.photos))})",
+  }
+
+  def stats(values):
+    values = [v for v in values if v is not None]
+    return min(values), statistics.median(values)
+
+  fixed_min, fixed_median = stats(fixed["ratio"])
+  cont_min, cont_median = stats(cont["ratio"])
+  figures = {
+    "fixed_s": fixed["seconds"],
+    "continuous_s": cont["seconds"],
+    "speedup": fixed["seconds"] / cont["seconds"],
+    "continuous_warm_s": warm["seconds"],
+    "unit_steps": "/".join(map(str, cont["steps"])),
+    "mean_steps": sum(cont["steps"]) / len(cont["steps"]),
+    "stopped_by_ratio": f"{cont['stopped'].count('ratio')}/{len(cont['steps'])}",
+    "ratio_or_limit": f"{reached}/{len(cont['steps'])}",
+    "fixed ratio min/median": f"{fixed_min:.2f}/{fixed_median:.2f}",
+    "continuous ratio min/median": f"{cont_min:.2f}/{cont_median:.2f}",
+  }
+  print(json.dumps(figures, indent=1))
+  if not args.no_record:
+    common.append_row(environment, "continuous_batching", settings, figures)
+  return 0
+
+
+if __name__ == "__main__":
+  raise SystemExit(main())
