@@ -424,7 +424,8 @@ def summarize(
 def table(summary: dict[str, Any]) -> str:
   """The summary as a fixed-width text table, one line per layer."""
   head = (
-    f"{'layer':<14}{'done':>9}{'final med':>11}{'ratio min':>11}{'median':>9}{'max':>9}{'>1':>7}"
+    f"{'layer':<14}{'done':>9}{'steps med':>10}{'final med':>11}{'ratio min':>11}{'median':>9}"
+    f"{'max':>9}{'>1':>7}"
   )
   lines = [head, "-" * len(head)]
   for layer, e in summary["layers"].items():
@@ -434,8 +435,9 @@ def table(summary: dict[str, Any]) -> str:
       return format(r[k], spec) if k in r else "-"
 
     final = format(e["final_median"], ".3g") if "final_median" in e else "-"
+    steps = format(e["steps_median"], "g") if "steps_median" in e else "-"
     lines.append(
-      f"{layer:<14}{e['done']:>4}/{e['units']:<4}{final:>11}{fmt('min'):>11}"
+      f"{layer:<14}{e['done']:>4}/{e['units']:<4}{steps:>10}{final:>11}{fmt('min'):>11}"
       f"{fmt('median'):>9}{fmt('max'):>9}{fmt('above_1', '.0%'):>7}"
     )
   return "\n".join(lines)
