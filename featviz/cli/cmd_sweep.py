@@ -6,6 +6,8 @@ import argparse
 import sys
 
 from featviz._loop.config import RenderConfig
+from featviz._sweep.run import DEFAULT_BATCH
+from featviz._sweep.stopping import PLATEAU_WINDOW
 from featviz.cli.common import HelpFormatter, add_model_arguments, load_model
 from featviz.cli.errors import UsageError, writable_dir
 from featviz.cli.render_flags import add_render_arguments, config_from, finite_float
@@ -32,11 +34,6 @@ Examples:
   featviz sweep efficientnet_lite0 --layers block10 --units 0-15 --dataset photos/ \\
       --until-ratio 4 --max-steps 256 --out runs/until
 """
-
-# featviz._sweep.run.DEFAULT_BATCH, here without importing JAX (for --help).
-DEFAULT_BATCH = 8
-# featviz.sweep's plateau_window default: the objective's gain is measured over this many steps.
-PLATEAU_WINDOW = 64
 
 
 class _Untyped(int):
