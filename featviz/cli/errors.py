@@ -6,6 +6,7 @@ import os
 import pathlib
 
 from featviz._loop.config import ConfigError
+from featviz._sweep.stopping import StopRuleError
 from featviz._sweep.store import SettingsMismatchError
 from featviz.cli.spec_grammar import SpecError
 from featviz.model import ImageShapeError, UnitOutOfRangeError, UnknownLabelError, UnknownLayerError
@@ -36,6 +37,7 @@ USAGE_ERRORS = (
   SpecError,
   ConfigError,
   SettingsMismatchError,
+  StopRuleError,
   UnknownLayerError,
   UnitOutOfRangeError,
   UnknownLabelError,
