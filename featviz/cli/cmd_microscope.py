@@ -157,6 +157,7 @@ def run(args) -> int:
       top=args.top,
       load_model=lambda source: model,  # the sweep's own model, loaded once
       log=lambda line: print(f"gallery: {line}", file=sys.stderr, flush=True),
+      progress_bar=not args.no_progress,
     )
   except (gallery.NotASweepError, gallery.WeightsMismatchError, gallery.SiteFolderError) as e:
     raise UsageError(str(e)) from None

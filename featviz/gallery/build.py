@@ -127,6 +127,7 @@ def build(
   top: int = TOP,
   link: bool = True,
   log: Callable[[str], None] | None = None,
+  progress_bar: bool = True,
 ) -> Report:
   """Writes (or updates) the static site of ``sweeps`` in folder ``out``.
 
@@ -146,6 +147,7 @@ def build(
     link: ignored: unit PNGs are always copied (a hard link would publish the store
       file itself, with its owner and mode).
     log: called with a line per layer scanned.
+    progress_bar: a bar of photos scanned per layer (``dataset_examples.scan_layer``).
 
   Returns:
     A :class:`Report`; ``written`` is empty when nothing changed.
@@ -177,7 +179,7 @@ def build(
   scanned, units = [], 0
   for sweep in read:
     examples = Examples(
-      sweep, writer, pathlib.Path(dataset) if dataset else None, load_model, top, log
+      sweep, writer, pathlib.Path(dataset) if dataset else None, load_model, top, log, progress_bar
     )
     pages = [
       (unit_page(sweep, layer, u), f"{layer.name}:{u}")

@@ -68,9 +68,10 @@ class Examples:
     load_model: Callable[[str], Model] | None,
     top: int,
     log: Callable[[str], None] | None = None,
+    progress_bar: bool = True,
   ):
     self.sweep, self.writer, self.dataset, self.top = sweep, writer, dataset, top
-    self.load_model, self.log = load_model, log
+    self.load_model, self.log, self.progress_bar = load_model, log, progress_bar
     self.key = None
     if dataset is not None:
       from featviz import photos
@@ -184,7 +185,7 @@ class Examples:
         f"{self.sweep.model} {layer.name}: scanning {len(self._photos)} photos for the "
         f"top {self.top} examples of {len(layer.rows)} units"
       )
-    scan = dx.scan_layer(model, self._photos, layer.name)
+    scan = dx.scan_layer(model, self._photos, layer.name, progress_bar=self.progress_bar)
     found = dx.unit_examples(model, scan, sorted(layer.rows), min(self.top, len(self._photos)))
     self.scanned.append(f"{self.sweep.slug}/{layer.dir}")
     out = {}
