@@ -313,7 +313,7 @@ def sweep(
       todo = [u for c in work if c.layer == layer for u in c.units if (layer, u) not in done]
       if todo:
         failed += _render_continuous(
-          model, layer, todo, config, key, mesh, batch, rule, store, best, layers, index, bar
+          model, layer, todo, config, key, mesh, batch, rule, store, best, index, bar
         )
         touched.add(layer)
         atlas_rows[layer] = _write_atlas(store, layer, config.size)
@@ -352,11 +352,13 @@ def sweep(
 
 
 def _render_continuous(
-  model, layer, todo, config, key, mesh, batch, rule, store, best, layers, process, bar
+  model, layer, todo, config, key, mesh, batch, rule, store, best, process, bar
 ) -> list[dict[str, Any]]:
   """One layer by continuous batching: each group of units that finish together is committed
   (PNGs, then an index file named by the group's first unit, unique in the layer) before
-  their slots take the next units."""
+  their slots take the next units. Units are scored every few steps, so the scorer computes
+  the network up to this layer only (its own compile, forward only: seconds), not up to the
+  sweep's deepest layer as the fixed-step path's one final scoring does."""
 
   def commit(finished):
     pictures = {unit: image for unit, image, _ in finished}
@@ -386,7 +388,6 @@ def _render_continuous(
     rule,
     commit,
     best=best[layer] if best is not None else None,
-    score_layers=layers,
     progress=progress,
   )
 
