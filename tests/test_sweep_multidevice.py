@@ -16,6 +16,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 
 TESTS = pathlib.Path(__file__).parent
 DEVICES = 4
@@ -40,6 +41,22 @@ SCRIPT = textwrap.dedent("""
     sweep.sweep(model, ["conv3"], out=out + "/four", **kw)
     for i in range(2):  # two processes' shares, one after the other, into one store
       sweep.sweep(model, ["conv3"], out=out + "/shared", process=(i, 2), **kw)
+    # Continuous batching (units stop at their own steps, slots refill) on 1 and 4 devices.
+    import pathlib
+    from PIL import Image
+    photos = pathlib.Path(out, "photos")
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+      Image.fromarray((rng.random((24, 24, 3)) * 255).astype(np.uint8)).save(photos / f"{i}.png")
+    until = dict(steps=64, size=24, transforms="none", progress_bar=False, until_ratio=1.0,
+                 dataset=str(photos))
+    sweep.sweep(model, ["conv3"], out=out + "/until_one", devices=devices[:1], batch=3, **until)
+    sweep.sweep(model, ["conv3"], out=out + "/until_four", batch=8, **until)
+
+    def steps(name):
+      rows = S.Store(out + "/" + name).rows()
+      return [rows[("conv3", u)]["steps"] for u in range(8)]
 
     def finals(name):
       rows = S.Store(out + "/" + name).rows()
@@ -55,6 +72,7 @@ SCRIPT = textwrap.dedent("""
     print(json.dumps({
         "devices": len(devices),
         "finals": {k: finals(k) for k in ("one", "four", "shared")},
+        "until_steps": {k: steps(k) for k in ("until_one", "until_four")},
         "check": {k: sweep.check(out + "/" + k) for k in ("one", "four", "shared")},
         "image_diff": float(np.abs(a.images - b.images).max()),
         "bitwise": bool(np.array_equal(a.images, b.images)),
@@ -70,7 +88,10 @@ def _pixels(path: pathlib.Path) -> np.ndarray:
     return np.asarray(im, np.int16)
 
 
-def test_four_devices_render_what_one_device_renders(tmp_path):
+@pytest.fixture(scope="module")
+def four_device_report(tmp_path_factory):
+  """The script's report, run once in a fresh interpreter with 4 CPU devices."""
+  tmp_path = tmp_path_factory.mktemp("four_devices")
   env = dict(
     os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={DEVICES}", JAX_PLATFORMS="cpu"
   )
@@ -84,7 +105,11 @@ def test_four_devices_render_what_one_device_renders(tmp_path):
     cwd=tmp_path,
   )
   assert proc.returncode == 0, proc.stderr[-3000:]
-  report = json.loads(proc.stdout.strip().splitlines()[-1])
+  return tmp_path, json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_four_devices_render_what_one_device_renders(four_device_report):
+  tmp_path, report = four_device_report
   print(report["image_diff"], report["bitwise"], report["history_diff"])
   assert report["devices"] == DEVICES
   assert report["image_diff"] <= TOLERANCE
@@ -99,3 +124,13 @@ def test_four_devices_render_what_one_device_renders(tmp_path):
     name = pathlib.Path("conv3") / f"{unit:04d}.png"
     a, b, c = (_pixels(tmp_path / k / name) for k in ("one", "four", "shared"))
     assert np.abs(a - b).max() <= 1 and np.array_equal(b, c)
+
+
+def test_continuous_batching_on_four_devices_gives_one_devices_units(four_device_report):
+  tmp_path, report = four_device_report
+  one, four = report["until_steps"]["until_one"], report["until_steps"]["until_four"]
+  assert one == four and len(set(one)) > 1  # units stopped at their own steps, on either
+  for unit in range(8):
+    name = pathlib.Path("conv3") / f"{unit:04d}.png"
+    a, b = (_pixels(tmp_path / k / name) for k in ("until_one", "until_four"))
+    assert np.abs(a - b).max() <= 1
