@@ -106,7 +106,7 @@ class Conv(nn.Module):
     # and return float32.
     x = x.astype(kernel.dtype)
     if self.groups == c_in == self.features and "depthwise_shifted" in self.rewrites:
-      y = depthwise_shifted(x, kernel, self.strides, pads)
+      y = depthwise_flipped_backward(x, kernel, tuple(self.strides), tuple(map(tuple, pads)))
     elif self.groups == 1 and "conv_flipped_backward" in self.rewrites:
       y = conv_flipped_backward(x, kernel, tuple(self.strides), tuple(map(tuple, pads)))
     else:
@@ -219,6 +219,58 @@ def depthwise_shifted(
       term = window.astype(jnp.float32) * kernel[u, v, 0].astype(jnp.float32)
       y = term if y is None else y + term
   return y
+
+
+def _transposed_pads(
+  in_hw: Sequence[int],
+  out_hw: Sequence[int],
+  window: Sequence[int],
+  strides: Sequence[int],
+  pads: Sequence[tuple[int, int]],
+) -> list[tuple[int, int]]:
+  """Padding ``(before, after)`` per spatial axis of the transposed conv (no dilation):
+  before = k - 1 - pad_before; after fills the input size from the output gradient dilated
+  by the stride, ``1 + s (n_out - 1)`` pixels."""
+  t_pads = []
+  for n_in, n_out, k, s, (lo, _) in zip(in_hw, out_hw, window, strides, pads):
+    before = k - 1 - lo
+    t_pads.append((before, n_in + k - 1 - (1 + s * (n_out - 1)) - before))
+  return t_pads
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def depthwise_flipped_backward(
+  x: jax.Array, kernel: jax.Array, strides: tuple[int, int], pads: tuple[tuple[int, int], ...]
+) -> jax.Array:
+  """:func:`depthwise_shifted` whose input gradient is a shifted sum too, on a flipped kernel.
+
+  Autodiff transposes each of the ``kh * kw`` strided slices of the forward into a ``pad``
+  with interior padding and adds them: per input pixel, ``kh * kw`` bounds checks and
+  selects. The input gradient of a depthwise conv is the depthwise conv of the output
+  gradient, dilated by the stride and padded (one ``lax.pad``), with the kernel flipped in
+  space: the same slices-and-products as the forward. The kernel gradient is JAX's own.
+  Shapes as :func:`depthwise_shifted`. Measured: benchmarks/README.md.
+  """
+  return depthwise_shifted(x, kernel, strides, pads)
+
+
+def _dw_fwd(x, kernel, strides, pads):
+  return depthwise_shifted(x, kernel, strides, pads), (x, kernel)
+
+
+def _dw_bwd(strides, pads, res, g):
+  x, kernel = res
+  kh, kw = kernel.shape[:2]
+  t_pads = _transposed_pads(x.shape[1:3], g.shape[1:3], (kh, kw), strides, pads)
+  config = [(0, 0, 0), *((lo, hi, s - 1) for (lo, hi), s in zip(t_pads, strides)), (0, 0, 0)]
+  g_dilated = lax.pad(g.astype(kernel.dtype), np.array(0, kernel.dtype), config)
+  dx = depthwise_shifted(g_dilated, jnp.flip(kernel, (0, 1)), (1, 1), ((0, 0), (0, 0)))
+  _, kernel_vjp = jax.vjp(lambda k: depthwise_shifted(x, k, strides, pads), kernel)
+  (dk,) = kernel_vjp(g)
+  return dx.astype(x.dtype), dk
+
+
+depthwise_flipped_backward.defvjp(_dw_fwd, _dw_bwd)
 
 
 class BatchNorm(nn.Module):
