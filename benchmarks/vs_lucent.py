@@ -29,7 +29,9 @@ round by round (lucent, then featviz, ``--repeats`` rounds), so load changes on 
 machine hit both. Both sides do the same number of steps per timed call (``--steps``; 512 is
 Lucid's, fewer is fine on CPU) after a warm-up, and report seconds per step; units/s are
 rescaled to 512 steps. The ratio is featviz units/s over lucent units/s. Process CPU seconds
-per step are reported too (less sensitive to other jobs on the machine than wall time).
+per step are reported too (less sensitive to other jobs on the machine than wall time), and
+featviz's FLOP utilization: XLA's cost-analysis FLOPs of its step (``common.render_flops``)
+over its time, as a share of the matmul peak measured at the start of the run.
 
 From the repository root:
 
@@ -204,8 +206,15 @@ def check_port(python: str, weights: str, model) -> float:
 
 
 def featviz_runs(
-  model, steps: int, batches: list[int], input_sizes: list[int | None], name: str = "inceptionv1"
+  model,
+  steps: int,
+  batches: list[int],
+  input_sizes: list[int | None],
+  name: str = "inceptionv1",
+  counting: str | None = None,
 ) -> dict:
+  """featviz's timings per ``B@size``; with ``counting`` (``common.scan_body_counting()``) also
+  each configuration's FLOPs per step (XLA's cost analysis of the chunk program)."""
   import numpy as np
 
   import featviz
@@ -229,6 +238,8 @@ def featviz_runs(
         "cpu_s": time.process_time() - c0,
         "compile_s": first.compile_seconds,
       }
+      if counting:
+        out[key]["flops"] = common.render_flops(model, obj, config, counting)
   return out
 
 
@@ -295,6 +306,9 @@ def main(argv=None) -> int:
       port_error = check_port(args.lucent_python, weights, model)
       print(f"PyTorch port of {args.model}: relative error {port_error:.2g} against featviz")
   sizes = [None, 224]
+  counting = common.scan_body_counting()
+  peak = common.matmul_peak()
+  flops = featviz_runs(model, args.steps, batches, sizes, args.model, counting)  # warms up too
   luc_rounds, fv_rounds, luc_info = [], [], {}
   for r in range(args.repeats):
     if have_lucent:
@@ -361,13 +375,21 @@ def main(argv=None) -> int:
         f"{b / fv[0] / full_steps:9.4f} {ratio:8.2f} {ratio_cpu:8.2f}"
       )
       tag = "featviz" if size is None else f"featviz@{size}"
+      gflop = flops[key]["flops"] / 1e9
       fig.update(
         {
           f"{tag} ms/step": fv[0] * 1e3,
           f"{tag} units/s": b / fv[0] / full_steps,
           f"{tag} x lucent": ratio,
           f"{tag} x lucent (cpu-s)": ratio_cpu,
+          f"{tag} GFLOP/step": gflop,
+          f"{tag} %peak": 100 * gflop / fv[0] / (peak["tflops"] * 1e3),
         }
+      )
+      print(
+        f"{'':34s} {'':3s} {gflop:.2f} GFLOP/step, {gflop / fv[0]:.1f} GFLOP/s, "
+        f"{100 * gflop / fv[0] / (peak['tflops'] * 1e3):.1f} % of the "
+        f"{peak['tflops'] * 1e3:.0f} GFLOP/s {peak['dtype']} matmul peak"
       )
     summary[b] = fig
     settings = {
@@ -388,6 +410,8 @@ def main(argv=None) -> int:
       else f"benchmarks/torch_efficientnet_lite.py (rel. error {port_error:.2g} vs featviz)"
       if port_error is not None
       else "-",
+      "peak_GFLOP/s": peak["tflops"] * 1e3,
+      "peak_dtype": peak["dtype"],
       "valid": "yes"
       if valid
       else f"NO: load {max(first_load, start_load):.1f} > {env.cores} cores "
