@@ -295,6 +295,11 @@ def main(argv=None) -> int:
   )
   ap.add_argument("--lucent-only", action="store_true", help="run lucent, save, stop")
   ap.add_argument("--featviz-only", action="store_true")
+  ap.add_argument(
+    "--no-lucent-row",
+    action="store_true",
+    help="with --lucent-from: lucent's curve as the target only (a run that recorded it did)",
+  )
   ap.add_argument("--figure", default=str(HERE.parent / "docs" / "time_to_quality.png"))
   ap.add_argument("--json", default=None)
   ap.add_argument("--no-results", action="store_true")
@@ -365,7 +370,8 @@ def main(argv=None) -> int:
     }
     env.versions.update(torch=lucent_info["torch"], lucent=lucent_info["lucent"])
     targets.insert(0, ("lucent@512", curves["lucent"][top][0]))
-    record("lucent")
+    if not args.no_lucent_row:
+      record("lucent")
 
   def record(name: str) -> None:
     """Its table line and RESULTS.md row, and the figure with every curve so far."""
