@@ -81,8 +81,10 @@ def test_rewrites_change_the_traced_forward(name):
   assert off["conv_general_dilated"] == parts["plain"] + parts["depthwise"]
   assert _grouped_convs(plain, weights, x) == parts["depthwise"]
   assert off["reduce_window_max"] == parts["pools"]
-  # On: each plain conv and pool is a custom VJP; depthwise convs are slices, not convs.
-  assert on["custom_vjp_call"] == parts["plain"] + parts["pools"]
+  # On: each plain conv, depthwise conv (its input gradient a shifted sum on the flipped
+  # kernel, tf_layers.depthwise_flipped_backward) and pool is a custom VJP; depthwise convs are
+  # slices, not convs.
+  assert on["custom_vjp_call"] == parts["plain"] + parts["depthwise"] + parts["pools"]
   assert on["conv_general_dilated"] == parts["plain"]  # inside conv_flipped_backward
   assert _grouped_convs(rewritten, weights, x) == 0
   assert on["reduce_window_max"] == 0
