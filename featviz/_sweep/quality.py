@@ -33,7 +33,6 @@ import numpy as np
 from featviz import photos
 from featviz import progress as progress_lib
 from featviz.model import Model, as_map
-from featviz.nonlin import STANDARD_OPS
 
 # Images per call of the scorer: a fixed batch (the last one padded) so that it compiles once;
 # 32 keeps a 224 px EfficientNet batch's activations well under 1 GB.
@@ -68,9 +67,12 @@ def _channel_means(model: Model, images, layers: tuple[str, ...]):
   """``{layer: (B, C)}``: every channel's mean over positions, as ``objectives.Channel``.
 
   The input path is the render's, :meth:`Model.activations` (a fixed-size network's
-  resize, value range, normalisation), without transforms.
+  resize, value range, normalisation), without transforms, with plain ReLUs and the CPU
+  rewrites where the backend is a CPU (``model.default_ops``): measured on EfficientNet-Lite0
+  ``block10``, 32 photos at 128 px, 2-core CPU: 0.29 s against 1.79 s with XLA's grouped
+  convolutions, the same means to float32 rounding.
   """
-  acts = model.activations(images, layers, ops=STANDARD_OPS)
+  acts = model.activations(images, layers)
   out = {}
   for layer in layers:
     a = acts[layer]
