@@ -141,3 +141,15 @@ def test_shared_transform_draws_are_refused(tmp_path):
       MODEL, ["conv3"], out=tmp_path / "s", until_plateau=0.1, **dict(FAST, transforms="shared")
     )
   assert not (tmp_path / "s").exists()
+
+
+def test_a_unit_that_goes_non_finite_is_recorded_and_its_slot_takes_the_next(tmp_path):
+  weights = {k: dict(v) for k, v in MODEL.weights.items()}
+  bias = np.array(weights["conv3"]["b"])
+  bias[2] = np.inf  # channel 2 alone is inf; the others' scores and gradients stay finite
+  weights["conv3"]["b"] = bias
+  broken = MODEL.replace(weights=weights)
+  summary = sweep.sweep(broken, ["conv3"], out=tmp_path, batch=3, until_plateau=0.5, **FAST)
+  assert [(f["layer"], f["units"], f["step"]) for f in summary["failed"]] == [("conv3", [2], 0)]
+  assert sorted(u for _, u in S.Store(tmp_path).rows()) == [0, 1, 3, 4, 5, 6, 7]
+  assert sweep.check(tmp_path) == []

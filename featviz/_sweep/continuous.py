@@ -181,7 +181,7 @@ def render_layer(
     bad = np.asarray(state[2])
     rows = np.asarray(rows)
     elapsed = time.perf_counter() - start
-    done, fresh = [], np.zeros(progs.n, bool)
+    done, fresh, failed_now = [], np.zeros(progs.n, bool), 0
     for i, s in enumerate(slots):
       if s is None:
         continue
@@ -201,6 +201,7 @@ def render_layer(
           }
         )
         reason = stopping.NON_FINITE
+        failed_now += 1
       else:
         dataset_max = float(top[s.unit]) if top is not None else None
         reason = rule.reason(s.steps, s.scores, dataset_max)
@@ -216,7 +217,7 @@ def render_layer(
       commit(done)
     busy = [i for i, s in enumerate(slots) if s is not None]
     if progress is not None:
-      progress(int(np.sum(bad >= 0)) + len(done), f"{layer}: {len(busy)} busy, {len(queue)} queued")
+      progress(failed_now + len(done), f"{layer}: {len(busy)} busy, {len(queue)} queued")
     if not busy:
       break
     if fresh.any():
