@@ -37,6 +37,11 @@ Process ``jax.process_index()`` of ``jax.process_count()`` takes every
 so hosts never wait for each other. They share ``DIR`` without clashing: a
 chunk's files belong to the one process that renders it.
 
+**Stopping rules.** With ``until_ratio=`` or ``until_plateau=`` the layers render by
+continuous batching instead (``featviz._sweep.continuous``): each unit runs until its rule or
+``config.steps`` stops it, and its slot takes the next unit; the index records its ``steps``
+and why it ``stopped``, and the manifest the rule (a resume must stop units the same way).
+
 **Quality.** With ``dataset=`` (a folder of photos) every unit gets the best
 activation any photo gives it, the photo, and the ratio rendered / best
 (``featviz._sweep.quality``); the summary reports the ratio's distribution per
