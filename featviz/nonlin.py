@@ -108,6 +108,7 @@ def _switch(active: jax.Array, on: Callable[[], jax.Array], relu_grad: jax.Array
   steps after the window cost what a plain ReLU's do. An array whose leading axis is not the
   batch (a network that folds the batch into another axis) redirects while any item is active.
   """
+  active = jnp.asarray(active)
   if active.ndim == 0:
     return jax.lax.cond(active, on, lambda: relu_grad)
   if relu_grad.ndim == 0 or relu_grad.shape[0] != active.shape[0]:
