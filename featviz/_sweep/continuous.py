@@ -118,7 +118,6 @@ def render_layer(
   rule: stopping.StopRule,
   commit: Callable[[list[tuple[int, np.ndarray, dict[str, Any]]]], None],
   best: tuple[np.ndarray, list[str]] | None = None,
-  score_layers: Sequence[str] | None = None,
   progress: Callable[[int, str], None] | None = None,
 ) -> list[dict[str, Any]]:
   """Renders ``units`` of ``layer`` in ``batch`` slots until each is done.
@@ -133,8 +132,6 @@ def render_layer(
     commit: called with ``[(unit, image (H, W, C), row)]`` each time units finish, before
       their slots are refilled.
     best: ``(dataset max (C,), argmax photos)`` of the layer, for ``rule.until_ratio``.
-    score_layers: the layers the scorer computes (default: ``layer``); a sweep passes all of
-      its layers so that one compiled scorer serves every layer.
     progress: called with (units just finished, a status line) after each chunk.
 
   Returns:
@@ -148,7 +145,6 @@ def render_layer(
       f"steps {config.steps} must be a multiple of the check interval {rule.every}"
     )
   config = config.replace(chunk=rule.every)
-  score_layers = list(score_layers or [layer])
   queue = deque(int(u) for u in units)
   n = partition.padded_batch(min(batch, len(queue)), mesh.size)
   slots: list[_Unit | None] = [_Unit(queue.popleft()) if queue else None for _ in range(n)]
@@ -176,7 +172,7 @@ def render_layer(
     state, rows = progs.chunk(*args, state, jax.device_put(steps, layout[5]))
     images = np.asarray(progs.images(state[0]))
     means = sweep_quality.channel_means(
-      model, score_layers, images, progs.plan.batch_sharding, batch=progs.n
+      model, [layer], images, progs.plan.batch_sharding, batch=progs.n
     )[layer]
     bad = np.asarray(state[2])
     rows = np.asarray(rows)
