@@ -39,6 +39,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 import featviz
 from featviz._loop import program
@@ -364,7 +365,9 @@ def flops_per_step(compiled, scan_length: int, counting: str) -> float:
 def render_flops(model, objective, config: featviz.RenderConfig, counting: str, **kwargs) -> float:
   """FLOPs of one step of ``featviz.render(model, objective, config, **kwargs)``: XLA's cost
   analysis of its chunk program (``featviz.lower``, compiled here once more: the render's own
-  compiled programs are private)."""
+  compiled programs are private). Lowered for one device: a program split over several counts
+  each device's share only."""
+  kwargs.setdefault("mesh", jax.sharding.Mesh(np.asarray(jax.devices()[:1]), ("batch",)))
   compiled = featviz.lower(model, objective, config, **kwargs).compile()
   return flops_per_step(compiled, program.chunk_lengths(config.steps, config.chunk)[0], counting)
 

@@ -35,9 +35,11 @@ from benchmarks import common
 
 _CHILD = r"""
 import json, sys, time
+from featviz import cpu_devices
+args = json.loads(sys.argv[1])
+devices = cpu_devices.enable(args["cpu_devices"])  # before JAX starts, as the featviz command
 import featviz
 from featviz._sweep import store
-args = json.loads(sys.argv[1])
 model = featviz.zoo.load("efficientnet_lite0")
 runs = []
 for out, rule in args["runs"]:
@@ -50,7 +52,9 @@ for out, rule in args["runs"]:
   units = [rows[k] for k in sorted(rows)]
   runs.append({"seconds": seconds, "summary": summary["layers"][args["layer"]],
                "steps": [r["steps"] for r in units], "ratio": [r.get("ratio") for r in units],
-               "stopped": [r.get("stopped", "max_steps") for r in units]})
+               "stopped": [r.get("stopped", "max_steps") for r in units],
+               "batches": sorted({r.get("batch", args["batch"]) for r in units}),
+               "devices": devices})
 print("RESULT " + json.dumps(runs))
 """
 
@@ -77,6 +81,12 @@ def main(argv=None) -> int:
   p.add_argument("--batch", type=int, default=8, help="units per compiled call; default: 8")
   p.add_argument("--max-steps", type=int, default=256, help="default: 256")
   p.add_argument("--until-ratio", type=float, default=4.0, help="default: 4")
+  p.add_argument(
+    "--cpu-devices",
+    type=int,
+    default=None,
+    help="CPU devices (featviz.cpu_devices; default one per core, as the featviz command)",
+  )
   p.add_argument("--no-record", action="store_true", help="print, do not append to RESULTS.md")
   args = p.parse_args(argv)
   env = dict(os.environ, FEATVIZ_COMPILE_CACHE="0")
@@ -88,6 +98,7 @@ def main(argv=None) -> int:
       "batch": args.batch,
       "steps": args.max_steps,
       "photos": str(pathlib.Path(args.photos).resolve()),
+      "cpu_devices": args.cpu_devices,
     }
     rule = {"until_ratio": args.until_ratio}
     fixed, fixed_warm = _run(
@@ -103,6 +114,7 @@ def main(argv=None) -> int:
     "max_steps": args.max_steps,
     "until_ratio": args.until_ratio,
     "size": 128,
+    "cpu_devices": cont["devices"],
     "how": "two fresh processes, compile cache off; wall = the whole featviz.sweep call",
     "photos": f"{pathlib.Path(args.photos).name} ({len(os.listdir(args.photos))})",
   }
@@ -122,6 +134,8 @@ def main(argv=None) -> int:
     "speedup_warm": fixed_warm["seconds"] / warm["seconds"],
     "unit_steps": "/".join(map(str, cont["steps"])),
     "mean_steps": sum(cont["steps"]) / len(cont["steps"]),
+    "batch_sizes": "/".join(map(str, cont["batches"])),
+    "batch_sizes_warm": "/".join(map(str, warm["batches"])),
     "stopped_by_ratio": f"{cont['stopped'].count('ratio')}/{len(cont['steps'])}",
     "ratio_or_limit": f"{reached}/{len(cont['steps'])}",
     "fixed ratio min/median": f"{fixed_min:.2f}/{fixed_median:.2f}",

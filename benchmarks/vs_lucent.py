@@ -269,6 +269,13 @@ def main(argv=None) -> int:
   )
   ap.add_argument("--lucent-worker", action="store_true", help=argparse.SUPPRESS)
   ap.add_argument("--lucent-weights", default=None, help=argparse.SUPPRESS)
+  ap.add_argument(
+    "--cpu-devices",
+    type=int,
+    default=None,
+    help="featviz's CPU devices (featviz.cpu_devices; default one per core, as the featviz "
+    "command; 1: JAX's single CPU device)",
+  )
   ap.add_argument("--json", default=None)
   ap.add_argument("--no-results", action="store_true")
   args = ap.parse_args(argv)
@@ -281,7 +288,10 @@ def main(argv=None) -> int:
     return 0
 
   from benchmarks import common
+  from featviz import cpu_devices
 
+  # Before JAX starts (as the featviz command): the batch split over one CPU device per core.
+  fv_devices = cpu_devices.enable(args.cpu_devices)
   full_steps = common.LUCID.steps
   args.steps = args.steps or full_steps
   common.redirect_steps_for(args.steps)  # refuses a step count without the default share
@@ -404,6 +414,7 @@ def main(argv=None) -> int:
         else "featviz only: lucent not run"
       ),
       "lucent threads": luc_info.get("threads", "-"),
+      "featviz CPU devices": fv_devices if b % fv_devices == 0 else 1,
       "lucent weights": "frozen (requires_grad False; only helps lucent)",
       "lucent model": "lucent.modelzoo.inceptionv1"
       if args.model == "inceptionv1"

@@ -12,8 +12,8 @@ from featviz import nonlin
 from featviz import transforms as tf_lib
 from featviz._loop import program
 from featviz._loop.config import ConfigError
+from featviz._sweep import continuous, stopping
 from featviz._sweep import run as sweep
-from featviz._sweep import stopping
 from featviz._sweep import store as S
 
 import tiny_cnn
@@ -101,7 +101,9 @@ def test_units_that_run_to_the_limit_are_the_fixed_sweeps_images(tmp_path):
   assert _pngs(tmp_path / "fixed", "conv3", range(8)) == _pngs(tmp_path / "cont", "conv3", range(8))
 
 
-def test_a_units_image_and_steps_do_not_depend_on_the_schedule(tmp_path, photos):
+def test_a_units_image_and_steps_do_not_depend_on_the_schedule(tmp_path, photos, monkeypatch):
+  # the tiny model compiles in well under a second, and its tail moves would not pay: make them
+  monkeypatch.setattr(continuous, "move_pays", lambda *args: True)
   run = dict(FAST, until_ratio=1.0, dataset=photos)
   sweep.sweep(MODEL, ["conv3"], out=tmp_path / "b3", batch=3, **run)
   sweep.sweep(MODEL, ["conv3"], out=tmp_path / "b2", batch=2, **run)
@@ -153,3 +155,20 @@ def test_a_unit_that_goes_non_finite_is_recorded_and_its_slot_takes_the_next(tmp
   assert [(f["layer"], f["units"], f["step"]) for f in summary["failed"]] == [("conv3", [2], 0)]
   assert sorted(u for _, u in S.Store(tmp_path).rows()) == [0, 1, 3, 4, 5, 6, 7]
   assert sweep.check(tmp_path) == []
+
+
+def test_the_tail_ladder_is_the_smallest_halving_that_holds_the_busy_slots():
+  # (slots, busy, devices) -> size: halvings of 8 rounded up to the device count
+  cases = {(8, 1, 1): 1, (8, 2, 1): 2, (8, 3, 1): 4, (8, 5, 1): 8, (8, 3, 2): 4, (8, 1, 2): 2,
+           (6, 1, 2): 2, (6, 3, 2): 4, (8, 1, 8): 8}  # fmt: skip
+  for (n, busy, devices), size in cases.items():
+    assert continuous._tail_batch(n, busy, devices) == size, (n, busy, devices)
+
+
+def test_a_tail_move_is_made_when_the_idle_share_saves_more_than_the_compile():
+  # 8 -> 2 slots at 0.134 s/step (EfficientNet-Lite0 block10, 2 CPU devices), 156 steps left:
+  # 0.75 * 0.134 * 156 = 15.7 s saved, against a 16 s compile (no move) or a compiled size (move)
+  assert not continuous.move_pays(8, 2, 0.134, 156, 16.0)
+  assert continuous.move_pays(8, 2, 0.134, 156, 15.0)
+  assert continuous.move_pays(8, 2, 0.134, 156, 0.0)
+  assert not continuous.move_pays(8, 8, 0.134, 156, 0.0)  # nothing idle, nothing saved

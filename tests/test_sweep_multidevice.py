@@ -69,7 +69,14 @@ SCRIPT = textwrap.dedent("""
                         steps=32, size=32, seed=3, progress_bar=False, mesh=mesh)
       images[n] = r
     a, b = images[1], images[len(devices)]
+    # mesh=None: the batch of 8 split over every device (featviz.cpu_devices.batch_mesh)
+    default = render.render(model, objectives.channel("conv3", np.arange(8, dtype=np.int32)),
+                            steps=32, size=32, seed=3, progress_bar=False)
+    lowered = render.lower(model, objectives.channel("conv3", np.arange(8, dtype=np.int32)),
+                           steps=32, size=32)
     print(json.dumps({
+        "default_bitwise": bool(np.array_equal(default.images, b.images)),
+        "default_partitions": lowered.as_text().count("num_partitions = 4"),
         "devices": len(devices),
         "finals": {k: finals(k) for k in ("one", "four", "shared")},
         "until_steps": {k: steps(k) for k in ("until_one", "until_four")},
@@ -124,6 +131,12 @@ def test_four_devices_render_what_one_device_renders(four_device_report):
     name = pathlib.Path("conv3") / f"{unit:04d}.png"
     a, b, c = (_pixels(tmp_path / k / name) for k in ("one", "four", "shared"))
     assert np.abs(a - b).max() <= 1 and np.array_equal(b, c)
+
+
+def test_a_render_splits_its_batch_over_every_device_by_default(four_device_report):
+  _, report = four_device_report
+  assert report["default_partitions"] >= 1  # the chunk program is partitioned 4 ways
+  assert report["default_bitwise"]  # the program an explicit 4-device mesh gets
 
 
 def test_continuous_batching_on_four_devices_gives_one_devices_units(four_device_report):

@@ -19,9 +19,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from featviz import cpu_devices, progress
 from featviz import objectives as obj_lib
 from featviz import param as param_lib
-from featviz import progress
 from featviz._loop import keys as keys_lib
 from featviz._loop import program
 from featviz._loop.config import ConfigError, RenderConfig
@@ -189,6 +189,8 @@ def _prepare(model, objective, config, overrides, batch, mesh):
   batch = resolve_batch(objective, batch)
   bound = objective.bind(model.spec, batch)
   check_network_size(model, config)
+  if mesh is None:  # every local device when there are several and they divide the batch
+    mesh = cpu_devices.batch_mesh(batch)
   if mesh is not None and batch % mesh.size:
     raise ValueError(
       f"batch {batch} must be a multiple of the mesh's {mesh.size} devices; "
@@ -269,7 +271,9 @@ def render(
     batch: number of images; defaults to what the objective's units imply.
     mesh: split the batch over this mesh's devices (data parallel: every image has its own
       parameters, so no device waits for another). ``batch`` must be a multiple of
-      ``mesh.size``. ``None``: the default device.
+      ``mesh.size``. ``None``: every local device when there are several and they divide
+      the batch (``featviz.cpu_devices``: on a CPU, one device per core), else the default
+      device.
     progress_bar: show a progress bar on stderr.
     init: start from these images instead of a random draw: ``(B or 1, H, W, C)`` in
       ``[0, 1]`` (``C``: the network's channels; RGBA with ``alpha=True``), resized
@@ -304,7 +308,7 @@ def render(
   finish, seconds = program.compiled_setup(plan, "images")
   compile_seconds += seconds
   args = (model, bound, k_steps, k_shared)
-  if mesh is not None:  # committed arrays must arrive as compiled; a no-op when they do
+  if plan.batch_sharding is not None:  # committed arrays arrive as compiled (no-op when they do)
     args = jax.device_put(args, program.shardings(plan, model, bound)[0][:4])
     k_init = jax.device_put(k_init, plan.batch_sharding)
   desc = f"render {model.spec.name} {labels[0]}" + (f" (+{batch - 1})" if batch > 1 else "")

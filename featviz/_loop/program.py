@@ -484,6 +484,11 @@ def compiled_chunk(plan: Plan, model: Model, objective):
   return _remember(key, lambda: lower_chunk(plan, model, objective).compile())
 
 
+def is_compiled(plan: Plan, model: Model, objective) -> bool:
+  """Whether :func:`compiled_chunk` holds this plan's program already (then it costs 0 s)."""
+  return ("chunk", plan, _signature(model), _signature(objective)) in _PROGRAMS
+
+
 def compiled_setup(plan: Plan, kind: str, images_shape: tuple[int, ...] | None = None):
   """The compiled ``"init"`` (``k_init -> state``), ``"from_image"`` (``images -> state``, for
   images of ``images_shape``), ``"images"`` (``params -> images``) or, for a ``per_slot``

@@ -17,11 +17,16 @@ scores only, so the same unit gives the same image whatever batch, order, device
 neighbours rendered it (``tests/test_continuous.py`` checks this bitwise on PNGs), up to the
 rounding of batch-size-dependent kernels, as for the fixed-step sweep.
 
-**The tail.** When the queue is empty, finished slots fall idle. Once at most half the slots
-are busy, the busy ones move to a batch half as large (their state is gathered; each slot is
-independent, so nothing changes but the cost): the last, slowest units of a layer do not pay
-for a full batch. Each smaller batch compiles its own programs once (seconds; cached like every
-program, and in JAX's persistent cache across runs).
+**The tail.** When the queue is empty, finished slots fall idle. The busy ones can then move to
+a smaller batch (their state is gathered; each slot is independent, so nothing changes but the
+cost): the batch size that holds them among ``n, n/2, n/4, ...`` (multiples of the device count,
+so that a later run finds the same programs in JAX's persistent cache). A new batch size
+compiles its programs (measured on EfficientNet-Lite0 ``block10``, 2-core CPU: 16 s, about the
+same at every size), so the move is made only when it pays: when the idle share of the batch
+times the seconds per step times the steps the busy units may still take (up to their limit)
+exceeds the compile (0 for a size this process has compiled; else this layer's first compile, as
+measured). On a CPU a step's cost is proportional to the batch (23.0, 25.4, 22.5 and 23.5 ms per
+image at batch 8, 4, 2 and 1, same machine), so the idle share is what a move saves.
 """
 
 from __future__ import annotations
@@ -50,6 +55,10 @@ from featviz.model import Model
 # Lucid's redirected-ReLU window is 16 steps, and a check costs one forward pass per slot
 # against 16 forward-and-backward steps (about 2%).
 CHECK_EVERY = 16
+
+# The seconds the first programs of (model name, layer, size) took to compile in this process:
+# what the tail expects a batch size it has not compiled to cost (render_layer).
+_COMPILE_SECONDS: dict[tuple[str, str, int], float] = {}
 
 
 @dataclasses.dataclass
@@ -89,15 +98,20 @@ def check_transforms(config: RenderConfig) -> None:
     )
 
 
-def _programs(
-  model: Model, layer: str, config: RenderConfig, mesh: jax.sharding.Mesh, n: int, units
-) -> _Slots:
-  """The per-slot programs for a batch of ``n`` slots of ``layer`` (compiled once each)."""
-  objective = objectives.channel(layer, np.asarray(units, np.int32))
+def _plan(model: Model, layer: str, config: RenderConfig, mesh: jax.sharding.Mesh, n: int):
+  """The per-slot plan and bound objective of a batch of ``n`` slots of ``layer``."""
+  objective = objectives.channel(layer, np.zeros(n, np.int32))
   check_transforms(config)
   _, _, bound, plan, _ = render_api._prepare(model, objective, config, {}, n, mesh)
   # (no transforms count as shared draws; they draw nothing, so per image is the same)
-  plan = dataclasses.replace(plan, per_slot=True, shared_draws=False)
+  return dataclasses.replace(plan, per_slot=True, shared_draws=False), bound
+
+
+def _programs(
+  model: Model, layer: str, config: RenderConfig, mesh: jax.sharding.Mesh, n: int
+) -> _Slots:
+  """The per-slot programs for a batch of ``n`` slots of ``layer`` (compiled once each)."""
+  plan, bound = _plan(model, layer, config, mesh, n)
   init, seconds = program.compiled_setup(plan, "init")
   chunk, s = program.compiled_chunk(plan, model, bound)
   seconds += s
@@ -148,8 +162,14 @@ def render_layer(
   queue = deque(int(u) for u in units)
   n = partition.padded_batch(min(batch, len(queue)), mesh.size)
   slots: list[_Unit | None] = [_Unit(queue.popleft()) if queue else None for _ in range(n)]
-  progs = _programs(model, layer, config, mesh, n, [units[0]] * n)
+  progs = _programs(model, layer, config, mesh, n)
   compile_seconds = progs.compile_seconds
+  # What a batch size this process has not compiled is expected to cost (see the module doc):
+  # this layer's compile as measured, in this call or (when its programs were cached) before.
+  measured = (model.spec.name, layer, config.size)
+  if progs.compile_seconds > 0:
+    _COMPILE_SECONDS[measured] = progs.compile_seconds
+  compile_estimate = _COMPILE_SECONDS.get(measured, progs.compile_seconds)
   k_shared = jax.random.fold_in(key, 0xFFFFFFFF)
   top = best[0] if best is not None else None
   failures: list[dict[str, Any]] = []
@@ -220,18 +240,42 @@ def render_layer(
       objective, k_init, k_steps = arguments(slots)
       sharding = progs.plan.batch_sharding
       state = progs.refill(state, jax.device_put(k_init, sharding), jax.device_put(fresh, sharding))
-    smaller = partition.padded_batch(max(1, progs.n // 2), mesh.size)
-    if not queue and len(busy) <= smaller < progs.n:  # the tail: move to a smaller batch
-      gather = np.asarray(busy + [busy[0]] * (smaller - len(busy)))  # padding: idle copies
-      slots = [slots[i] for i in busy] + [None] * (smaller - len(busy))
-      progs = _programs(model, layer, config, mesh, smaller, [units[0]] * smaller)
-      compile_seconds += progs.compile_seconds
-      objective, _, k_steps = arguments(slots)
-      state = jax.device_put(
-        jax.tree.map(lambda x, g=gather: np.asarray(x)[g], state),
-        program.state_shardings(progs.plan),
-      )
+    step_seconds = elapsed / rule.every
+    smaller = _tail_batch(progs.n, len(busy), mesh.size) if not queue else progs.n
+    if smaller < progs.n:
+      plan, bound = _plan(model, layer, config, mesh, smaller)
+      compiled = program.is_compiled(plan, model, bound)
+      remaining = rule.max_steps - min(slots[i].steps for i in busy)
+      cost = 0.0 if compiled else compile_estimate
+      if move_pays(progs.n, smaller, step_seconds, remaining, cost):  # the tail: a smaller batch
+        gather = np.asarray(busy + [busy[0]] * (smaller - len(busy)))  # padding: idle copies
+        slots = [slots[i] for i in busy] + [None] * (smaller - len(busy))
+        progs = _programs(model, layer, config, mesh, smaller)
+        compile_seconds += progs.compile_seconds
+        objective, _, k_steps = arguments(slots)
+        state = jax.device_put(
+          jax.tree.map(lambda x, g=gather: np.asarray(x)[g], state),
+          program.state_shardings(progs.plan),
+        )
   return failures
+
+
+def move_pays(n: int, smaller: int, step_seconds: float, remaining: int, compile_cost: float):
+  """Whether moving from ``n`` slots to ``smaller`` saves more than it costs: the idle share
+  of the step (a CPU step's cost is proportional to the batch; see the module doc) times the
+  steps the busy units may still take, against the seconds its programs take to compile."""
+  return (1 - smaller / n) * step_seconds * remaining > compile_cost
+
+
+def _tail_batch(n: int, busy: int, devices: int) -> int:
+  """The smallest of ``n, n/2, n/4, ...`` (rounded up to a multiple of ``devices``) that holds
+  ``busy`` slots: a fixed ladder of sizes, so that runs share their compiled programs."""
+  size = n
+  while True:
+    half = partition.padded_batch(max(1, size // 2), devices)
+    if half >= size or half < busy:
+      return size
+    size = half
 
 
 def _row(layer: str, slot: int, s: _Unit, reason: str, config, progs: _Slots, mesh) -> dict:

@@ -82,9 +82,14 @@ def main(argv: list[str] | None = None) -> int:
   if getattr(args, "func", None) is None:  # a bare `featviz`: show what there is to run
     parser.print_help()
     return 0
-  from featviz import compile_cache
+  from featviz import compile_cache, cpu_devices
 
   try:
+    # Before JAX starts: the CPU as one device per core, each batch split over them.
+    try:
+      cpu_devices.enable()
+    except ValueError as e:  # FEATVIZ_CPU_DEVICES is not a count
+      raise UsageError(str(e)) from None
     # Around every compile: a second run with the same settings loads its programs from disk.
     # FEATVIZ_COMPILE_CACHE=0 opts out; a JAX cache folder the user set is kept.
     with compile_cache.enabled():
