@@ -312,6 +312,9 @@ def main(argv=None) -> int:
     print(json.dumps(lucent_worker(args.lucent_out, steps, args.lucent_weights, args.seed)))
     return 0
 
+  from featviz import cpu_devices
+
+  fv_devices = cpu_devices.enable()  # before JAX starts, as the featviz command does
   import numpy as np
 
   import featviz
@@ -401,6 +404,8 @@ def main(argv=None) -> int:
     }
     if name == "lucent" and port_error is not None:
       settings["port rel. error"] = port_error
+    if name != "lucent":
+      settings["featviz CPU devices"] = fv_devices if len(units) % fv_devices == 0 else 1
     row = common.format_row(env, "time_to_quality", settings, figs)
     if not args.no_results:
       common.append_rows([row])

@@ -30,6 +30,7 @@ ALLOWED = {
   "featviz.regularizers": {"featviz.objectives", "featviz.objective_algebra", "featviz.model"},
   "featviz.zoo": {"featviz.model", "featviz.nonlin", "featviz.home"},
   "featviz.compile_cache": {"featviz.home"},
+  "featviz.cpu_devices": set(),
 }
 # Packages that nothing below them may import.
 NEVER_FROM = {

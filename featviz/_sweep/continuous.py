@@ -184,10 +184,10 @@ def render_layer(
 
   objective, k_init, k_steps = arguments(slots)
   state = progs.init(jax.device_put(k_init, progs.plan.batch_sharding))
+  layout = program.shardings(progs.plan, model, objective)[0]
+  args = jax.device_put((model, objective, k_steps, k_shared), layout[:4])
   while any(s is not None for s in slots):
     start = time.perf_counter()
-    layout = program.shardings(progs.plan, model, objective)[0]
-    args = jax.device_put((model, objective, k_steps, k_shared), layout[:4])
     steps = np.asarray([s.steps if s is not None else 0 for s in slots], np.int32)
     state, rows = progs.chunk(*args, state, jax.device_put(steps, layout[5]))
     images = np.asarray(progs.images(state[0]))
@@ -238,6 +238,7 @@ def render_layer(
       break
     if fresh.any():
       objective, k_init, k_steps = arguments(slots)
+      args = jax.device_put((model, objective, k_steps, k_shared), layout[:4])
       sharding = progs.plan.batch_sharding
       state = progs.refill(state, jax.device_put(k_init, sharding), jax.device_put(fresh, sharding))
     step_seconds = elapsed / rule.every
@@ -253,6 +254,8 @@ def render_layer(
         progs = _programs(model, layer, config, mesh, smaller)
         compile_seconds += progs.compile_seconds
         objective, _, k_steps = arguments(slots)
+        layout = program.shardings(progs.plan, model, objective)[0]
+        args = jax.device_put((model, objective, k_steps, k_shared), layout[:4])
         state = jax.device_put(
           jax.tree.map(lambda x, g=gather: np.asarray(x)[g], state),
           program.state_shardings(progs.plan),
