@@ -72,7 +72,10 @@ def enable(count: int | None = None) -> int:
   if _XLA_FLAG in flags:
     return int(flags.split(_XLA_FLAG + "=")[1].split()[0])
   if xla_bridge.backends_are_initialized():
-    have = max(1, jax.config.jax_num_cpu_devices)
+    try:
+      have = jax.device_count("cpu")
+    except RuntimeError:  # no CPU backend (JAX_PLATFORMS without cpu)
+      have = max(1, jax.config.jax_num_cpu_devices)
     if asked is not None and have != count:
       warnings.warn(
         f"JAX has started with {have} CPU device(s); featviz.cpu_devices.enable({count}) must "
