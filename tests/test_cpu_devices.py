@@ -46,11 +46,12 @@ def test_one_device_or_an_uneven_batch_gets_no_mesh():
   assert cpu_devices.batch_mesh(8, jax.devices()[:1]) is None
 
 
-def _fresh(code: str, **env) -> str:
+def _fresh(code: str, cwd, **env) -> str:
   environ = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", cpu_devices.ENV_VAR)}
   environ.update(env, JAX_PLATFORMS="cpu")
+  # cwd away from the repo root: there `python -c` would import the source folders
   proc = subprocess.run(
-    [sys.executable, "-c", code], env=environ, capture_output=True, text=True, timeout=120
+    [sys.executable, "-c", code], env=environ, capture_output=True, text=True, timeout=120, cwd=cwd
   )
   assert proc.returncode == 0, proc.stderr[-2000:]
   return proc.stdout.split()
@@ -66,14 +67,15 @@ print(n, jax.device_count(), mesh.size if mesh is not None else None,
 """
 
 
-def test_a_fresh_process_gets_the_count_it_asks_for_and_batches_split_over_it():
-  assert _fresh(SCRIPT.format(count=3)) == ["3", "3", "3", "None"]
-  assert _fresh(SCRIPT.format(count=None), FEATVIZ_CPU_DEVICES="2") == ["2", "2", "2", "None"]
+def test_a_fresh_process_gets_the_count_it_asks_for_and_batches_split_over_it(tmp_path):
+  assert _fresh(SCRIPT.format(count=3), tmp_path) == ["3", "3", "3", "None"]
+  asked = _fresh(SCRIPT.format(count=None), tmp_path, FEATVIZ_CPU_DEVICES="2")
+  assert asked == ["2", "2", "2", "None"]
   default = cpu_devices.available_cores()
   mesh = str(default) if default > 1 and 6 % default == 0 else "None"
-  assert _fresh(SCRIPT.format(count=None)) == [str(default), str(default), mesh, "None"]
+  assert _fresh(SCRIPT.format(count=None), tmp_path) == [str(default), str(default), mesh, "None"]
 
 
-def test_the_users_xla_flag_wins():
+def test_the_users_xla_flag_wins(tmp_path):
   flags = "--xla_force_host_platform_device_count=2"
-  assert _fresh(SCRIPT.format(count=3), XLA_FLAGS=flags) == ["2", "2", "2", "None"]
+  assert _fresh(SCRIPT.format(count=3), tmp_path, XLA_FLAGS=flags) == ["2", "2", "2", "None"]
