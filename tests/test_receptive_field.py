@@ -137,3 +137,72 @@ def test_inception_branches_have_their_own_fields(shared):
   # 5x5 (+32 = 59), pool 3x3 + 1x1 (43). Channels: 64 + 128 + 32 + 32.
   boxes = rf.receptive_fields(model, "mixed3a", [(14, 14, u) for u in (0, 100, 200, 255)], 224)
   assert [int(b[2] - b[0]) for b in boxes] == [27, 43, 59, 43]
+
+
+def _every_query(model, layer, size):
+  """Every (row, col, unit) of ``layer`` at ``size`` px, unit -1 included."""
+  shape = rf._out_shape(model, layer, (1, size, size, model.spec.channels))
+  h, w, c = shape[1:] if len(shape) == 4 else (1, 1, shape[-1])
+  grid = np.stack(np.meshgrid(np.arange(h), np.arange(w), np.arange(-1, c), indexing="ij"), -1)
+  return grid.reshape(-1, 3)
+
+
+@pytest.mark.parametrize(
+  ("model", "layer", "size"),
+  [
+    (tiny_cnn.make(), "conv2", 32),
+    (tiny_cnn.make(), "conv3", 30),  # odd sizes: SAME padding differs at the two borders
+    (tiny_cnn.make(), "logits", 32),
+    (_pooled_model(), "out", 31),
+  ],
+)
+def test_pushed_boxes_equal_the_pulled_masks_boxes_everywhere(model, layer, size):
+  queries = _every_query(model, layer, size)
+  masks = rf.dependency_masks(model, layer, queries, size, chunk=64)
+  np.testing.assert_array_equal(
+    rf.receptive_fields(model, layer, queries, size), rf.bounding_boxes(masks)
+  )
+
+
+def test_pushed_boxes_equal_the_pulled_masks_boxes_on_efficientnet():
+  from featviz import zoo
+
+  model = zoo.load("efficientnet_lite0")
+  rng = np.random.default_rng(0)
+  for layer, side in (("block3", 12), ("block10", 6)):  # 96 px: strides 8 and 16
+    corners = [(0, 0, 0), (side - 1, side - 1, -1), (0, side - 1, 3), (side - 1, 0, 7)]
+    inner = np.column_stack([rng.integers(0, side, (2, 12)).T, rng.integers(-1, 40, 12)])
+    queries = np.concatenate([corners, inner])
+    masks = rf.dependency_masks(model, layer, queries, 96)
+    np.testing.assert_array_equal(
+      rf.receptive_fields(model, layer, queries, 96), rf.bounding_boxes(masks)
+    )
+
+
+def test_a_channel_that_reads_no_pixel_has_an_empty_box():
+  """A constant channel concatenated beside a conv: no pixel reaches it, both ways."""
+  rng = np.random.default_rng(2)
+  weights = {"a": rng.normal(size=(3, 3, 1, 2)).astype(np.float32)}
+
+  def forward(w, x, layers, ops):
+    dn = ("NHWC", "HWIO", "NHWC")
+    h = jax.lax.conv_general_dilated(x, w["a"], (2, 2), "SAME", dimension_numbers=dn)
+    return {"out": jnp.concatenate([h, jnp.ones_like(h[..., :1]) * 3.0], axis=-1)}
+
+  model = Model(ModelSpec("const", (0.0, 1.0), "test", 16, 1, {"out": 3}), weights, forward)
+  queries = [(0, 0, 2), (3, 3, 2), (3, 3, 0), (3, 3, -1)]
+  boxes = rf.receptive_fields(model, "out", queries, 16)
+  np.testing.assert_array_equal(
+    boxes, rf.bounding_boxes(rf.dependency_masks(model, "out", queries, 16))
+  )
+  assert tuple(boxes[0]) == (0, 0, 0, 0) and tuple(boxes[1]) == (0, 0, 0, 0)
+  # 3x3 at stride 2 on 16 px: SAME pads (0, 1), so output row i reads rows 2i..2i+2.
+  assert tuple(boxes[2]) == (6, 6, 9, 9)
+
+
+def test_one_push_program_per_layer_whatever_the_queries():
+  model = tiny_cnn.make(seed=7)
+  rf.receptive_fields(model, "conv2", [(0, 0, 0)], 26)
+  before = rf._push._cache_size()
+  rf.receptive_fields(tiny_cnn.make(seed=8), "conv2", _every_query(model, "conv2", 26), 26)
+  assert rf._push._cache_size() == before
