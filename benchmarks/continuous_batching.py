@@ -18,6 +18,13 @@ its programs compiled (``*_warm``): what a user's second run sees with the persi
 compilation cache, which the ``featviz`` command enables. Figures: wall seconds, the speedups,
 every unit's steps and stop reason, and the ratio's min and median on both sides (quality at
 equal settings).
+
+``--compile-cache DIR`` measures the persistent cache itself instead: each side runs three
+times, each in a fresh process, sharing JAX's persistent compilation cache in ``DIR`` (empty
+at the start), as three ``featviz sweep`` commands would. The continuous sweep's tail moves to
+a smaller batch only when that pays against the compile it expects (its first program's, which
+a cache hit makes short), so run 2 compiles the tail's sizes into the cache and run 3 finds every
+program there: the steady state of a user who sweeps again.
 """
 
 from __future__ import annotations
@@ -39,6 +46,9 @@ from featviz import cpu_devices
 args = json.loads(sys.argv[1])
 devices = cpu_devices.enable(args["cpu_devices"])  # before JAX starts, as the featviz command
 import featviz
+if args.get("compile_cache"):  # the persistent cache, as the featviz command enables it
+  from featviz import compile_cache
+  compile_cache.enable(args["compile_cache"])
 from featviz._sweep import store
 model = featviz.zoo.load("efficientnet_lite0")
 runs = []
@@ -87,9 +97,23 @@ def main(argv=None) -> int:
     default=None,
     help="CPU devices (featviz.cpu_devices; default one per core, as the featviz command)",
   )
+  p.add_argument(
+    "--compile-cache",
+    default=None,
+    metavar="DIR",
+    help="three fresh processes per side sharing JAX's persistent cache in DIR (must be empty)",
+  )
   p.add_argument("--no-record", action="store_true", help="print, do not append to RESULTS.md")
   args = p.parse_args(argv)
-  env = dict(os.environ, FEATVIZ_COMPILE_CACHE="0")
+  if args.compile_cache is not None:
+    cache = pathlib.Path(args.compile_cache).resolve()
+    if cache.exists() and any(cache.iterdir()):
+      raise SystemExit(f"--compile-cache {cache} must be empty or new (the runs start cold)")
+    cache.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, FEATVIZ_COMPILE_CACHE="1")
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+  else:
+    env = dict(os.environ, FEATVIZ_COMPILE_CACHE="0")
   environment = common.environment()
   with tempfile.TemporaryDirectory() as tmp:
     payload = {
@@ -99,8 +123,11 @@ def main(argv=None) -> int:
       "steps": args.max_steps,
       "photos": str(pathlib.Path(args.photos).resolve()),
       "cpu_devices": args.cpu_devices,
+      "compile_cache": str(cache) if args.compile_cache is not None else None,
     }
     rule = {"until_ratio": args.until_ratio}
+    if args.compile_cache is not None:
+      return _cached_runs(args, payload, rule, env, environment, tmp)
     fixed, fixed_warm = _run(
       dict(payload, runs=[[f"{tmp}/fixed", {}], [f"{tmp}/fixed_warm", {}]]), env
     )
@@ -141,6 +168,40 @@ def main(argv=None) -> int:
     "fixed ratio min/median": f"{fixed_min:.2f}/{fixed_median:.2f}",
     "continuous ratio min/median": f"{cont_min:.2f}/{cont_median:.2f}",
   }
+  print(json.dumps(figures, indent=1))
+  if not args.no_record:
+    common.append_row(environment, "continuous_batching", settings, figures)
+  return 0
+
+
+def _cached_runs(args, payload, rule, env, environment, tmp) -> int:
+  """Three fresh processes per side sharing the persistent cache: the ``--compile-cache`` mode."""
+  fixed = [_run(dict(payload, runs=[[f"{tmp}/fixed{i}", {}]]), env)[0] for i in range(3)]
+  cont = [_run(dict(payload, runs=[[f"{tmp}/cont{i}", rule]]), env)[0] for i in range(3)]
+  assert all(c["steps"] == cont[0]["steps"] for c in cont), (
+    "a unit's steps must not depend on the run"
+  )
+  settings = {
+    "model": "efficientnet_lite0",
+    "units": f"{args.layer}:{args.units}",
+    "batch": args.batch,
+    "max_steps": args.max_steps,
+    "until_ratio": args.until_ratio,
+    "size": 128,
+    "cpu_devices": cont[0]["devices"],
+    "how": "3 fresh processes per side sharing JAX's persistent compile cache, empty at the "
+    "start; wall = the whole featviz.sweep call",
+    "photos": f"{pathlib.Path(args.photos).name} ({len(os.listdir(args.photos))})",
+  }
+  figures = {}
+  for i in range(3):
+    figures[f"run{i + 1} fixed_s"] = fixed[i]["seconds"]
+    figures[f"run{i + 1} continuous_s"] = cont[i]["seconds"]
+    figures[f"run{i + 1} speedup"] = fixed[i]["seconds"] / cont[i]["seconds"]
+    figures[f"run{i + 1} batch_sizes"] = "/".join(map(str, cont[i]["batches"]))
+  figures["unit_steps"] = "/".join(map(str, cont[0]["steps"]))
+  figures["mean_steps"] = sum(cont[0]["steps"]) / len(cont[0]["steps"])
+  figures["stopped_by_ratio"] = f"{cont[0]['stopped'].count('ratio')}/{len(cont[0]['steps'])}"
   print(json.dumps(figures, indent=1))
   if not args.no_record:
     common.append_row(environment, "continuous_batching", settings, figures)

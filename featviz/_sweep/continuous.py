@@ -182,10 +182,15 @@ def render_layer(
     k_init, k_steps = keys_lib.derive_first(key, [f"{layer}:{u}" for u in held])
     return objective, k_init, k_steps
 
-  objective, k_init, k_steps = arguments(slots)
+  def place(target: _Slots, slots):
+    """The chunk program's arguments on its devices, its layout, and the slots' ``k_init``."""
+    objective, k_init, k_steps = arguments(slots)
+    layout = program.shardings(target.plan, model, objective)[0]
+    return jax.device_put((model, objective, k_steps, k_shared), layout[:4]), layout, k_init
+
+  args, layout, k_init = place(progs, slots)
   state = progs.init(jax.device_put(k_init, progs.plan.batch_sharding))
-  layout = program.shardings(progs.plan, model, objective)[0]
-  args = jax.device_put((model, objective, k_steps, k_shared), layout[:4])
+  tail_plans: dict[int, bool] = {}  # a smaller batch size -> whether its programs are compiled
   while any(s is not None for s in slots):
     start = time.perf_counter()
     steps = np.asarray([s.steps if s is not None else 0 for s in slots], np.int32)
@@ -237,25 +242,23 @@ def render_layer(
     if not busy:
       break
     if fresh.any():
-      objective, k_init, k_steps = arguments(slots)
-      args = jax.device_put((model, objective, k_steps, k_shared), layout[:4])
+      args, layout, k_init = place(progs, slots)
       sharding = progs.plan.batch_sharding
       state = progs.refill(state, jax.device_put(k_init, sharding), jax.device_put(fresh, sharding))
     step_seconds = elapsed / rule.every
     smaller = _tail_batch(progs.n, len(busy), mesh.size) if not queue else progs.n
     if smaller < progs.n:
-      plan, bound = _plan(model, layer, config, mesh, smaller)
-      compiled = program.is_compiled(plan, model, bound)
+      if smaller not in tail_plans:  # once per size: only a move compiles it, and then it is n
+        plan, bound = _plan(model, layer, config, mesh, smaller)
+        tail_plans[smaller] = program.is_compiled(plan, model, bound)
       remaining = rule.max_steps - min(slots[i].steps for i in busy)
-      cost = 0.0 if compiled else compile_estimate
+      cost = 0.0 if tail_plans[smaller] else compile_estimate
       if move_pays(progs.n, smaller, step_seconds, remaining, cost):  # the tail: a smaller batch
         gather = np.asarray(busy + [busy[0]] * (smaller - len(busy)))  # padding: idle copies
         slots = [slots[i] for i in busy] + [None] * (smaller - len(busy))
         progs = _programs(model, layer, config, mesh, smaller)
         compile_seconds += progs.compile_seconds
-        objective, _, k_steps = arguments(slots)
-        layout = program.shardings(progs.plan, model, objective)[0]
-        args = jax.device_put((model, objective, k_steps, k_shared), layout[:4])
+        args, layout, _ = place(progs, slots)
         state = jax.device_put(
           jax.tree.map(lambda x, g=gather: np.asarray(x)[g], state),
           program.state_shardings(progs.plan),
