@@ -383,8 +383,9 @@ def _push_bounds(jaxpr: jcore.Jaxpr, inputs: Sequence[jax.Array | None]) -> list
 def _push(model: Model, layer: str, shape: tuple[int, ...]) -> jax.Array:
   """Bounds ``(4, 1, *map, C)`` of every element of ``layer`` for one image of ``shape``.
 
-  Rows 0-1: the least row and column read; 2-3: minus the greatest. Like :func:`_pull`, only
-  the structure is read, and jit compiles once per architecture, layer and image shape.
+  Along the first axis: the least row and column read, then minus the greatest (+inf where
+  no pixel is read). Like :func:`_pull`, only the structure is read, and jit compiles once
+  per architecture, layer and image shape.
   """
   closed = jax.make_jaxpr(_layer, static_argnums=2)(
     _abstract(model), jax.ShapeDtypeStruct(shape, jnp.float32), layer
@@ -490,7 +491,7 @@ def receptive_fields(
   bound exactly; but one forward pass of bounds (:func:`_push`) gives the boxes of every
   position and channel of the layer at once, so the number of queries costs nothing.
   """
-  queries, hw, _, out_shape = _checked(model, layer, queries, size, 1)
+  queries, hw, _, _ = _checked(model, layer, queries, size, 1)
   bounds = np.asarray(_push(model, layer, (1, *hw, model.spec.channels)))[:, 0]
   if bounds.ndim == 2:  # flat (C,): the position is ignored
     at = bounds[:, None, None, :]
