@@ -83,6 +83,31 @@ def _run(payload: dict, env: dict) -> list[dict]:
   return json.loads(line[len("RESULT ") :])
 
 
+def _settings(args, devices: int, how: str) -> dict:
+  """The row's settings: the sweep both sides ran, and how they ran it."""
+  return {
+    "model": "efficientnet_lite0",
+    "units": f"{args.layer}:{args.units}",
+    "batch": args.batch,
+    "max_steps": args.max_steps,
+    "until_ratio": args.until_ratio,
+    "size": 128,
+    "cpu_devices": devices,
+    "how": how,
+    "photos": f"{pathlib.Path(args.photos).name} ({len(os.listdir(args.photos))})",
+  }
+
+
+def _unit_figures(cont: dict) -> dict:
+  """Every unit's steps, their mean, and how many stopped by ratio, from a continuous run."""
+  steps = cont["steps"]
+  return {
+    "unit_steps": "/".join(map(str, steps)),
+    "mean_steps": sum(steps) / len(steps),
+    "stopped_by_ratio": f"{cont['stopped'].count('ratio')}/{len(steps)}",
+  }
+
+
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--photos", required=True, help="a folder of photos (the ratio's best photo)")
@@ -108,7 +133,7 @@ def main(argv=None) -> int:
   if args.compile_cache is not None:
     cache = pathlib.Path(args.compile_cache).resolve()
     if cache.exists() and any(cache.iterdir()):
-      raise SystemExit(f"--compile-cache {cache} must be empty or new (the runs start cold)")
+      p.error(f"--compile-cache {cache} must be empty or new (the runs start cold)")
     cache.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, FEATVIZ_COMPILE_CACHE="1")
     env.pop("JAX_COMPILATION_CACHE_DIR", None)
@@ -134,17 +159,11 @@ def main(argv=None) -> int:
     cont, warm = _run(dict(payload, runs=[[f"{tmp}/cont", rule], [f"{tmp}/cont_warm", rule]]), env)
   assert cont["steps"] == warm["steps"], "a unit's steps must not depend on the run"
   reached = sum(s == "ratio" or n == args.max_steps for s, n in zip(cont["stopped"], cont["steps"]))
-  settings = {
-    "model": "efficientnet_lite0",
-    "units": f"{args.layer}:{args.units}",
-    "batch": args.batch,
-    "max_steps": args.max_steps,
-    "until_ratio": args.until_ratio,
-    "size": 128,
-    "cpu_devices": cont["devices"],
-    "how": "two fresh processes, compile cache off; wall = the whole featviz.sweep call",
-    "photos": f"{pathlib.Path(args.photos).name} ({len(os.listdir(args.photos))})",
-  }
+  settings = _settings(
+    args,
+    cont["devices"],
+    "two fresh processes, compile cache off; wall = the whole featviz.sweep call",
+  )
 
   def stats(values):
     values = [v for v in values if v is not None]
@@ -159,11 +178,9 @@ def main(argv=None) -> int:
     "fixed_warm_s": fixed_warm["seconds"],
     "continuous_warm_s": warm["seconds"],
     "speedup_warm": fixed_warm["seconds"] / warm["seconds"],
-    "unit_steps": "/".join(map(str, cont["steps"])),
-    "mean_steps": sum(cont["steps"]) / len(cont["steps"]),
+    **_unit_figures(cont),
     "batch_sizes": "/".join(map(str, cont["batches"])),
     "batch_sizes_warm": "/".join(map(str, warm["batches"])),
-    "stopped_by_ratio": f"{cont['stopped'].count('ratio')}/{len(cont['steps'])}",
     "ratio_or_limit": f"{reached}/{len(cont['steps'])}",
     "fixed ratio min/median": f"{fixed_min:.2f}/{fixed_median:.2f}",
     "continuous ratio min/median": f"{cont_min:.2f}/{cont_median:.2f}",
@@ -181,27 +198,19 @@ def _cached_runs(args, payload, rule, env, environment, tmp) -> int:
   assert all(c["steps"] == cont[0]["steps"] for c in cont), (
     "a unit's steps must not depend on the run"
   )
-  settings = {
-    "model": "efficientnet_lite0",
-    "units": f"{args.layer}:{args.units}",
-    "batch": args.batch,
-    "max_steps": args.max_steps,
-    "until_ratio": args.until_ratio,
-    "size": 128,
-    "cpu_devices": cont[0]["devices"],
-    "how": "3 fresh processes per side sharing JAX's persistent compile cache, empty at the "
+  settings = _settings(
+    args,
+    cont[0]["devices"],
+    "3 fresh processes per side sharing JAX's persistent compile cache, empty at the "
     "start; wall = the whole featviz.sweep call",
-    "photos": f"{pathlib.Path(args.photos).name} ({len(os.listdir(args.photos))})",
-  }
+  )
   figures = {}
   for i in range(3):
     figures[f"run{i + 1} fixed_s"] = fixed[i]["seconds"]
     figures[f"run{i + 1} continuous_s"] = cont[i]["seconds"]
     figures[f"run{i + 1} speedup"] = fixed[i]["seconds"] / cont[i]["seconds"]
     figures[f"run{i + 1} batch_sizes"] = "/".join(map(str, cont[i]["batches"]))
-  figures["unit_steps"] = "/".join(map(str, cont[0]["steps"]))
-  figures["mean_steps"] = sum(cont[0]["steps"]) / len(cont[0]["steps"])
-  figures["stopped_by_ratio"] = f"{cont[0]['stopped'].count('ratio')}/{len(cont[0]['steps'])}"
+  figures.update(_unit_figures(cont[0]))
   print(json.dumps(figures, indent=1))
   if not args.no_record:
     common.append_row(environment, "continuous_batching", settings, figures)
