@@ -9,7 +9,11 @@ package), Lucid's settings, the same batch and seed, into fresh folders:
 * **fixed**: every unit ``--max-steps`` steps (today's sweep);
 * **continuous**: ``until_ratio=R``: each unit stops at its first check (every 16 steps) where
   its activation on its un-transformed image reaches R times the best photo's, or at
-  ``--max-steps`` (``featviz._sweep.continuous``).
+  ``--max-steps`` (``featviz._sweep.continuous``);
+* **serial fixed**: the continuous engine with a ratio no unit reaches (``until_ratio=1e9``),
+  so every unit runs ``--max-steps`` steps there. On a CPU that engine runs each slot as a
+  batch of one (``program.Plan.serial``), which costs less per image than the fixed sweep's
+  batch; this side says how much of the speedup is that and how much is the scheduling.
 
 Each sweep runs in its own fresh process with JAX's persistent compilation cache off, so both
 pay their compiles cold; the wall time is the whole ``featviz.sweep`` call (compiles, the photo
@@ -39,6 +43,10 @@ import sys
 import tempfile
 
 from benchmarks import common
+
+# The serial fixed side's ratio: no unit reaches it, so each runs its step limit (the best
+# render of this benchmark's units is under 10x its best photo).
+NEVER = 1e9
 
 _CHILD = r"""
 import json, sys, time
@@ -157,6 +165,11 @@ def main(argv=None) -> int:
       dict(payload, runs=[[f"{tmp}/fixed", {}], [f"{tmp}/fixed_warm", {}]]), env
     )
     cont, warm = _run(dict(payload, runs=[[f"{tmp}/cont", rule], [f"{tmp}/cont_warm", rule]]), env)
+    never = {"until_ratio": NEVER}
+    serial, serial_warm = _run(
+      dict(payload, runs=[[f"{tmp}/serial", never], [f"{tmp}/serial_warm", never]]), env
+    )
+  assert set(serial["steps"]) == {args.max_steps}, "the serial fixed side runs every step"
   assert cont["steps"] == warm["steps"], "a unit's steps must not depend on the run"
   reached = sum(s == "ratio" or n == args.max_steps for s, n in zip(cont["stopped"], cont["steps"]))
   settings = _settings(
@@ -178,6 +191,10 @@ def main(argv=None) -> int:
     "fixed_warm_s": fixed_warm["seconds"],
     "continuous_warm_s": warm["seconds"],
     "speedup_warm": fixed_warm["seconds"] / warm["seconds"],
+    "serial_fixed_s": serial["seconds"],
+    "serial_fixed_warm_s": serial_warm["seconds"],
+    "speedup_vs_serial_fixed": serial["seconds"] / cont["seconds"],
+    "speedup_warm_vs_serial_fixed": serial_warm["seconds"] / warm["seconds"],
     **_unit_figures(cont),
     "batch_sizes": "/".join(map(str, cont["batches"])),
     "batch_sizes_warm": "/".join(map(str, warm["batches"])),

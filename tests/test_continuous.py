@@ -1,5 +1,6 @@
 """Continuous batching: per-slot steps, stopping rules, and images independent of the schedule."""
 
+import dataclasses
 import pathlib
 
 import jax
@@ -101,9 +102,14 @@ def test_units_that_run_to_the_limit_are_the_fixed_sweeps_images(tmp_path):
   assert _pngs(tmp_path / "fixed", "conv3", range(8)) == _pngs(tmp_path / "cont", "conv3", range(8))
 
 
-def test_a_units_image_and_steps_do_not_depend_on_the_schedule(tmp_path, photos, monkeypatch):
-  # the tiny model compiles in well under a second, and its tail moves would not pay: make them
-  monkeypatch.setattr(continuous, "move_pays", lambda *args: True)
+@pytest.mark.parametrize("serial", [True, False], ids=["serial-slots", "batched-tail-moves"])
+def test_a_units_image_and_steps_do_not_depend_on_the_schedule(
+  tmp_path, photos, monkeypatch, serial
+):
+  if not serial:  # the accelerators' way: the whole batch runs, the tail moves to smaller ones
+    monkeypatch.setattr(continuous, "SERIAL_PLATFORMS", frozenset())
+    # the tiny model compiles in well under a second, and its tail moves would not pay: make them
+    monkeypatch.setattr(continuous, "move_pays", lambda *args: True)
   run = dict(FAST, until_ratio=1.0, dataset=photos)
   sweep.sweep(MODEL, ["conv3"], out=tmp_path / "b3", batch=3, **run)
   sweep.sweep(MODEL, ["conv3"], out=tmp_path / "b2", batch=2, **run)
@@ -114,7 +120,8 @@ def test_a_units_image_and_steps_do_not_depend_on_the_schedule(tmp_path, photos,
   steps = {name: [r[("conv3", u)]["steps"] for u in range(8)] for name, r in rows.items()}
   assert steps["b3"] == steps["b2"] == steps["parts"]
   assert len(set(steps["b3"])) > 1  # units stopped at different steps: slots were refilled
-  assert {r["batch"] for r in rows["b3"].values()} > {3}  # and the tail moved to a smaller batch
+  # serial slots never move (an idle slot costs nothing); batched ones move to smaller batches
+  assert ({r["batch"] for r in rows["b3"].values()} == {3}) == serial
   for r in rows["b3"].values():  # each stopped at its first check at or above the ratio
     assert (r["stopped"] == stopping.RATIO) == (r["ratio"] >= 1.0)
     assert r["stopped"] == stopping.RATIO or r["steps"] == 64
@@ -172,3 +179,59 @@ def test_a_tail_move_is_made_when_the_idle_share_saves_more_than_the_compile():
   assert continuous.move_pays(8, 2, 0.134, 156, 15.0)
   assert continuous.move_pays(8, 2, 0.134, 156, 0.0)
   assert not continuous.move_pays(8, 8, 0.134, 156, 0.0)  # nothing idle, nothing saved
+
+
+def _slot_programs(serial: bool, n: int = 3):
+  """The chunk program of ``n`` slots of tiny_cnn conv3 (one device), its arguments and a
+  fresh state, with serial slots or the whole batch."""
+  from featviz import objectives
+  from featviz._loop import keys as keys_lib
+  from featviz._loop.config import RenderConfig
+
+  mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:1]), ("batch",))
+  config = RenderConfig(size=24, steps=32, chunk=8, transforms="none")
+  plan, bound = continuous._plan(MODEL, "conv3", config, mesh, n)
+  plan = dataclasses.replace(plan, serial=serial)
+  chunk, _ = program.compiled_chunk(plan, MODEL, bound)
+  init, _ = program.compiled_setup(plan, "init")
+  units = np.arange(n, dtype=np.int32) + 2
+  objective = jax.tree.map(
+    program.canonical, objectives.channel("conv3", units).bind(MODEL.spec, n)
+  )
+  k_init, k_steps = keys_lib.derive_first(jax.random.key(0), [f"conv3:{u}" for u in units])
+  state = init(jax.device_put(k_init, plan.batch_sharding))
+  return lambda start: chunk(MODEL, objective, k_steps, jax.random.key(1), state, start), state
+
+
+def test_a_serial_slot_runs_the_batched_programs_steps_and_an_idle_one_is_untouched():
+  serial, state = _slot_programs(True)
+  batched, _ = _slot_programs(False)
+  start = np.asarray([0, -1, 8], np.int32)  # slot 1 idle; slots 0 and 2 at their own steps
+  (new, _, bad, _), rows = serial(start)
+  (reference, _, _, _), reference_rows = batched(np.maximum(start, 0))
+  for a, b, before in zip(
+    jax.tree.leaves(new), jax.tree.leaves(reference), jax.tree.leaves(state[0])
+  ):
+    a, b, before = np.asarray(a), np.asarray(b), np.asarray(before)
+    np.testing.assert_allclose(a[[0, 2]], b[[0, 2]], rtol=1e-5, atol=1e-6)  # batched rounding
+    np.testing.assert_array_equal(a[1], before[1])  # the idle slot: its state as it came in
+  np.testing.assert_allclose(
+    np.asarray(rows)[:, [0, 2]], np.asarray(reference_rows)[:, [0, 2]], rtol=1e-5
+  )
+  np.testing.assert_array_equal(np.asarray(rows)[:, 1], 0.0)
+  assert np.asarray(bad).tolist() == [-1, -1, -1]
+
+
+def test_balancing_spreads_the_busy_slots_over_the_devices():
+  assert continuous.balanced([True] * 8, 2) is None  # all busy
+  assert continuous.balanced([True, False, False, False, True, False, False, False], 2) is None
+  assert continuous.balanced([True, True, True, False], 2) is None  # 2 and 1: as even as 3 goes
+  order = continuous.balanced([False, False, False, False, True, True, False, False], 2)
+  assert sorted(order) == list(range(8))  # a permutation
+  assert order[0] in (4, 5) and order[4] in (4, 5)  # one busy slot at the head of each device
+  # 4 devices of 2 slots: the busiest holds 2 of 5 busy slots, as few as 5 over 4 allows
+  assert continuous.balanced([True, True, True, True, False, False, False, True], 4) is None
+  order = continuous.balanced([True, True, True, True, False, False, False, False], 4)
+  assert [int(order[d * 2]) for d in range(4)] == [0, 1, 2, 3]  # one busy slot per device
+  assert sorted(int(order[d * 2 + 1]) for d in range(4)) == [4, 5, 6, 7]
+  assert continuous.balanced([False, True], 1) is None  # one device: nothing to spread

@@ -53,10 +53,26 @@ SCRIPT = textwrap.dedent("""
                  dataset=str(photos))
     sweep.sweep(model, ["conv3"], out=out + "/until_one", devices=devices[:1], batch=3, **until)
     sweep.sweep(model, ["conv3"], out=out + "/until_four", batch=8, **until)
+    # A tail where one device has two busy slots and the other none: at ratio 3 units 0-7 take
+    # 32, 16, 32, 48, 32, 48, 64, 16 steps; queued as 3, 5, 1, 7, 0, 2, 4, 6 in 2 slots on
+    # each of 2 devices, 4 and 6 share device 1 once 3 and 5 are done on device 0 (step 48).
+    from featviz._sweep import continuous
+    render_layer = continuous.render_layer
+    def queued(model, layer, units, *args, **kwargs):
+      return render_layer(model, layer, [3, 5, 1, 7, 0, 2, 4, 6], *args, **kwargs)
+    continuous.render_layer = queued
+    until3 = dict(until, until_ratio=3.0)
+    sweep.sweep(model, ["conv3"], out=out + "/until3_two", devices=devices[:2], batch=4, **until3)
+    continuous.render_layer = render_layer
+    sweep.sweep(model, ["conv3"], out=out + "/until3_one", devices=devices[:1], batch=3, **until3)
 
     def steps(name):
       rows = S.Store(out + "/" + name).rows()
       return [rows[("conv3", u)]["steps"] for u in range(8)]
+
+    def slots(name):
+      rows = S.Store(out + "/" + name).rows()
+      return [rows[("conv3", u)]["slot"] for u in range(8)]
 
     def finals(name):
       rows = S.Store(out + "/" + name).rows()
@@ -79,7 +95,9 @@ SCRIPT = textwrap.dedent("""
         "default_partitions": lowered.as_text().count("num_partitions = 4"),
         "devices": len(devices),
         "finals": {k: finals(k) for k in ("one", "four", "shared")},
-        "until_steps": {k: steps(k) for k in ("until_one", "until_four")},
+        "until_steps": {k: steps(k)
+                        for k in ("until_one", "until_four", "until3_one", "until3_two")},
+        "until3_slots": slots("until3_two"),
         "check": {k: sweep.check(out + "/" + k) for k in ("one", "four", "shared")},
         "image_diff": float(np.abs(a.images - b.images).max()),
         "bitwise": bool(np.array_equal(a.images, b.images)),
@@ -143,7 +161,20 @@ def test_continuous_batching_on_four_devices_gives_one_devices_units(four_device
   tmp_path, report = four_device_report
   one, four = report["until_steps"]["until_one"], report["until_steps"]["until_four"]
   assert one == four and len(set(one)) > 1  # units stopped at their own steps, on either
-  for unit in range(8):
+  for unit in range(8):  # a CPU runs each slot as a batch of one (serial slots): bitwise
     name = pathlib.Path("conv3") / f"{unit:04d}.png"
     a, b = (_pixels(tmp_path / k / name) for k in ("until_one", "until_four"))
-    assert np.abs(a - b).max() <= 1
+    np.testing.assert_array_equal(a, b)
+
+
+def test_a_tail_on_one_device_is_spread_over_the_idle_ones(four_device_report):
+  tmp_path, report = four_device_report
+  steps = report["until_steps"]
+  assert steps["until3_one"] == steps["until3_two"] == [32, 16, 32, 48, 32, 48, 64, 16]
+  slots = report["until3_slots"]
+  # unit 4 started in slot 2 (device 1) next to unit 6; at step 48 it moved to slot 0
+  assert slots[4] == 0 and slots[6] == 2, slots
+  for unit in range(8):
+    name = pathlib.Path("conv3") / f"{unit:04d}.png"
+    a, b = (_pixels(tmp_path / k / name) for k in ("until3_one", "until3_two"))
+    np.testing.assert_array_equal(a, b)

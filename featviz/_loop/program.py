@@ -113,6 +113,10 @@ class Plan:
   # step is per slot, and the "refill" program restarts chosen slots. False: one step for the
   # batch, as a render has.
   per_slot: bool = False
+  # With ``per_slot``: each device runs its slots one after another, each as a batch of one,
+  # and skips the idle ones (a negative ``start``), so an idle slot costs nothing and a unit's
+  # arithmetic is the same whatever batch or devices hold it (:func:`_serial_chunk`).
+  serial: bool = False
 
   def setup(self) -> Plan:
     """The fields the initial draw and the final images depend on (the rest blanked), so a
@@ -127,6 +131,7 @@ class Plan:
       input_size=None,
       compute_dtype=None,
       rewrites=frozenset(),
+      serial=False,
     )
 
   def build_optimizer(self) -> optax.GradientTransformation:
@@ -312,10 +317,19 @@ def _optimize_chunk(
   Returns the new state and the chunk's history rows ``(plan.chunk, B)``. Step ``t`` uses the
   global ``t`` (its transforms' keys, the redirected-ReLU switch), so a run's result does not
   depend on how its steps are chunked. With ``plan.per_slot``, ``start`` is ``(B,)``: slot ``i``
-  runs its own steps ``start[i] ..`` and freezes at its own first non-finite step.
+  runs its own steps ``start[i] ..`` and freezes at its own first non-finite step; with
+  ``plan.serial`` too, the slots run one after another and a negative ``start[i]`` marks an
+  idle slot, skipped (:func:`_serial_chunk`).
   """
   _TRACES[0] += 1
   model = model.cast(plan.compute_dtype)  # once per chunk, outside the scan
+  if plan.serial:
+    return _serial_chunk(plan, model, objective, k_steps, k_shared, state, start)
+  return _chunk_steps(plan, model, objective, k_steps, k_shared, state, start)
+
+
+def _chunk_steps(plan: Plan, model: Model, objective, k_steps, k_shared, state, start):
+  """:func:`_optimize_chunk`'s scan of steps over the whole batch (``model`` already cast)."""
   optimizer = plan.build_optimizer()
   value_and_grad = jax.value_and_grad(
     functools.partial(loss, plan, model, objective, k_steps, k_shared), has_aux=True
@@ -361,6 +375,68 @@ def _optimize_chunk(
   offsets = jnp.arange(plan.chunk, dtype=jnp.int32)
   steps = start[None, :] + offsets[:, None] if plan.per_slot else start + offsets
   return jax.lax.scan(step_fn, state, steps)
+
+
+def _serial_chunk(plan: Plan, model: Model, objective, k_steps, k_shared, state, start):
+  """:func:`_optimize_chunk` for a ``serial`` plan: each device takes its slots in turn, runs
+  a slot whose ``start`` is not negative as a batch of one (:func:`_chunk_steps` of the same
+  plan at batch 1) and passes an idle one (``start < 0``) through untouched, with history rows
+  of 0. XLA runs only the branch its condition picks, so idle slots cost nothing: the
+  continuous sweep's tail, where finished slots have no unit to take, then runs at the cost of
+  its busy slots alone, with no smaller program to compile (``featviz._sweep.continuous``).
+
+  A per-slot state has a leading batch axis on every leaf; so do the per-image keys, ``start``
+  and the objective leaves whose leading axis is the batch (the rest, like the model, are the
+  same for every slot). Each device's slots are ``shard_map``'s local block of that axis.
+  """
+  one = dataclasses.replace(plan, batch=1, batch_sharding=None, serial=False)
+  leaves, treedef = jax.tree.flatten(objective)
+  sliced = [np.ndim(x) >= 1 and np.shape(x)[0] == plan.batch for x in leaves]
+  per_slot_leaves = [x for x, s in zip(leaves, sliced) if s]
+  same_leaves = [x for x, s in zip(leaves, sliced) if not s]
+
+  def local(model, per_slot_leaves, same_leaves, k_steps, k_shared, state, start):
+    def run(slot):
+      mine, key, slot_state, first = slot
+      parts, same = iter(mine), iter(same_leaves)
+      leaves_one = [next(parts)[None] if s else next(same) for s in sliced]
+      objective_one = jax.tree.unflatten(treedef, leaves_one)
+      new_state, history = _chunk_steps(
+        one,
+        model,
+        objective_one,
+        key[None],
+        k_shared,
+        jax.tree.map(lambda x: x[None], slot_state),
+        first[None],
+      )
+      return jax.tree.map(lambda x: x[0], new_state), history[:, 0]
+
+    def idle(slot):
+      rows = jax.eval_shape(run, slot)[1]
+      return slot[2], jnp.zeros(rows.shape, rows.dtype)
+
+    def one_slot(slot):
+      return jax.lax.cond(slot[3] >= 0, run, idle, slot)
+
+    new_state, history = jax.lax.map(one_slot, (per_slot_leaves, k_steps, state, start))
+    return new_state, history.T  # (slots, chunk) -> (chunk, slots), as _chunk_steps gives
+
+  args = (model, per_slot_leaves, same_leaves, k_steps, k_shared, state, start)
+  if plan.batch_sharding is None:
+    return local(*args)
+  split = jax.sharding.PartitionSpec(plan.batch_sharding.spec[0])
+  same = jax.sharding.PartitionSpec()
+  history = jax.sharding.PartitionSpec(None, plan.batch_sharding.spec[0])
+  return jax.shard_map(
+    local,
+    mesh=plan.batch_sharding.mesh,
+    in_specs=(same, split, same, split, same, split, split),
+    out_specs=(split, history),
+    # the idle branch's zeros are the same on every device, the busy branch's rows are not;
+    # no collective runs inside, so the check that would have cond tell them apart is off
+    check_vma=False,
+  )(*args)
 
 
 def canonical(leaf):

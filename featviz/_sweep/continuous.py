@@ -17,16 +17,24 @@ scores only, so the same unit gives the same image whatever batch, order, device
 neighbours rendered it (``tests/test_continuous.py`` checks this bitwise on PNGs), up to the
 rounding of batch-size-dependent kernels, as for the fixed-step sweep.
 
-**The tail.** When the queue is empty, finished slots fall idle. The busy ones can then move to
-a smaller batch (their state is gathered; each slot is independent, so nothing changes but the
+**The tail.** When the queue is empty, finished slots fall idle. On a CPU each device runs
+its slots one after another, each a batch of one, and skips the idle ones
+(``program.Plan.serial``; :data:`SERIAL_PLATFORMS`): an idle slot costs nothing, so the tail
+runs at the cost of its busy slots alone, and the host only moves busy slots off a device that
+holds more than its share onto idle devices (:func:`balanced`). A unit's arithmetic is then
+that of a batch of one whatever batch or device held it, so its image is bitwise the same on
+1 or 4 devices (``tests/test_sweep_multidevice.py``).
+
+Elsewhere the whole batch runs, idle slots included, and the busy ones can move to a smaller
+batch (their state is gathered; each slot is independent, so nothing changes but the
 cost): the batch size that holds them among ``n, n/2, n/4, ...`` (multiples of the device count,
 so that a later run finds the same programs in JAX's persistent cache). A new batch size
 compiles its programs (measured on EfficientNet-Lite0 ``block10``, 2-core CPU: 16 s, about the
 same at every size), so the move is made only when it pays: when the idle share of the batch
 times the seconds per step times the steps the busy units may still take (up to their limit)
 exceeds the compile (0 for a size this process has compiled; else this layer's first compile, as
-measured). On a CPU a step's cost is proportional to the batch (23.0, 25.4, 22.5 and 23.5 ms per
-image at batch 8, 4, 2 and 1, same machine), so the idle share is what a move saves.
+measured). That rule assumes a step's cost is proportional to the batch, true of a CPU and
+pessimistic on an accelerator, where a smaller batch saves less.
 """
 
 from __future__ import annotations
@@ -55,6 +63,16 @@ from featviz.model import Model
 # Lucid's redirected-ReLU window is 16 steps, and a check costs one forward pass per slot
 # against 16 forward-and-backward steps (about 2%).
 CHECK_EVERY = 16
+
+# Where each device runs its slots one after another, each a batch of one, skipping the idle
+# ones (program.Plan.serial). A CPU step's cost is about proportional to its batch, so there
+# serial slots lose nothing and idle ones are free. Measured on EfficientNet-Lite0 block10
+# (128 px, Lucid's settings, 2-core AMD EPYC, 2 devices, jax 0.10.2), seconds per 16-step
+# chunk of 8 slots: 2.25-2.41 s for the whole batch, 1.93-2.15 s serial with every slot busy,
+# 0.46-0.51 s with one busy slot per device, 0.79-0.81 s with two on one device, 0.002 s with
+# none. Accelerators run a batch in about the time of one image, so there the batch stays whole
+# and the tail moves to smaller batches instead.
+SERIAL_PLATFORMS = frozenset({"cpu"})
 
 # The seconds the first programs of (model name, layer, size) took to compile in this process:
 # what the tail expects a batch size it has not compiled to cost (render_layer).
@@ -98,13 +116,20 @@ def check_transforms(config: RenderConfig) -> None:
     )
 
 
+def serial_on(mesh: jax.sharding.Mesh) -> bool:
+  """Whether the sweep runs its slots one after another on each device (see the module doc):
+  on the platforms of :data:`SERIAL_PLATFORMS`."""
+  return mesh.devices.flat[0].platform in SERIAL_PLATFORMS
+
+
 def _plan(model: Model, layer: str, config: RenderConfig, mesh: jax.sharding.Mesh, n: int):
   """The per-slot plan and bound objective of a batch of ``n`` slots of ``layer``."""
   objective = objectives.channel(layer, np.zeros(n, np.int32))
   check_transforms(config)
   _, _, bound, plan, _ = render_api._prepare(model, objective, config, {}, n, mesh)
   # (no transforms count as shared draws; they draw nothing, so per image is the same)
-  return dataclasses.replace(plan, per_slot=True, shared_draws=False), bound
+  plan = dataclasses.replace(plan, per_slot=True, shared_draws=False, serial=serial_on(mesh))
+  return plan, bound
 
 
 def _programs(
@@ -191,9 +216,10 @@ def render_layer(
   args, layout, k_init = place(progs, slots)
   state = progs.init(jax.device_put(k_init, progs.plan.batch_sharding))
   tail_plans: dict[int, bool] = {}  # a smaller batch size -> whether its programs are compiled
+  idle_start = -1 if progs.plan.serial else 0  # a serial plan skips a slot that starts < 0
   while any(s is not None for s in slots):
     start = time.perf_counter()
-    steps = np.asarray([s.steps if s is not None else 0 for s in slots], np.int32)
+    steps = np.asarray([s.steps if s is not None else idle_start for s in slots], np.int32)
     state, rows = progs.chunk(*args, state, jax.device_put(steps, layout[5]))
     images = np.asarray(progs.images(state[0]))
     means = sweep_quality.channel_means(
@@ -245,6 +271,13 @@ def render_layer(
       args, layout, k_init = place(progs, slots)
       sharding = progs.plan.batch_sharding
       state = progs.refill(state, jax.device_put(k_init, sharding), jax.device_put(fresh, sharding))
+    if progs.plan.serial:  # idle slots cost nothing: only keep every device busy
+      order = balanced([s is not None for s in slots], mesh.size)
+      if order is not None:
+        slots = [slots[i] for i in order]
+        args, layout, _ = place(progs, slots)
+        state = _gathered(state, order, progs.plan)
+      continue
     step_seconds = elapsed / rule.every
     smaller = _tail_batch(progs.n, len(busy), mesh.size) if not queue else progs.n
     if smaller < progs.n:
@@ -259,11 +292,34 @@ def render_layer(
         progs = _programs(model, layer, config, mesh, smaller)
         compile_seconds += progs.compile_seconds
         args, layout, _ = place(progs, slots)
-        state = jax.device_put(
-          jax.tree.map(lambda x, g=gather: np.asarray(x)[g], state),
-          program.state_shardings(progs.plan),
-        )
+        state = _gathered(state, gather, progs.plan)
   return failures
+
+
+def _gathered(state, order: np.ndarray, plan: program.Plan):
+  """The slots ``order`` of a per-slot ``state`` (every leaf has a leading batch axis), laid
+  out for ``plan``."""
+  return jax.device_put(
+    jax.tree.map(lambda x: np.asarray(x)[order], state), program.state_shardings(plan)
+  )
+
+
+def balanced(busy: Sequence[bool], devices: int) -> np.ndarray | None:
+  """A reordering of the slots that spreads the busy ones over the devices (each device holds
+  a contiguous block of ``len(busy) / devices`` slots), or None when no device holds more than
+  its share (the busy count over the devices, rounded up). With serial slots a device's chunk
+  takes as long as its busy slots, so the chunk is as short as the busiest device allows."""
+  n = len(busy)
+  per = n // devices
+  counts = [sum(busy[d * per : (d + 1) * per]) for d in range(devices)]
+  if max(counts) <= -(-sum(busy) // devices):
+    return None
+  order = np.full(n, -1)
+  busy_slots = [i for i, b in enumerate(busy) if b]
+  for k, i in enumerate(busy_slots):  # round robin: device k % devices, its (k // devices)th slot
+    order[(k % devices) * per + k // devices] = i
+  order[order < 0] = [i for i, b in enumerate(busy) if not b]
+  return order
 
 
 def move_pays(n: int, smaller: int, step_seconds: float, remaining: int, compile_cost: float):
