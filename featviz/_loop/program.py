@@ -410,11 +410,10 @@ def _serial_chunk(plan: Plan, model: Model, objective, k_steps, k_shared, state,
         jax.tree.map(lambda x: x[None], slot_state),
         first[None],
       )
-      return jax.tree.map(lambda x: x[0], new_state), history[:, 0]
+      return jax.tree.map(lambda x: x[0], new_state), history[:, 0].astype(jnp.float32)
 
-    def idle(slot):
-      rows = jax.eval_shape(run, slot)[1]
-      return slot[2], jnp.zeros(rows.shape, rows.dtype)
+    def idle(slot):  # (the rows' shape and dtype are known: tracing run for them costs seconds)
+      return slot[2], jnp.zeros((plan.chunk,), jnp.float32)
 
     def one_slot(slot):
       return jax.lax.cond(slot[3] >= 0, run, idle, slot)
