@@ -25,10 +25,12 @@ equal settings).
 
 ``--compile-cache DIR`` measures the persistent cache itself instead: each side runs three
 times, each in a fresh process, sharing JAX's persistent compilation cache in ``DIR`` (empty
-at the start), as three ``featviz sweep`` commands would. The continuous sweep's tail moves to
-a smaller batch only when that pays against the compile it expects (its first program's, which
-a cache hit makes short), so run 2 compiles the tail's sizes into the cache and run 3 finds every
-program there: the steady state of a user who sweeps again.
+at the start), as three ``featviz sweep`` commands would: run 1 compiles, runs 2 and 3 find
+their programs in the cache (the steady state of a user who sweeps again; each process still
+traces them). Where the tail moves to smaller batches (not on a CPU, whose slots run serially),
+it moves only when that pays against the compile it expects (its first program's, which a
+cache hit makes short), so there run 2 compiles the tail's sizes into the cache and run 3 finds
+every program.
 """
 
 from __future__ import annotations
