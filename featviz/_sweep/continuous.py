@@ -66,12 +66,14 @@ CHECK_EVERY = 16
 
 # Where each device runs its slots one after another, each a batch of one, skipping the idle
 # ones (program.Plan.serial). A CPU step's cost is about proportional to its batch, so there
-# serial slots lose nothing and idle ones are free. Measured on EfficientNet-Lite0 block10
-# (128 px, Lucid's settings, 2-core AMD EPYC, 2 devices, jax 0.10.2), seconds per 16-step
-# chunk of 8 slots: 2.25-2.41 s for the whole batch, 1.93-2.15 s serial with every slot busy,
-# 0.46-0.51 s with one busy slot per device, 0.79-0.81 s with two on one device, 0.002 s with
-# none. Accelerators run a batch in about the time of one image, so there the batch stays whole
-# and the tail moves to smaller batches instead.
+# serial slots cost about what the batch does and idle ones are free. Measured on
+# EfficientNet-Lite0 block10 (128 px, Lucid's settings, 2-core AMD EPYC, 2 devices, jax 0.10.2),
+# seconds per 16-step chunk of 8 slots: 2.25-2.41 s for the whole batch, 1.93-2.15 s serial with
+# every slot busy, 0.46-0.51 s with one busy slot per device, 0.79-0.81 s with two on one device,
+# 0.002 s with none. Over the whole model's sweep the serial steps cost 14-31 % less than the
+# batched ones up to block13 and 3 % more at block15 (benchmarks/RESULTS.md, the whole-model
+# Microscope, run 3). Accelerators run a batch in about the time of one image, so there the
+# batch stays whole and the tail moves to smaller batches instead.
 SERIAL_PLATFORMS = frozenset({"cpu"})
 
 # The seconds the first programs of (model name, layer, size) took to compile in this process:
