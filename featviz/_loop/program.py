@@ -377,6 +377,13 @@ def _chunk_steps(plan: Plan, model: Model, objective, k_steps, k_shared, state, 
   return jax.lax.scan(step_fn, state, steps)
 
 
+def _per_image(plan: Plan, leaf) -> bool:
+  """Whether an objective leaf holds one value per image (its leading axis is the batch): split
+  over the devices like the images (:func:`shardings`) and sliced per slot
+  (:func:`_serial_chunk`); the other leaves are the same for every image."""
+  return np.ndim(leaf) >= 1 and np.shape(leaf)[0] == plan.batch
+
+
 def _serial_chunk(plan: Plan, model: Model, objective, k_steps, k_shared, state, start):
   """:func:`_optimize_chunk` for a ``serial`` plan: each device takes its slots in turn, runs
   a slot whose ``start`` is not negative as a batch of one (:func:`_chunk_steps` of the same
@@ -391,7 +398,7 @@ def _serial_chunk(plan: Plan, model: Model, objective, k_steps, k_shared, state,
   """
   one = dataclasses.replace(plan, batch=1, batch_sharding=None, serial=False)
   leaves, treedef = jax.tree.flatten(objective)
-  sliced = [np.ndim(x) >= 1 and np.shape(x)[0] == plan.batch for x in leaves]
+  sliced = [_per_image(plan, x) for x in leaves]
   per_slot_leaves = [x for x, s in zip(leaves, sliced) if s]
   same_leaves = [x for x, s in zip(leaves, sliced) if not s]
 
@@ -499,7 +506,7 @@ def shardings(plan: Plan, model: Model, objective) -> tuple[tuple, tuple]:
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
 
   def leaf(x):
-    return batch if np.ndim(x) >= 1 and np.shape(x)[0] == plan.batch else replicated
+    return batch if _per_image(plan, x) else replicated
 
   state = _state_shardings(plan.setup())
   in_shardings = (
