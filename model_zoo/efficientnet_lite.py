@@ -70,6 +70,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from featviz import model as fv_model
 from featviz.nonlin import STANDARD_OPS, Ops
@@ -417,17 +418,29 @@ def fold_batch_norm(weights: Mapping[str, Any]) -> dict[str, Any]:
       continue  # folded into its conv below
     bn = weights.get(f"{name}_bn")
     if bn is not None:
-      kernel = value["kernel"]
-      s = bn["scale"] * jax.lax.rsqrt(bn["var"] + BN_EPS)
-      out[name] = {
-        "kernel": (kernel.astype(s.dtype) * s).astype(kernel.dtype),
-        "bias": bn["bias"] - bn["mean"] * s,
-      }
+      out[name] = _folded(value["kernel"], bn)
     elif isinstance(value, Mapping):
       out[name] = fold_batch_norm(value)
     else:
       out[name] = value
   return out
+
+
+def _folded(kernel: Any, bn: Mapping[str, Any]) -> dict[str, jax.Array]:
+  """One conv's folded ``kernel`` and ``bias`` (:func:`fold_batch_norm`), in lax: the same
+  per-channel products as jnp's broadcasting ones, traced without jnp's per-call dispatch (the
+  network's 81 batch norms are folded in every trace of a program that runs it)."""
+  f32 = jnp.float32
+  scale, bias, mean, var = (
+    lax.convert_element_type(bn[k], f32) for k in ("scale", "bias", "mean", "var")
+  )
+  s = lax.mul(scale, lax.rsqrt(lax.add(var, np.array(BN_EPS, f32))))
+  kernel = jnp.asarray(kernel)
+  wide = lax.mul(lax.convert_element_type(kernel, f32), lax.broadcast_in_dim(s, kernel.shape, (3,)))
+  return {
+    "kernel": lax.convert_element_type(wide, kernel.dtype),
+    "bias": lax.sub(bias, lax.mul(mean, s)),
+  }
 
 
 def _forward(

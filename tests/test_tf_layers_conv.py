@@ -8,6 +8,8 @@ import pytest
 from featviz.nonlin import CPU_REWRITES
 from featviz.zoo import tf_layers
 
+import jaxpr_ops
+
 NHWC = ("NHWC", "HWIO", "NHWC")
 # Every subset that reaches a conv: none, each conv rewrite alone, and all three.
 REWRITE_SETS = [
@@ -79,3 +81,30 @@ def test_conv_layer_matches_lax_with_each_rewrite_set(rewrites, groups, k, strid
   g = jnp.asarray(rng.normal(size=want.shape), jnp.float32)
   for ours_grad, ref_grad in zip(jax.tree.leaves(our_vjp(g)), jax.tree.leaves(ref_vjp(g))):
     np.testing.assert_allclose(ours_grad, ref_grad, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("rewrite", ["conv_flipped_backward", "depthwise_flipped_backward"])
+def test_the_input_gradient_alone_traces_no_kernel_gradient(rewrite):
+  """A render differentiates the image, not the weights: the rewrite's backward then traces the
+  input gradient only (custom_vjp's symbolic zeros), and that gradient is bitwise the one it
+  gives beside the kernel's (whose values the tests above hold to lax's)."""
+  rng = np.random.default_rng(3)
+  depthwise = rewrite.startswith("depthwise")
+  x = jnp.asarray(rng.normal(size=(2, 11, 10, 6)), jnp.float32)
+  w = jnp.asarray(rng.normal(size=(3, 3, 1 if depthwise else 6, 6)), jnp.float32)
+  pads = tuple(tuple(p) for p in tf_layers._same_pads(x.shape, (3, 3), (2, 2)))
+  g = jnp.asarray(rng.normal(size=(2, 6, 5, 6)), jnp.float32)
+
+  def loss(x, w):
+    return jnp.sum(getattr(tf_layers, rewrite)(x, w, (2, 2), pads) * g)
+
+  alone = jaxpr_ops.primitive_counts(jax.make_jaxpr(jax.grad(loss))(x, w))
+  both = jaxpr_ops.primitive_counts(jax.make_jaxpr(jax.grad(loss, (0, 1)))(x, w))
+  if depthwise:  # the kernel gradient: one reduce-sum per tap, beside the loss's own sum
+    assert (alone["reduce_sum"], both["reduce_sum"]) == (1, 1 + 9)
+  else:  # the forward and the input gradient; the kernel's VJP adds its forward and transpose
+    assert (alone["conv_general_dilated"], both["conv_general_dilated"]) == (2, 4)
+  dx = jax.jit(jax.grad(loss))(x, w)
+  dx_both, dw = jax.jit(jax.grad(loss, (0, 1)))(x, w)
+  assert dw.shape == w.shape
+  np.testing.assert_array_equal(dx, dx_both)
