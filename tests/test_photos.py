@@ -83,3 +83,22 @@ def test_real_photo(shared):
   assert image.shape == (224, 224, 3) and 0.0 <= image.min() and image.max() <= 1.0
   images, paths = photos.load_images(path, 28, 1)
   assert images.shape == (1, 28, 28, 1) and paths == [path]
+
+
+def test_load_files_keeps_the_order_and_names_the_first_bad_file(tmp_path):
+  """The threaded batch loader: each image is load_image's, in the order given, and of several
+  bad files the error names the first in that order, as a loop would."""
+  rng = np.random.default_rng(1)
+  paths = [
+    _save(tmp_path / f"{i}.png", rng.integers(0, 256, (9 + i, 13, 3), dtype=np.uint8))
+    for i in range(7)
+  ]
+  order = paths[::-1]
+  batch = photos.load_files(order, 6, 3)
+  np.testing.assert_array_equal(batch, np.stack([photos.load_image(p, 6, 3) for p in order]))
+  assert photos.load_files([], 6, 3).shape == (0, 6, 6, 3)
+  for name in ("b_bad.jpg", "c_bad.jpg"):
+    (tmp_path / name).write_bytes(b"not a jpeg")
+  files = [paths[0], tmp_path / "c_bad.jpg", paths[1], tmp_path / "b_bad.jpg"]
+  with pytest.raises(photos.UnreadableImageError, match="c_bad.jpg"):
+    photos.load_files(files, 6, 3)

@@ -124,7 +124,7 @@ def load_dataset(
   """The folder's photos and their ``(N, size, size, channels)`` images, as the scores see
   them; raises (naming the file) for a photo that does not decode."""
   files = dataset_files(folder)
-  return files, np.stack([photos.load_image(f, size, channels) for f in files])
+  return files, photos.load_files(files, size, channels)
 
 
 def dataset_best(
