@@ -48,9 +48,10 @@ def _param(module: nn.Module, name: str, init, shape: tuple[int, ...]) -> jax.Ar
 
   On apply, Flax's ``param`` checks a stored parameter's shape against ``jax.eval_shape`` of
   its initializer: a trace of ``lecun_normal``'s random draw for every kernel, every time the
-  network is traced (measured under a profiler: 4.8 of the 26 s that tracing EfficientNet-Lite0's
-  sweep chunk and scorer took, 2-core CPU, a busy machine). Here the check is the same comparison against ``shape``,
-  which is what the initializer would give, with Flax's own error; on init, Flax's ``param``.
+  network is traced (measured under a profiler: 4.8 of the 26 s that tracing
+  EfficientNet-Lite0's sweep chunk and scorer took, 2-core CPU, a busy machine). Here the check
+  is the same comparison against ``shape``, which is what the initializer would give, with
+  Flax's own error; on init, Flax's ``param``.
   """
   if not module.has_variable("params", name):
     return module.param(name, init, shape, jnp.float32)
