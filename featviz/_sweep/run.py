@@ -285,7 +285,12 @@ def sweep(
   model = model.replace(weights=jax.device_put(model.weights, replicated))
   best = None
   if dataset is not None:
-    score_batch = partition.padded_batch(sweep_quality.SCORE_BATCH, mesh.size)
+    # A sweep that stops units early scores its slots' images every few steps with the same
+    # function (continuous.render_layer): scanning the photos at that batch makes the two one
+    # program when the sweep has one layer (measured on EfficientNet-Lite0 block10, 264 photos
+    # at 128 px, 2 CPU devices: 1.45-1.62 s at batch 8 against 1.52-1.75 s at 32).
+    scan = min(batch, max(map(len, wanted.values()))) if rule.active else sweep_quality.SCORE_BATCH
+    score_batch = partition.padded_batch(scan, mesh.size)
     best = sweep_quality.dataset_best(
       model,
       layers,
