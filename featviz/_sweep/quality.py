@@ -35,7 +35,9 @@ from featviz import progress as progress_lib
 from featviz.model import Model, as_map
 
 # Images per call of the scorer: a fixed batch (the last one padded) so that it compiles once;
-# 32 keeps a 224 px EfficientNet batch's activations well under 1 GB.
+# 32 keeps a 224 px EfficientNet batch's activations well under 1 GB. A sweep that stops units
+# early scans its photos at its slots' batch instead (featviz._sweep.run: one program for the
+# scan and the checks).
 SCORE_BATCH = 32
 
 
