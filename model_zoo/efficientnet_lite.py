@@ -429,7 +429,7 @@ def fold_batch_norm(weights: Mapping[str, Any]) -> dict[str, Any]:
 def _folded(kernel: Any, bn: Mapping[str, Any]) -> dict[str, jax.Array]:
   """One conv's folded ``kernel`` and ``bias`` (:func:`fold_batch_norm`), in lax: the same
   per-channel products as jnp's broadcasting ones, traced without jnp's per-call dispatch (the
-  network's 81 batch norms are folded in every trace of a program that runs it)."""
+  49 batch norms of Lite0 are folded in every trace of a program that runs it)."""
   f32 = jnp.float32
   scale, bias, mean, var = (
     lax.convert_element_type(bn[k], f32) for k in ("scale", "bias", "mean", "var")
