@@ -191,39 +191,45 @@ class _Saved:
   wants: tuple[bool, bool] = dataclasses.field(metadata={"static": True})
 
 
-def _saving(primal):
-  """The ``symbolic_zeros`` forward rule of a conv rewrite ``primal(x, kernel, strides, pads)``."""
+def _define_vjp(primal, input_grad, kernel_grad):
+  """Gives the conv rewrite ``primal(x, kernel, strides, pads)`` (a ``custom_vjp``) its rules
+  with ``symbolic_zeros``: the forward saves which gradients are asked for, and the backward
+  computes those only, ``input_grad(x, kernel, strides, pads, g)`` and ``kernel_grad(...)``
+  (None for the others and for a zero output gradient)."""
 
   def fwd(x, kernel, strides, pads):
     saved = _Saved(x.value, kernel.value, (bool(x.perturbed), bool(kernel.perturbed)))
     return primal(x.value, kernel.value, strides, pads), saved
 
-  return fwd
+  def bwd(strides, pads, saved, g):
+    if isinstance(g, jax.custom_derivatives.SymbolicZero):
+      return None, None
+    args = (saved.x, saved.kernel, strides, pads, g)
+    wants_x, wants_kernel = saved.wants
+    return (input_grad(*args) if wants_x else None, kernel_grad(*args) if wants_kernel else None)
+
+  primal.defvjp(fwd, bwd, symbolic_zeros=True)
 
 
-def _conv_bwd(strides, pads, saved, g):
-  if isinstance(g, jax.custom_derivatives.SymbolicZero):
-    return None, None
-  x, kernel = saved.x, saved.kernel
-  dx = dk = None
-  if saved.wants[0]:
-    flipped = jnp.swapaxes(jnp.flip(kernel, (0, 1)), 2, 3)  # (kh, kw, C_out, C_in)
-    dx = lax.conv_general_dilated(
-      g.astype(flipped.dtype),
-      flipped,
-      window_strides=(1, 1),
-      padding=_transposed_pads(x.shape[1:3], g.shape[1:3], kernel.shape[:2], strides, pads),
-      lhs_dilation=strides,
-      dimension_numbers=_NHWC,
-      preferred_element_type=jnp.float32,
-    ).astype(x.dtype)
-  if saved.wants[1]:
-    _, kernel_vjp = jax.vjp(lambda k: _plain_conv(x, k, strides, pads), kernel)
-    (dk,) = kernel_vjp(g)
-  return dx, dk
+def _conv_input_grad(x, kernel, strides, pads, g):
+  flipped = jnp.swapaxes(jnp.flip(kernel, (0, 1)), 2, 3)  # (kh, kw, C_out, C_in)
+  return lax.conv_general_dilated(
+    g.astype(flipped.dtype),
+    flipped,
+    window_strides=(1, 1),
+    padding=_transposed_pads(x.shape[1:3], g.shape[1:3], kernel.shape[:2], strides, pads),
+    lhs_dilation=strides,
+    dimension_numbers=_NHWC,
+    preferred_element_type=jnp.float32,
+  ).astype(x.dtype)
 
 
-conv_flipped_backward.defvjp(_saving(_plain_conv), _conv_bwd, symbolic_zeros=True)
+def _conv_kernel_grad(x, kernel, strides, pads, g):
+  _, kernel_vjp = jax.vjp(lambda k: _plain_conv(x, k, strides, pads), kernel)
+  return kernel_vjp(g)[0]
+
+
+_define_vjp(conv_flipped_backward, _conv_input_grad, _conv_kernel_grad)
 
 
 def _padded(x: jax.Array, pads: Sequence[tuple[int, int]]) -> jax.Array:
@@ -330,24 +336,16 @@ def depthwise_flipped_backward(
   return depthwise_shifted(x, kernel, strides, pads)
 
 
-def _dw_bwd(strides, pads, saved, g):
-  if isinstance(g, jax.custom_derivatives.SymbolicZero):
-    return None, None
-  x, kernel = saved.x, saved.kernel
-  dx = dk = None
-  if saved.wants[0]:
-    kh, kw = kernel.shape[:2]
-    t_pads = _transposed_pads(x.shape[1:3], g.shape[1:3], (kh, kw), strides, pads)
-    config = [(0, 0, 0), *((lo, hi, s - 1) for (lo, hi), s in zip(t_pads, strides)), (0, 0, 0)]
-    g_dilated = lax.pad(g.astype(kernel.dtype), np.array(0, kernel.dtype), config)
-    dx = depthwise_shifted(g_dilated, jnp.flip(kernel, (0, 1)), (1, 1), ((0, 0), (0, 0)))
-    dx = dx.astype(x.dtype)
-  if saved.wants[1]:
-    dk = _depthwise_kernel_grad(x, kernel, strides, pads, g)
-  return dx, dk
+def _depthwise_input_grad(x, kernel, strides, pads, g):
+  kh, kw = kernel.shape[:2]
+  t_pads = _transposed_pads(x.shape[1:3], g.shape[1:3], (kh, kw), strides, pads)
+  config = [(0, 0, 0), *((lo, hi, s - 1) for (lo, hi), s in zip(t_pads, strides)), (0, 0, 0)]
+  g_dilated = lax.pad(g.astype(kernel.dtype), np.array(0, kernel.dtype), config)
+  dx = depthwise_shifted(g_dilated, jnp.flip(kernel, (0, 1)), (1, 1), ((0, 0), (0, 0)))
+  return dx.astype(x.dtype)
 
 
-depthwise_flipped_backward.defvjp(_saving(depthwise_shifted), _dw_bwd, symbolic_zeros=True)
+_define_vjp(depthwise_flipped_backward, _depthwise_input_grad, _depthwise_kernel_grad)
 
 
 class BatchNorm(nn.Module):
