@@ -146,9 +146,21 @@ class Conv(nn.Module):
     return y
 
 
+def _pointwise(kernel: jax.Array, strides, pads) -> bool:
+  """A 1x1 conv of stride 1 without padding: a product over channels at every pixel."""
+  return kernel.shape[:2] == (1, 1) and tuple(strides) == (1, 1) and not np.any(pads)
+
+
 def _plain_conv(
   x: jax.Array, kernel: jax.Array, strides: tuple[int, int], pads: tuple[tuple[int, int], ...]
 ) -> jax.Array:
+  if _pointwise(kernel, strides, pads):
+    return lax.dot_general(
+      x,
+      lax.reshape(kernel, kernel.shape[2:]),
+      (((3,), (0,)), ((), ())),
+      preferred_element_type=jnp.float32,
+    )
   return lax.conv_general_dilated(
     x,
     kernel,
@@ -212,6 +224,18 @@ def _define_vjp(primal, input_grad, kernel_grad):
 
 
 def _conv_input_grad(x, kernel, strides, pads, g):
+  if _pointwise(kernel, strides, pads):
+    # A 1x1 conv is a product over channels, and its input gradient g times the kernel's
+    # transpose, which a dot_general contracting the kernel's output axis reads in place. The
+    # flipped copy below would be a transpose of the kernel on every step: XLA:CPU leaves it in
+    # the render loop's body (4.9 of the 40 ms of an EfficientNet-Lite0 block15 step at
+    # batch 1, 128 px, went to those copies; benchmarks/README.md).
+    return lax.dot_general(
+      g.astype(kernel.dtype),
+      lax.reshape(kernel, kernel.shape[2:]),
+      (((3,), (1,)), ((), ())),
+      preferred_element_type=jnp.float32,
+    ).astype(x.dtype)
   flipped = jnp.swapaxes(jnp.flip(kernel, (0, 1)), 2, 3)  # (kh, kw, C_out, C_in)
   return lax.conv_general_dilated(
     g.astype(flipped.dtype),

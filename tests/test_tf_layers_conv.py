@@ -1,5 +1,7 @@
 """The conv's CPU rewrites: with each rewrite on or off, the same values and gradients as lax's."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -108,3 +110,26 @@ def test_the_input_gradient_alone_traces_no_kernel_gradient(rewrite):
   dx_both, dw = jax.jit(jax.grad(loss, (0, 1)))(x, w)
   assert dw.shape == w.shape
   np.testing.assert_array_equal(dx, dx_both)
+
+
+def test_a_pointwise_conv_and_its_input_gradient_read_the_kernel_as_stored():
+  """A 1x1 conv of stride 1 is a product over channels: its forward and input gradient are
+  ``dot_general``s on the kernel as stored, so the compiled gradient copies no transposed kernel
+  (XLA:CPU kept such a copy inside the render loop, on every step), and its values are lax's."""
+  rng = np.random.default_rng(5)
+  x = jnp.asarray(rng.normal(size=(2, 7, 6, 12)), jnp.float32)
+  w = jnp.asarray(rng.normal(size=(1, 1, 12, 20)), jnp.float32)
+  g = jnp.asarray(rng.normal(size=(2, 7, 6, 20)), jnp.float32)
+  pads = ((0, 0), (0, 0))
+
+  def loss(x, w):
+    return jnp.sum(tf_layers.conv_flipped_backward(x, w, (1, 1), pads) * g)
+
+  counts = jaxpr_ops.primitive_counts(jax.make_jaxpr(jax.grad(loss))(x, w))
+  assert (counts["dot_general"], counts["conv_general_dilated"]) == (2, 0)
+  compiled = jax.jit(jax.grad(loss)).lower(x, w).compile().as_text()
+  assert not re.search(r"= \S+ transpose\(", compiled)  # no transpose op (metadata aside)
+  want = jax.grad(
+    lambda x: jnp.sum(jax.lax.conv_general_dilated(x, w, (1, 1), pads, dimension_numbers=NHWC) * g)
+  )(x)
+  np.testing.assert_allclose(jax.jit(jax.grad(loss))(x, w), want, rtol=1e-5, atol=1e-5)

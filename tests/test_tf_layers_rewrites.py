@@ -85,7 +85,10 @@ def test_rewrites_change_the_traced_forward(name):
   # kernel, tf_layers.depthwise_flipped_backward) and pool is a custom VJP; depthwise convs are
   # slices, not convs.
   assert on["custom_vjp_call"] == parts["plain"] + parts["depthwise"] + parts["pools"]
-  assert on["conv_general_dilated"] == parts["plain"]  # inside conv_flipped_backward
+  # Inside conv_flipped_backward: a conv, or for a 1x1 kernel of stride 1 a dot_general.
+  pointwise = on["dot_general"] - off["dot_general"]
+  assert on["conv_general_dilated"] + pointwise == parts["plain"]
+  assert pointwise > 0
   assert _grouped_convs(rewritten, weights, x) == 0
   assert on["reduce_window_max"] == 0
   # The default Ops is the plain program.
