@@ -89,7 +89,8 @@ def conv2d(
     x: ``(B, H, W, C_in)``.
     p: ``{"kernel": (kh, kw, C_in / groups, C_out)}``, plus ``"bias": (C_out,)`` if it has one.
     rewrites: ``ops.rewrites``; a depthwise conv (``groups == C_in == C_out``) runs as
-      ``tf_layers.depthwise_shifted`` with ``"depthwise_shifted"``, a plain conv as
+      ``tf_layers.depthwise_flipped_backward`` (shifted products, and their input gradient the
+      same on the flipped kernel) with ``"depthwise_shifted"``, a plain conv as
       ``tf_layers.conv_flipped_backward`` with ``"conv_flipped_backward"`` (same values and
       gradients, faster on XLA:CPU).
 
@@ -103,7 +104,7 @@ def conv2d(
   strides = (stride, stride)
   x = x.astype(kernel.dtype)  # bfloat16 kernels (Model.cast) multiply in bfloat16.
   if groups == c_in == c_out and groups > 1 and "depthwise_shifted" in rewrites:
-    y = tf_layers.depthwise_shifted(x, kernel, strides, pads)
+    y = tf_layers.depthwise_flipped_backward(x, kernel, strides, pads)
   elif groups == 1 and "conv_flipped_backward" in rewrites:
     y = tf_layers.conv_flipped_backward(x, kernel, strides, pads)
   else:

@@ -133,3 +133,35 @@ def test_a_pointwise_conv_and_its_input_gradient_read_the_kernel_as_stored():
     lambda x: jnp.sum(jax.lax.conv_general_dilated(x, w, (1, 1), pads, dimension_numbers=NHWC) * g)
   )(x)
   np.testing.assert_allclose(jax.jit(jax.grad(loss))(x, w), want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_torchvision_depthwise_conv_takes_the_flipped_backward(stride):
+  """MobileNet's depthwise convs (``torchvision_layers.conv2d``, torch's symmetric padding) run
+  as ``depthwise_flipped_backward`` with the rewrite on: one custom VJP, and the values and input
+  gradient of lax's grouped conv."""
+  from featviz.zoo import torchvision_layers
+
+  rng = np.random.default_rng(stride)
+  x = jnp.asarray(rng.normal(size=(2, 9, 8, 6)), jnp.float32)
+  p = {"kernel": jnp.asarray(rng.normal(size=(3, 3, 1, 6)), jnp.float32)}
+
+  def ours(x):
+    return torchvision_layers.conv2d(x, p, stride, 1, groups=6, rewrites=CPU_REWRITES)
+
+  def ref(x):
+    return jax.lax.conv_general_dilated(
+      x,
+      p["kernel"],
+      (stride, stride),
+      ((1, 1), (1, 1)),
+      dimension_numbers=NHWC,
+      feature_group_count=6,
+    )
+
+  assert jaxpr_ops.primitive_counts(jax.make_jaxpr(ours)(x))["custom_vjp_call"] == 1
+  np.testing.assert_allclose(ours(x), ref(x), rtol=1e-5, atol=1e-5)
+  g = jnp.asarray(rng.normal(size=ref(x).shape), jnp.float32)
+  np.testing.assert_allclose(
+    jax.vjp(ours, x)[1](g)[0], jax.vjp(ref, x)[1](g)[0], rtol=1e-4, atol=1e-4
+  )
