@@ -182,8 +182,9 @@ def conv_flipped_backward(
   that as a view of the kernel (reversed, read ``01oi``); XLA:CPU then misses its
   fast convolution path and the backward convolutions run slower than forward
   ones of the same FLOPs. Here the flipped, swapped kernel is a real
-  HWIO array, so the input gradient is an ordinary forward conv. The kernel gradient
-  is JAX's own. Measured: benchmarks/README.md.
+  HWIO array, so the input gradient is an ordinary forward conv. A 1x1 conv of stride 1
+  (:func:`_pointwise`) is a ``dot_general`` instead, forward and input gradient, on the kernel
+  as stored. The kernel gradient is JAX's own. Measured: benchmarks/README.md.
   """
   return _plain_conv(x, kernel, strides, pads)
 

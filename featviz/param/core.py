@@ -90,7 +90,7 @@ def _mix3(t: jax.Array, matrix: np.ndarray) -> jax.Array:
   """``t @ matrix`` for ``t (..., 3)`` and a constant ``matrix (3, 3)``, written as nine
   element-wise products and sums, which XLA fuses with the ops around them. As a matmul,
   XLA:CPU ran it as a matrix-product call of its own, on a 16,384 x 3 by 3 x 3 product: 1.0
-  of the 35 ms of an EfficientNet-Lite0 block15 step (batch 1, 128 px; benchmarks/README.md)."""
+  of the 32.5 ms of an EfficientNet-Lite0 block15 step (batch 1, 128 px; benchmarks/README.md)."""
   r, g, b = t[..., 0], t[..., 1], t[..., 2]
   m = [[float(v) for v in row] for row in matrix]
   return jnp.stack([r * m[0][j] + g * m[1][j] + b * m[2][j] for j in range(3)], axis=-1)
