@@ -5,11 +5,12 @@
         [--lucent-python /tmp/lucentenv/bin/python | --lucent-from DIR | --featviz-only]
 
 The 8 units of issue 19 (EfficientNet-Lite0 ``block10`` channels 0-7, the pip package's real
-weights), one batch of 8, Lucid's defaults (128 px, Fourier, standard transforms, Adam 0.05,
-redirected ReLU for 16 steps), seed 0. The quality of a render at step ``k`` is the median over
-the 8 units of the sweep's own score (``featviz._sweep.quality``): the unit's channel mean on its
-un-transformed 128 px image over its best channel mean on the photos of ``--photos`` (at 128 px,
-centre-cropped). Recorded at steps 16, 32, 64, 128, 256, 512 (``--steps``):
+weights; ``--units LAYER:A-B`` for others), one batch, Lucid's defaults (128 px, Fourier,
+standard transforms, Adam 0.05, redirected ReLU for 16 steps), seed 0. The quality of a render
+at step ``k`` is the median over the units of the sweep's own score (``featviz._sweep.quality``):
+the unit's channel mean on its un-transformed 128 px image over its best channel mean on the
+photos of ``--photos`` (at 128 px, centre-cropped). Recorded at steps 16, 32, 64, 128, 256,
+512 (``--steps``):
 
 * featviz: one 512-step render with ``RenderConfig(snapshots=...)`` where that field exists,
   else a render of each length with the same seed (the same first steps: a render's images do
@@ -30,7 +31,9 @@ median, and 2, 4 and 6, with its seconds (a step grid, not interpolated: "64" me
 (32, 64]). ``--variants`` runs featviz again under other settings (a row each, library defaults
 unchanged): ``lr0.1``, ``warmup-cosine`` (Adam under ``optax.warmup_cosine_decay_schedule``,
 0 -> 0.1 over 32 steps, then cosine to 0.005 at step 512), ``redirect0``, ``redirect32`` (the
-redirected-ReLU window), ``transforms-none``.
+redirected-ReLU window), ``transforms-none``. With lucent's curve it also prints, unit by unit,
+each side's ratio against the unit's own lucent@512 ratio, and records the first step at which
+each unit reaches it (``each unit to its lucent@512 steps``).
 
 Writes a RESULTS.md row per featviz variant and one for lucent (``common.append_row``), a
 markdown table on stdout, and the figure ``docs/time_to_quality.png`` (ratio against steps).
@@ -53,6 +56,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 MODEL = "efficientnet_lite0"
 STEPS = (16, 32, 64, 128, 256, 512)
 TARGETS = (2.0, 4.0, 6.0)
+DEFAULT_UNITS = "block10:0-7"  # issue 19's units, vs_lucent.CASES's EfficientNet case
 VARIANTS = ("lucid", "lr0.1", "warmup-cosine", "redirect0", "redirect32", "transforms-none")
 # warmup-cosine: Adam's rate rises linearly from 0 over the first 32 steps to 0.1 (twice Lucid's
 # 0.05), then falls on a cosine to 0.005 (a tenth of Lucid's) at step 512, Lucid's step count.
@@ -67,11 +71,23 @@ def _vs_lucent():
   return vs_lucent
 
 
+def parse_units(spec: str) -> tuple[str, list[int]]:
+  """``"block10:0-7"`` -> ``("block10", [0, ..., 7])``; ``"block15:3,9"`` -> two units."""
+  layer, _, units = spec.partition(":")
+  out: list[int] = []
+  for part in units.split(","):
+    a, _, b = part.partition("-")
+    out += list(range(int(a), int(b or a) + 1))
+  if not layer or not out:
+    raise SystemExit(f"--units {spec!r}: write LAYER:A-B or LAYER:A,B,C")
+  return layer, out
+
+
 # ----------------------------------------------------------------------------- lucent side
 # Runs under the lucent venv's Python: torch, lucent and numpy only, never jax.
 
 
-def lucent_worker(out_dir: str, steps: list[int], weights: str, seed: int) -> dict:
+def lucent_worker(out_dir: str, steps: list[int], weights: str, seed: int, spec: str) -> dict:
   import warnings
 
   warnings.filterwarnings("ignore")
@@ -82,7 +98,7 @@ def lucent_worker(out_dir: str, steps: list[int], weights: str, seed: int) -> di
 
   vs = _vs_lucent()
   torch.manual_seed(seed)
-  layer, _, units = vs.CASES[MODEL]
+  layer, units = parse_units(spec)
   model, preprocess = vs._lucent_model(MODEL, weights)
   obj = sum(objectives.channel(layer, int(c), batch=i) for i, c in enumerate(units))
   c0, t0 = time.process_time(), time.perf_counter()
@@ -114,9 +130,12 @@ def lucent_worker(out_dir: str, steps: list[int], weights: str, seed: int) -> di
   return info
 
 
-def run_lucent(python: str, out_dir: str, steps: list[int], weights: str, seed: int) -> dict:
+def run_lucent(
+  python: str, out_dir: str, steps: list[int], weights: str, seed: int, spec: str
+) -> dict:
   cmd = [python, str(pathlib.Path(__file__).resolve()), "--lucent-worker", "--lucent-out", out_dir]
   cmd += ["--steps", ",".join(map(str, steps)), "--lucent-weights", weights, "--seed", str(seed)]
+  cmd += ["--units", spec]
   proc = subprocess.run(cmd, capture_output=True, text=True)
   if proc.returncode != 0:
     raise RuntimeError(f"lucent worker failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -218,6 +237,15 @@ def median_ratios(model, layer: str, units: list[int], best, images: dict) -> di
   return out
 
 
+def unit_steps_to_lucent(curve: dict, lucent_ratios: list) -> list[int | None]:
+  """Per unit, the first recorded step whose ratio reaches that unit's own lucent@512 ratio."""
+  out = []
+  for i, target in enumerate(lucent_ratios):
+    hits = [k for k in sorted(curve) if target is not None and curve[k][1][i] is not None]
+    out.append(next((k for k in hits if curve[k][1][i] >= target), None))
+  return out
+
+
 def first_reaching(curve: dict, seconds: dict, target: float) -> tuple[int | None, float | None]:
   for k in sorted(curve):
     if curve[k][0] >= target:
@@ -284,6 +312,11 @@ def main(argv=None) -> int:
   ap.add_argument("--photos", help="folder of photos the renders are scored against")
   ap.add_argument("--steps", default=",".join(map(str, STEPS)))
   ap.add_argument("--seed", type=int, default=0)
+  ap.add_argument(
+    "--units",
+    default=DEFAULT_UNITS,
+    help="LAYER:A-B of efficientnet_lite0, one batch (default: issue 19's 8 units)",
+  )
   ap.add_argument("--variants", default="lucid", help=f"featviz settings: {','.join(VARIANTS)}")
   ap.add_argument(
     "--lucent-python", default=os.environ.get("LUCENT_PYTHON", "/tmp/lucentenv/bin/python")
@@ -309,7 +342,8 @@ def main(argv=None) -> int:
   steps = sorted(int(s) for s in args.steps.split(","))
 
   if args.lucent_worker:
-    print(json.dumps(lucent_worker(args.lucent_out, steps, args.lucent_weights, args.seed)))
+    info = lucent_worker(args.lucent_out, steps, args.lucent_weights, args.seed, args.units)
+    print(json.dumps(info))
     return 0
 
   from featviz import cpu_devices
@@ -324,8 +358,7 @@ def main(argv=None) -> int:
   from featviz.zoo import catalogue, sources
 
   vs = _vs_lucent()
-  layer, _, units = vs.CASES[MODEL]
-  units = list(units)
+  layer, units = parse_units(args.units)
   variants = [v for v in args.variants.split(",") if v]
   for v in variants:
     variant_config(v, max(steps))  # refuses an unknown name before anything runs
@@ -342,7 +375,7 @@ def main(argv=None) -> int:
       os.environ.get("TMPDIR", "/tmp"), f"ttq_lucent_{os.getpid()}"
     )
     t = time.perf_counter()
-    run_lucent(args.lucent_python, out, steps, weights, args.seed)
+    run_lucent(args.lucent_python, out, steps, weights, args.seed, args.units)
     print(f"lucent: {time.perf_counter() - t:.0f} s, images in {out}", flush=True)
     lucent_info, lucent_images = load_lucent(out)
     if args.lucent_only:
@@ -354,7 +387,7 @@ def main(argv=None) -> int:
   best, _ = quality.dataset_best(model, [layer], args.photos, featviz.RenderConfig().size)[layer]
   n_photos = len(quality.dataset_files(args.photos))
   objective = O.channel(layer, np.asarray(units, np.int32))
-  title = f"{MODEL} {layer}:{units[0]}-{units[-1]}, batch 8, Lucid's defaults, seed {args.seed}"
+  title = f"{MODEL} {args.units}, batch {len(units)}, Lucid's defaults, seed {args.seed}"
   top = max(steps)
 
   curves, seconds, meta, summary, lines = {}, {}, {}, {}, []
@@ -389,11 +422,20 @@ def main(argv=None) -> int:
     for n, (s, sec) in reach.items():
       figs[f"to {n} steps"] = s if s is not None else f">{top}"
       figs[f"to {n} s"] = sec if sec is not None else "-"
+    if name != "lucent" and "lucent" in curves:
+      per_unit = unit_steps_to_lucent(curve, curves["lucent"][top][1])
+      figs["each unit to its lucent@512 steps"] = "/".join(
+        str(k) if k is not None else f">{top}" for k in per_unit
+      )
+      reached = [k for k in per_unit if k is not None]
+      figs["every unit at its lucent@512 by"] = (
+        max(reached) if len(reached) == len(per_unit) else f">{top}"
+      )
     figs.update({k: v for k, v in meta[name].items() if k != "how"})
     summary[name] = {"curve": curve, "seconds": seconds[name], "figures": figs}
     settings = {
       "model": MODEL,
-      "units": f"{layer}:{units[0]}-{units[-1]}",
+      "units": args.units,
       "batch": len(units),
       "side": name,
       "how": meta[name]["how"],
@@ -436,6 +478,13 @@ def main(argv=None) -> int:
   head += " | ".join(f"to {n} ({t:.2f}): steps / s" for n, t in targets) + " |"
   table = "\n".join([head, "|" + "---|" * (head.count("|") - 1), *lines])
   print(f"\n{env.device}, load {env.load}, commit {env.commit}\n\n{table}\n")
+  if "lucent" in curves:  # unit by unit: each side's ratio against the unit's own lucent@512
+    names = [n for n in curves if n != "lucent"]
+    head = "| unit | lucent@512 | " + " | ".join(f"{n} @{k}" for n in names for k in steps) + " |"
+    print(head + "\n|" + "---|" * (head.count("|") - 1))
+    for i, u in enumerate(units):
+      cells = [f"{curves[n][k][1][i]:.2f}" for n in names for k in steps]
+      print(f"| {u} | {curves['lucent'][top][1][i]:.2f} | " + " | ".join(cells) + " |")
   common.write_json(args.json, {"env": env.as_dict(), "table": table, "summary": summary})
   return 0
 
