@@ -71,16 +71,30 @@ def _vs_lucent():
   return vs_lucent
 
 
-def parse_units(spec: str) -> tuple[str, list[int]]:
-  """``"block10:0-7"`` -> ``("block10", [0, ..., 7])``; ``"block15:3,9"`` -> two units."""
+def model_units(model, spec: str) -> tuple[str, list[int]]:
+  """``"block10:0-7"`` -> ``("block10", [0, ..., 7])``, read as every featviz command reads a
+  range (``featviz._sweep.partition``) and checked against the model's layers and channels."""
+  from featviz._sweep import partition
+
+  layer, _, text = spec.partition(":")
+  try:
+    model.layers_in_order([layer])  # an unknown layer: the message lists the model's layers
+    wanted = partition.layer_units(model.spec.layers, [layer], partition.parse_units(text))
+  except ValueError as e:
+    raise SystemExit(f"--units {spec!r}: {e}") from None
+  return layer, list(wanted[layer])
+
+
+def worker_spec(layer: str, units: list[int]) -> str:
+  """The units as the lucent worker reads them (:func:`listed_units`): ``"block10:0,1,2"``."""
+  return f"{layer}:{','.join(map(str, units))}"
+
+
+def listed_units(spec: str) -> tuple[str, list[int]]:
+  """The lucent worker's ``"block10:0,1,2"`` (the featviz side resolved the range) -> its
+  layer and units."""
   layer, _, units = spec.partition(":")
-  out: list[int] = []
-  for part in units.split(","):
-    a, _, b = part.partition("-")
-    out += list(range(int(a), int(b or a) + 1))
-  if not layer or not out:
-    raise SystemExit(f"--units {spec!r}: write LAYER:A-B or LAYER:A,B,C")
-  return layer, out
+  return layer, [int(u) for u in units.split(",")]
 
 
 # ----------------------------------------------------------------------------- lucent side
@@ -98,7 +112,7 @@ def lucent_worker(out_dir: str, steps: list[int], weights: str, seed: int, spec:
 
   vs = _vs_lucent()
   torch.manual_seed(seed)
-  layer, units = parse_units(spec)
+  layer, units = listed_units(spec)
   model, preprocess = vs._lucent_model(MODEL, weights)
   obj = sum(objectives.channel(layer, int(c), batch=i) for i, c in enumerate(units))
   c0, t0 = time.process_time(), time.perf_counter()
@@ -123,6 +137,7 @@ def lucent_worker(out_dir: str, steps: list[int], weights: str, seed: int, spec:
     "wall_s": wall,
     "cpu_s": cpu,
     "seed": seed,
+    "units": spec,
     "load": os.getloadavg()[0],
     "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
   }
@@ -358,11 +373,12 @@ def main(argv=None) -> int:
   from featviz.zoo import catalogue, sources
 
   vs = _vs_lucent()
-  layer, units = parse_units(args.units)
   variants = [v for v in args.variants.split(",") if v]
   for v in variants:
     variant_config(v, max(steps))  # refuses an unknown name before anything runs
   model = common.load_model(MODEL)
+  layer, units = model_units(model, args.units)
+  worker_units = worker_spec(layer, units)
   weights = str(sources.locate(MODEL, catalogue.entry(MODEL).source))
 
   lucent_info, lucent_images, port_error = None, None, None
@@ -375,7 +391,7 @@ def main(argv=None) -> int:
       os.environ.get("TMPDIR", "/tmp"), f"ttq_lucent_{os.getpid()}"
     )
     t = time.perf_counter()
-    run_lucent(args.lucent_python, out, steps, weights, args.seed, args.units)
+    run_lucent(args.lucent_python, out, steps, weights, args.seed, worker_units)
     print(f"lucent: {time.perf_counter() - t:.0f} s, images in {out}", flush=True)
     lucent_info, lucent_images = load_lucent(out)
     if args.lucent_only:
@@ -394,6 +410,14 @@ def main(argv=None) -> int:
   targets = [(f"{t:g}", t) for t in TARGETS]
 
   def add_lucent() -> None:
+    # A --lucent-from run made for other units or steps would be compared unit by unit with
+    # the wrong images (runs before --units existed rendered DEFAULT_UNITS).
+    theirs = lucent_info.get("units") or worker_spec(*model_units(model, DEFAULT_UNITS))
+    if theirs != worker_units or top not in lucent_images:
+      raise SystemExit(
+        f"lucent's images are of {theirs} at steps {sorted(lucent_images)}; this run wants "
+        f"{worker_units} at steps {steps}: run lucent again with these --units and --steps"
+      )
     curves["lucent"] = median_ratios(model, layer, units, best, lucent_images)
     per_step = lucent_info["wall_s"] / max(lucent_info["steps"])
     seconds["lucent"] = {k: per_step * k for k in curves["lucent"]}
@@ -480,7 +504,8 @@ def main(argv=None) -> int:
   print(f"\n{env.device}, load {env.load}, commit {env.commit}\n\n{table}\n")
   if "lucent" in curves:  # unit by unit: each side's ratio against the unit's own lucent@512
     names = [n for n in curves if n != "lucent"]
-    head = "| unit | lucent@512 | " + " | ".join(f"{n} @{k}" for n in names for k in steps) + " |"
+    head = f"| unit | lucent@{top} | " + " | ".join(f"{n} @{k}" for n in names for k in steps)
+    head += " |"
     print(head + "\n|" + "---|" * (head.count("|") - 1))
     for i, u in enumerate(units):
       cells = [f"{curves[n][k][1][i]:.2f}" for n in names for k in steps]
